@@ -1,0 +1,72 @@
+"""The one place TensorFlow is imported, lazily, with its log noise hidden.
+
+``probe --help`` must stay fast, so nothing imports TensorFlow at module level;
+library modules call :func:`tf` and :func:`keras` when they need them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from contextlib import contextmanager
+from types import ModuleType
+from typing import Iterator
+
+_verbose = False
+
+
+def set_verbose(verbose: bool) -> None:
+    """Show TensorFlow's own log lines (``probe -v``); must be called before the first import."""
+    global _verbose
+    _verbose = verbose
+
+
+@contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """TensorFlow's C++ side logs at import time before TF_CPP_MIN_LOG_LEVEL applies."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def tf() -> ModuleType:
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    if _verbose:
+        import tensorflow
+
+        return tensorflow
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with _native_stderr_silenced():
+        import tensorflow
+    for name in ("tensorflow", "absl", "keras", "h5py"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        from absl import logging as absl_logging
+
+        absl_logging.set_verbosity(absl_logging.ERROR)
+    except ImportError:  # pragma: no cover - absl ships with TensorFlow
+        pass
+    warnings.filterwarnings("ignore", module=r"(keras|tensorflow|h5py)(\..*)?")
+    tensorflow.get_logger().setLevel(logging.ERROR)
+    return tensorflow
+
+
+def keras() -> ModuleType:
+    tf()
+    import keras
+
+    return keras

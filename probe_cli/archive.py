@@ -1,0 +1,222 @@
+"""The HDF5 archive: one dataset per tensor, the fed inputs, and provenance.
+
+Layout (readable with h5py, ``h5ls -r`` or ``h5dump``; no probe needed)::
+
+    /                 attrs: probe_version, probe_format, tensorflow_version, keras_version,
+                             model_path, model_sha256, model_format, seed, command, created
+    /inputs/<name>    the fed array; attrs: name, source ("random" or a path), seed, dtype
+    /tensors/<name>   one dataset per tensor, its path following the tensor name;
+                      attrs: name, graph_name, op_type, layer, dtype, order
+
+Conventions follow Keras' legacy HDF5 files: scalar attrs, JSON for structured
+ones, accept a path or an open file and close only what we opened.
+Archives are written to a temporary file beside the destination and renamed
+into place when complete, so an interrupted run never leaves a partial archive.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from probe_cli.errors import ArchiveError, ArchiveExists, FileProblem
+from probe_cli.feed import Feed
+from probe_cli.index import TensorInfo
+
+FORMAT_VERSION = 1
+TENSORS = "tensors"
+INPUTS = "inputs"
+
+
+def check_destination(path: Path, force: bool) -> None:
+    """Refuses before any work is done: an existing archive, or a directory we cannot write to."""
+    if path.is_dir():
+        raise ArchiveExists(f"output {str(path)!r} is a directory", "give a file name with -o")
+    if path.exists() and not force:
+        raise ArchiveExists(f"archive {str(path)!r} already exists", "pass --force to overwrite it, or -o to choose another path")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise FileProblem(f"output directory {str(parent)!r} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise FileProblem(f"output directory {str(parent)!r} is not writable")
+
+
+def dataset_path(tensor_name: str) -> str:
+    """The HDF5 path of a tensor: its name under /tensors (``conv1/Relu:0`` -> ``tensors/conv1/Relu:0``)."""
+    return f"{TENSORS}/{tensor_name}"
+
+
+def _attr(value: Any) -> Any:
+    """HDF5-friendly attribute: None becomes "" and structures become JSON."""
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value)
+    return value
+
+
+def _storable(array: np.ndarray) -> np.ndarray:
+    if array.dtype.kind in "OU":  # tf.string comes back as object arrays of bytes
+        return np.asarray(array, dtype=h5py.string_dtype(encoding="utf-8") if array.dtype.kind == "U" else h5py.string_dtype(encoding="ascii"))
+    if array.dtype.kind == "V" or array.dtype.name == "bfloat16":
+        return array.astype(np.float32)
+    return array
+
+
+class ArchiveWriter:
+    """Writes one archive; used as a context manager that commits only on success."""
+
+    def __init__(self, path: Path, *, force: bool = False) -> None:
+        self.path = Path(path)
+        check_destination(self.path, force)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent or ".")
+        os.close(fd)
+        self._tmp = Path(tmp)
+        try:
+            self.file = h5py.File(self._tmp, "w", track_order=True)
+            self.file.create_group(INPUTS, track_order=True)
+            self.file.create_group(TENSORS, track_order=True)
+        except Exception:
+            self._tmp.unlink(missing_ok=True)
+            raise
+
+    def __enter__(self) -> ArchiveWriter:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+    def set_attrs(self, attrs: Mapping[str, Any]) -> None:
+        for key, value in attrs.items():
+            self.file.attrs[key] = _attr(value)
+
+    def add_input(self, feed: Feed, seed: int) -> None:
+        ds = self.file[INPUTS].create_dataset(feed.name, data=_storable(feed.array))
+        ds.attrs.update(name=feed.name, source=feed.source, seed=seed, dtype=str(feed.array.dtype))
+
+    def add_tensor(self, info: TensorInfo, value: np.ndarray) -> None:
+        try:
+            ds = self.file.create_dataset(dataset_path(info.name), data=_storable(np.asarray(value)))
+        except (ValueError, TypeError) as exc:
+            raise ArchiveError(f"cannot store tensor {info.name!r}: {exc}") from None
+        ds.attrs.update(
+            name=info.name,
+            graph_name=info.graph_name,
+            op_type=info.op_type,
+            layer=_attr(info.layer),
+            dtype=info.dtype,
+            order=info.order,
+        )
+
+    def commit(self) -> None:
+        try:
+            self.file.close()
+            os.replace(self._tmp, self.path)
+        except OSError as exc:
+            self._tmp.unlink(missing_ok=True)
+            raise ArchiveError(f"cannot write archive {str(self.path)!r}: {exc}") from None
+
+    def abort(self) -> None:
+        try:
+            self.file.close()
+        finally:
+            self._tmp.unlink(missing_ok=True)
+
+
+def write_archive(
+    path: Path,
+    tensors: Iterable[tuple[TensorInfo, np.ndarray]],
+    feeds: Iterable[Feed],
+    attrs: Mapping[str, Any],
+    *,
+    seed: int,
+    force: bool = False,
+) -> Path:
+    """Writes a complete archive atomically and returns its path."""
+    try:
+        with ArchiveWriter(path, force=force) as writer:
+            writer.set_attrs({"probe_format": FORMAT_VERSION, **attrs})
+            for feed in feeds:
+                writer.add_input(feed, seed)
+            for info, value in tensors:
+                writer.add_tensor(info, value)
+    except OSError as exc:
+        raise ArchiveError(f"cannot write archive {str(path)!r}: {exc.strerror or exc}") from None
+    return Path(path)
+
+
+@dataclass(frozen=True)
+class StoredTensor:
+    """A tensor as read back: its attributes and a lazy handle on its data."""
+
+    name: str
+    attrs: dict[str, Any]
+    shape: tuple[int, ...]
+    dtype: str
+    path: str
+
+
+@contextmanager
+def open_archive(source: str | Path | h5py.File) -> Iterator[h5py.File]:
+    """Opens a probe archive for reading; closes it only if we opened it."""
+    if isinstance(source, h5py.File):
+        yield source
+        return
+    path = Path(source)
+    if not path.exists():
+        raise FileProblem(f"archive {str(path)!r} does not exist")
+    try:
+        file = h5py.File(path, "r")
+    except OSError:
+        raise FileProblem(f"{str(path)!r} is not an HDF5 file, so not a probe archive") from None
+    try:
+        if "probe_version" not in file.attrs or TENSORS not in file:
+            raise FileProblem(f"{str(path)!r} is an HDF5 file but not a probe archive (no probe_version attribute)")
+        yield file
+    finally:
+        file.close()
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def list_tensors(file: h5py.File) -> list[StoredTensor]:
+    """The archive's tensors in graph order."""
+    found: list[StoredTensor] = []
+
+    def visit(_: str, obj: Any) -> None:
+        if isinstance(obj, h5py.Dataset):
+            attrs = {k: _decode(v) for k, v in obj.attrs.items()}
+            name = attrs.get("name") or obj.name[len(TENSORS) + 2 :]
+            found.append(StoredTensor(name, attrs, tuple(obj.shape), str(obj.dtype), obj.name))
+
+    file[TENSORS].visititems(visit)
+    found.sort(key=lambda t: (t.attrs.get("order", 0), t.name))
+    return found
+
+
+def read_attrs(file: h5py.File) -> dict[str, Any]:
+    return {k: _decode(v) for k, v in file.attrs.items()}
+
+
+def read_inputs(file: h5py.File) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
+    """The fed inputs, by name, with their attributes (source, seed)."""
+    group = file.get(INPUTS, {})
+    return {name: (ds[()], {k: _decode(v) for k, v in ds.attrs.items()}) for name, ds in group.items()}

@@ -1,0 +1,79 @@
+"""Domain errors. The CLI turns each into one ``Error: ...`` line and its exit code.
+
+Exit codes (documented in the README):
+
+* ``USAGE`` (2): something the user can fix on the command line or in the files
+  they pass: a bad option, a missing or unreadable file, a file that is not a
+  model, a pattern that matches nothing, an input of the wrong shape or dtype,
+  an archive that already exists, a model that needs ``--unsafe`` or
+  ``--custom-objects``.
+* ``FAILURE`` (1): the model itself could not be loaded, run or written.
+"""
+
+from __future__ import annotations
+
+OK = 0
+FAILURE = 1
+USAGE = 2
+
+
+class ProbeError(Exception):
+    """Base of every error probe reports to the user; ``hint`` says what to try."""
+
+    exit_code = FAILURE
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message} ({self.hint})"
+        return self.message
+
+
+class UsageProblem(ProbeError):
+    """The user's command line or files are wrong; fixing them fixes the run."""
+
+    exit_code = USAGE
+
+
+class FileProblem(UsageProblem):
+    """A path the user gave is missing, unreadable or of the wrong kind."""
+
+
+class UnsupportedFormat(FileProblem):
+    """The file exists but is not a model probe can read."""
+
+
+class UnsafeModel(UsageProblem):
+    """Loading the model would execute code stored in the file."""
+
+
+class MissingCustomObject(UsageProblem):
+    """The model names a class that is neither built in nor given by --custom-objects."""
+
+
+class PatternError(UsageProblem):
+    """A --tensor/--layer/--match pattern does not compile or matches nothing."""
+
+
+class FeedError(UsageProblem):
+    """An input is missing, unknown, or of the wrong shape or dtype."""
+
+
+class ArchiveExists(UsageProblem):
+    """The destination archive exists and --force was not given."""
+
+
+class ModelLoadError(ProbeError):
+    """The model file is of a known kind but could not be loaded."""
+
+
+class RunError(ProbeError):
+    """The graph failed while computing the requested tensors."""
+
+
+class ArchiveError(ProbeError):
+    """The archive could not be written or read."""

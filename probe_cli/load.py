@@ -1,0 +1,220 @@
+"""Stage 1: a file on disk -> a loaded model, its format detected from content.
+
+Safe by default: Keras' ``safe_mode`` stays on unless the caller passes
+``unsafe=True``, and only the ``--custom-objects`` files the user names are
+imported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import inspect
+import re
+import sys
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from probe_cli import _tf
+from probe_cli.errors import (
+    FileProblem,
+    MissingCustomObject,
+    ModelLoadError,
+    UnsafeModel,
+    UnsupportedFormat,
+)
+
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+ZIP_MAGIC = b"PK\x03\x04"
+SUPPORTED = "Keras .h5 (legacy HDF5), Keras .keras, TensorFlow SavedModel directories, frozen GraphDef .pb"
+
+KERAS_H5 = "keras-h5"
+KERAS_ZIP = "keras"
+SAVED_MODEL = "saved-model"
+GRAPH_DEF = "graph-def"
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to trace: a Keras model, or a GraphDef for TF-native formats."""
+
+    path: Path
+    model_format: str
+    sha256: str
+    keras_model: Any = None
+    graph_def: Any = None
+    #: For SavedModels: the signature's input names -> graph tensor names, and outputs.
+    signature: dict[str, Any] | None = None
+
+
+def _describe(head: bytes) -> str:
+    if not head:
+        return "an empty file"
+    if head.startswith(b"\x93NUMPY"):
+        return "a NumPy .npy array"
+    if head.startswith(b"\x89PNG") or head.startswith(b"\xff\xd8\xff"):
+        return "an image"
+    if head.lstrip()[:1] in (b"{", b"["):
+        return "JSON text"
+    try:
+        head.decode("utf-8")
+        return "a text file"
+    except UnicodeDecodeError:
+        return "binary data of no known model format"
+
+
+def _is_graph_def(path: Path) -> bool:
+    tf = _tf.tf()
+    graph_def = tf.compat.v1.GraphDef()
+    try:
+        graph_def.ParseFromString(path.read_bytes())
+    except Exception:  # noqa: BLE001 - protobuf raises DecodeError or RuntimeError
+        return False
+    return len(graph_def.node) > 0 and all(node.op for node in graph_def.node)
+
+
+def detect_format(path: Path) -> str:
+    """Which loader reads this path; decided by content, not by extension."""
+    if not path.exists():
+        raise FileProblem(f"model {str(path)!r} does not exist")
+    if path.is_dir():
+        if (path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file():
+            return SAVED_MODEL
+        raise UnsupportedFormat(
+            f"directory {str(path)!r} holds no model (no saved_model.pb)", f"probe reads {SUPPORTED}"
+        )
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(16)
+    except OSError as exc:
+        raise FileProblem(f"cannot read model {str(path)!r}: {exc.strerror}") from None
+    if head.startswith(HDF5_MAGIC):
+        return KERAS_H5
+    if head.startswith(ZIP_MAGIC):
+        return KERAS_ZIP
+    if head and _is_graph_def(path):
+        return GRAPH_DEF
+    raise UnsupportedFormat(f"{str(path)!r} is {_describe(head)}, not a model", f"probe reads {SUPPORTED}")
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        with file.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def import_custom_objects(files: Sequence[str | Path]) -> dict[str, Any]:
+    """Imports the user's files; every class and function they define becomes a custom object."""
+    objects: dict[str, Any] = {}
+    for number, file in enumerate(files):
+        path = Path(file)
+        if not path.is_file():
+            raise FileProblem(f"--custom-objects file {str(path)!r} does not exist")
+        module_name = f"probe_custom_objects_{number}_" + re.sub(r"\W", "_", path.stem)
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        if spec is None or spec.loader is None:
+            raise FileProblem(f"--custom-objects file {str(path)!r} is not a Python file")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        _tf.keras()  # the file will import keras/tensorflow; keep their noise hidden
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:  # noqa: BLE001 - any error in user code is the user's to fix
+            del sys.modules[module_name]
+            raise FileProblem(
+                f"--custom-objects file {str(path)!r} failed to import: {type(exc).__name__}: {exc}"
+            ) from None
+        for name, obj in vars(module).items():
+            if (inspect.isclass(obj) or inspect.isfunction(obj)) and obj.__module__ == module_name:
+                objects[name] = obj
+    return objects
+
+
+_MISSING_CLASS = re.compile(r"[Cc]ould not (?:locate|deserialize) (?:class|function) '?([\w.>:<-]+)'?")
+_UNKNOWN_OBJECT = re.compile(r"Unknown (?:layer|object|class|function)[^']*'([\w.>:<-]+)'")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0].strip()
+
+
+def _translate_keras_error(path: Path, exc: Exception) -> Exception:
+    text = str(exc)
+    if "arbitrary code execution" in text or "safe_mode" in text:
+        return UnsafeModel(
+            f"{str(path)!r} holds Python code (a Lambda layer or similar) that probe will not run by default",
+            "pass --unsafe if you trust this file",
+        )
+    missing = _MISSING_CLASS.search(text) or _UNKNOWN_OBJECT.search(text)
+    if missing:
+        name = missing.group(1).rpartition(">")[2]
+        return MissingCustomObject(
+            f"model uses class {name!r}, which is neither built into Keras nor given",
+            "pass --custom-objects FILE.py with the file that defines it",
+        )
+    return ModelLoadError(f"cannot load {str(path)!r}: {_first_line(exc)}")
+
+
+def _check_keras_h5(path: Path) -> None:
+    """Says what an HDF5 file is when it is not a Keras model."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as file:
+            attrs = set(file.attrs)
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read HDF5 file {str(path)!r}: {_first_line(exc)} (truncated or corrupt?)") from None
+    if "model_config" in attrs:
+        return
+    if "probe_version" in attrs:
+        raise UnsupportedFormat(f"{str(path)!r} is a probe archive, not a model", "read it with h5py or h5dump")
+    if "layer_names" in attrs:
+        raise UnsupportedFormat(
+            f"{str(path)!r} holds only weights (no model config)", "load it with the code that built the model"
+        )
+    raise UnsupportedFormat(f"{str(path)!r} is an HDF5 file without a Keras model (no model_config)", f"probe reads {SUPPORTED}")
+
+
+def _check_keras_zip(path: Path) -> None:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            if "config.json" not in names:
+                raise UnsupportedFormat(f"{str(path)!r} is a zip file but not a .keras model (no config.json)")
+            archive.testzip()
+    except zipfile.BadZipFile as exc:
+        raise ModelLoadError(f"cannot read .keras file {str(path)!r}: {exc} (truncated or corrupt?)") from None
+
+
+def load(path: str | Path, *, custom_objects: Sequence[str | Path] = (), unsafe: bool = False) -> LoadedModel:
+    """Loads a model file of any supported format."""
+    path = Path(path)
+    model_format = detect_format(path)
+    loaded = LoadedModel(path=path, model_format=model_format, sha256=sha256_of(path))
+    objects = import_custom_objects(custom_objects)
+    if model_format in (KERAS_H5, KERAS_ZIP):
+        (_check_keras_h5 if model_format == KERAS_H5 else _check_keras_zip)(path)
+        keras = _tf.keras()
+        try:
+            loaded.keras_model = keras.models.load_model(
+                path, custom_objects=objects or None, compile=False, safe_mode=not unsafe
+            )
+        except Exception as exc:  # noqa: BLE001 - Keras raises anything from a bad file
+            raise _translate_keras_error(path, exc) from exc
+    elif model_format == SAVED_MODEL:
+        from probe_cli.graphdef import load_saved_model
+
+        loaded.graph_def, loaded.signature = load_saved_model(path)
+    else:
+        from probe_cli.graphdef import read_graph_def
+
+        loaded.graph_def = read_graph_def(path)
+    return loaded

@@ -1,0 +1,87 @@
+"""Turns ``--tensor``/``--layer`` regexes into tensors, in graph order.
+
+Semantics (shared by ``list --match`` and ``dump``): a pattern selects a tensor
+when it matches its full name (``op:0``) or its op name (``op``) completely, as
+``re.fullmatch`` does. One pass over the graph order per call, so the cost is
+linear in the graph size and the result has no duplicates.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Sequence
+
+from probe_cli.errors import PatternError
+from probe_cli.index import LayerInfo, ModelIndex, TensorInfo
+
+
+def compile_pattern(pattern: str, option: str = "--tensor") -> re.Pattern[str]:
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise PatternError(f"{option} {pattern!r} is not a valid regular expression: {exc}") from None
+
+
+def tensor_matches(regex: re.Pattern[str], tensor: TensorInfo) -> bool:
+    return bool(regex.fullmatch(tensor.name) or regex.fullmatch(tensor.op_name))
+
+
+def _no_match(pattern: str, option: str, names: Sequence[str]) -> PatternError:
+    """Names the closest existing names and the most likely fix."""
+    regex = re.compile(pattern)
+    partial = [n for n in names if regex.search(n)]
+    if partial:
+        hint = f"patterns must match the whole name; try '.*{pattern}.*' (it would match e.g. {partial[0]})"
+    else:
+        folded = re.compile(pattern, re.IGNORECASE)
+        caseless = [n for n in names if folded.fullmatch(n) or folded.search(n)]
+        if caseless:
+            hint = f"names are case-sensitive; did you mean {caseless[0]}?"
+        else:
+            close = difflib.get_close_matches(pattern, list(dict.fromkeys(names)), n=3, cutoff=0.3)
+            hint = ("closest: " + ", ".join(close)) if close else "run 'probe list MODEL' to see the names"
+    return PatternError(f"{option} {pattern!r} matches no {'layer' if option == '--layer' else 'tensor'}", hint)
+
+
+def match_layers(index: ModelIndex, patterns: Sequence[str]) -> list[LayerInfo]:
+    """Layers whose name some pattern fully matches, in index order; every pattern must match."""
+    regexes = [compile_pattern(p, "--layer") for p in patterns]
+    hit = [False] * len(regexes)
+    selected = []
+    for layer in index.layers:
+        matched = False
+        for i, regex in enumerate(regexes):
+            if regex.fullmatch(layer.name):
+                hit[i] = matched = True
+        if matched:
+            selected.append(layer)
+    for pattern, ok in zip(patterns, hit):
+        if not ok:
+            raise _no_match(pattern, "--layer", [layer.name for layer in index.layers])
+    return selected
+
+
+def resolve(
+    index: ModelIndex,
+    tensor_patterns: Sequence[str] = (),
+    layer_patterns: Sequence[str] = (),
+) -> list[TensorInfo]:
+    """The tensors the patterns select, in graph order, each once.
+
+    A pattern that selects nothing raises :class:`PatternError` naming the
+    closest names, so a typo never silently yields an empty archive.
+    """
+    regexes = [compile_pattern(p, "--tensor") for p in tensor_patterns]
+    wanted: set[str] = {t.name for t in index.layer_outputs(match_layers(index, layer_patterns))}
+    hit = [False] * len(regexes)
+    for tensor in index.tensors:
+        for i, regex in enumerate(regexes):
+            if tensor_matches(regex, tensor):
+                hit[i] = True
+                wanted.add(tensor.name)
+    for pattern, ok in zip(tensor_patterns, hit):
+        if not ok:
+            names = [n for t in index.tensors for n in (t.name, t.op_name)]
+            raise _no_match(pattern, "--tensor", names)
+    return [t for t in index.tensors if t.name in wanted]

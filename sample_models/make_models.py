@@ -1,0 +1,91 @@
+"""Regenerates the bundled sample models (``make models``).
+
+Every model is small (well under 2 MB) and built from fixed seeds, so the
+weights are the same on every run.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from mini_rcnn_layers import ProposalLayer  # noqa: E402
+
+IMAGES_PER_BATCH = 2
+
+
+def cnn() -> keras.Model:
+    """A small Sequential CNN classifier."""
+    return keras.Sequential(
+        [
+            keras.Input(shape=(28, 28, 1), name="image"),
+            keras.layers.Conv2D(8, 3, activation="relu", name="conv1"),
+            keras.layers.MaxPooling2D(name="pool1"),
+            keras.layers.Conv2D(16, 3, activation="relu", name="conv2"),
+            keras.layers.BatchNormalization(name="bn2"),
+            keras.layers.GlobalAveragePooling2D(name="gap"),
+            keras.layers.Dense(10, activation="softmax", name="probs"),
+        ],
+        name="cnn",
+    )
+
+
+def multi_io() -> keras.Model:
+    """Two inputs (an image and integer token ids feeding an Embedding), two outputs."""
+    image = keras.Input(shape=(32, 32, 3), name="image")
+    tokens = keras.Input(shape=(12,), dtype="int32", name="tokens")
+    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu", name="img_conv")(image)
+    x = keras.layers.GlobalAveragePooling2D(name="img_pool")(x)
+    t = keras.layers.Embedding(input_dim=50, output_dim=8, name="embed")(tokens)
+    t = keras.layers.GlobalAveragePooling1D(name="tok_pool")(t)
+    joint = keras.layers.Concatenate(name="joint")([x, t])
+    joint = keras.layers.Dense(16, activation="relu", name="fuse")(joint)
+    label = keras.layers.Dense(3, activation="softmax", name="label")(joint)
+    score = keras.layers.Dense(1, name="score")(joint)
+    return keras.Model([image, tokens], [label, score], name="multi_io")
+
+
+def mini_rcnn() -> keras.Model:
+    """A Mask-R-CNN-like detector: backbone, box and score heads, NMS in a custom layer."""
+    image = keras.Input(shape=(32, 32, 3), batch_size=IMAGES_PER_BATCH, name="image")
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv1")(image)
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu", name="conv2")(x)
+    x = keras.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu", name="conv3")(x)
+    # 8x8 feature map, one anchor per cell: 64 candidate boxes per image.
+    boxes = keras.layers.Conv2D(4, 1, activation="sigmoid", name="rpn_bbox_conv")(x)
+    boxes = keras.layers.Reshape((64, 4), name="rpn_bbox")(boxes)
+    scores = keras.layers.Conv2D(1, 1, activation="sigmoid", name="rpn_class_conv")(x)
+    scores = keras.layers.Reshape((64,), name="rpn_class")(scores)
+    rois = ProposalLayer(
+        proposal_count=10, nms_threshold=0.5, images_per_batch=IMAGES_PER_BATCH, name="ROI"
+    )([boxes, scores])
+    return keras.Model(image, [rois, scores], name="mini_rcnn")
+
+
+MODELS = {
+    "cnn.h5": cnn,
+    "multi_io.h5": multi_io,
+    "mini_rcnn.h5": mini_rcnn,
+}
+
+
+def main(out_dir: Path = HERE) -> None:
+    for index, (filename, build) in enumerate(MODELS.items()):
+        keras.utils.set_random_seed(1234 + index)
+        model = build()
+        model.save(out_dir / filename)
+        if filename == "cnn.h5":
+            model.save(out_dir / "cnn.keras")
+        print(f"wrote {out_dir / filename}")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else HERE)
