@@ -42,7 +42,9 @@ def check_destination(path: Path, force: bool) -> None:
     if path.is_dir():
         raise ArchiveExists(f"output {str(path)!r} is a directory", "give a file name with -o")
     if path.exists() and not force:
-        raise ArchiveExists(f"archive {str(path)!r} already exists", "pass --force to overwrite it, or -o to choose another path")
+        raise ArchiveExists(
+            f"archive {str(path)!r} already exists", "pass --force to overwrite it, or -o to choose another path"
+        )
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise FileProblem(f"output directory {str(parent)!r} does not exist")
@@ -66,7 +68,12 @@ def _attr(value: Any) -> Any:
 
 def _storable(array: np.ndarray) -> np.ndarray:
     if array.dtype.kind in "OU":  # tf.string comes back as object arrays of bytes
-        return np.asarray(array, dtype=h5py.string_dtype(encoding="utf-8") if array.dtype.kind == "U" else h5py.string_dtype(encoding="ascii"))
+        return np.asarray(
+            array,
+            dtype=h5py.string_dtype(encoding="utf-8")
+            if array.dtype.kind == "U"
+            else h5py.string_dtype(encoding="ascii"),
+        )
     if array.dtype.kind == "V" or array.dtype.name == "bfloat16":
         return array.astype(np.float32)
     return array

@@ -70,7 +70,9 @@ def model_options(func: Callable[..., Any]) -> Callable[..., Any]:
         metavar="FILE.py",
         help="Import this Python file so custom classes defined or registered there can be loaded. Repeatable.",
     )
-    @click.option("--unsafe", is_flag=True, help="Allow the model file to run code (Lambda layers). Only for files you trust.")
+    @click.option(
+        "--unsafe", is_flag=True, help="Allow the model file to run code (Lambda layers). Only for files you trust."
+    )
     @functools.wraps(func)
     def wrapper(*args: Any, model: Path, custom_objects: tuple[Path, ...], unsafe: bool, **kwargs: Any) -> Any:
         from probe_cli.pipeline import ModelOptions
@@ -116,8 +118,13 @@ def cli(ctx: click.Context, verbose: bool, debug: bool) -> None:
 
 @cli.command(name="list")
 @model_options
-@click.option("--match", multiple=True, callback=_check_regexes, metavar="REGEX",
-              help="Show only tensors (with --layers: layers) this pattern selects, as dump does. Repeatable.")
+@click.option(
+    "--match",
+    multiple=True,
+    callback=_check_regexes,
+    metavar="REGEX",
+    help="Show only tensors (with --layers: layers) this pattern selects, as dump does. Repeatable.",
+)
 @click.option("--layers", "layers_only", is_flag=True, help="Show inputs and layers only.")
 @json_option
 def list_command(model: Any, match: tuple[str, ...], layers_only: bool, as_json: bool) -> None:
@@ -131,28 +138,76 @@ def list_command(model: Any, match: tuple[str, ...], layers_only: bool, as_json:
 
 @cli.command()
 @model_options
-@click.option("-t", "--tensor", "tensors", multiple=True, callback=_check_regexes, metavar="REGEX",
-              help="Fetch every tensor whose full name (op:0) or op name this regex matches completely. Repeatable.")
-@click.option("-l", "--layer", "layers", multiple=True, callback=_check_regexes, metavar="REGEX",
-              help="Fetch the output tensor(s) of every layer whose name this regex matches completely. Repeatable.")
-@click.option("-i", "--input", "inputs", multiple=True, metavar="[NAME=]FILE",
-              help=".npy (by name, else by position) or .npz (keys are input names). Repeatable.")
-@click.option("--batch-size", default=1, show_default=True, type=click.IntRange(min=1),
-              help="Batch dimension of random inputs.")
-@click.option("--shape", "shapes", multiple=True, metavar="NAME=D1,D2,...",
-              help="Shape of a random input with unknown dimensions (with or without the batch dim).")
-@click.option("--value-range", "value_ranges", multiple=True, metavar="NAME=LO,HI",
-              help="Range of a random input's values (default [0, 1) for floats).")
+@click.option(
+    "-t",
+    "--tensor",
+    "tensors",
+    multiple=True,
+    callback=_check_regexes,
+    metavar="REGEX",
+    help="Fetch every tensor whose full name (op:0) or op name this regex matches completely. Repeatable.",
+)
+@click.option(
+    "-l",
+    "--layer",
+    "layers",
+    multiple=True,
+    callback=_check_regexes,
+    metavar="REGEX",
+    help="Fetch the output tensor(s) of every layer whose name this regex matches completely. Repeatable.",
+)
+@click.option(
+    "-i",
+    "--input",
+    "inputs",
+    multiple=True,
+    metavar="[NAME=]FILE",
+    help=".npy (by name, else by position) or .npz (keys are input names). Repeatable.",
+)
+@click.option(
+    "--batch-size", default=1, show_default=True, type=click.IntRange(min=1), help="Batch dimension of random inputs."
+)
+@click.option(
+    "--shape",
+    "shapes",
+    multiple=True,
+    metavar="NAME=D1,D2,...",
+    help="Shape of a random input with unknown dimensions (with or without the batch dim).",
+)
+@click.option(
+    "--value-range",
+    "value_ranges",
+    multiple=True,
+    metavar="NAME=LO,HI",
+    help="Range of a random input's values (default [0, 1) for floats).",
+)
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the random inputs.")
-@click.option("-o", "--output", type=click.Path(path_type=Path), metavar="ARCHIVE.h5",
-              help="Archive to write  [default: MODEL_NAME.probe.h5]")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    metavar="ARCHIVE.h5",
+    help="Archive to write  [default: MODEL_NAME.probe.h5]",
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing archive.")
 @click.option("--dry-run", is_flag=True, help="Show what would be fetched (names, shapes, bytes) and run nothing.")
 @json_option
 @click.pass_context
-def dump(ctx: click.Context, model: Any, tensors: tuple[str, ...], layers: tuple[str, ...], inputs: tuple[str, ...],
-         batch_size: int, shapes: tuple[str, ...], value_ranges: tuple[str, ...], seed: int,
-         output: Path | None, force: bool, dry_run: bool, as_json: bool) -> None:
+def dump(
+    ctx: click.Context,
+    model: Any,
+    tensors: tuple[str, ...],
+    layers: tuple[str, ...],
+    inputs: tuple[str, ...],
+    batch_size: int,
+    shapes: tuple[str, ...],
+    value_ranges: tuple[str, ...],
+    seed: int,
+    output: Path | None,
+    force: bool,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
     """Run the model once and write the selected tensors to an HDF5 archive.
 
     With no --tensor or --layer, every layer's output is dumped. Inputs not

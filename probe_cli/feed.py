@@ -128,9 +128,7 @@ def _check(spec: InputSpec, array: np.ndarray, source: str) -> np.ndarray:
             if array.min() < info.min or array.max() > info.max:
                 raise FeedError(f"input {spec.name!r} from {source}: values do not fit {spec.dtype}")
         array = array.astype(expected)
-    if len(array.shape) != len(spec.shape) or any(
-        d is not None and d != g for d, g in zip(spec.shape, array.shape)
-    ):
+    if len(array.shape) != len(spec.shape) or any(d is not None and d != g for d, g in zip(spec.shape, array.shape)):
         raise FeedError(
             f"input {spec.name!r} from {source}: expected shape {format_shape(spec.shape)}, "
             f"got {format_shape(array.shape)}"
@@ -146,7 +144,9 @@ def _concrete_shape(spec: InputSpec, given: tuple[int, ...] | None, batch_size: 
         if len(given) == len(spec.shape) - 1 and spec.shape and spec.shape[0] is None:
             given = (batch_size, *given)
         if len(given) != len(spec.shape) or any(d is not None and d != g for d, g in zip(spec.shape, given)):
-            raise FeedError(f"--shape for input {spec.name!r} is {format_shape(given)}, but the input is {format_shape(spec.shape)}")
+            raise FeedError(
+                f"--shape for input {spec.name!r} is {format_shape(given)}, but the input is {format_shape(spec.shape)}"
+            )
         return given
     dims = []
     for axis, dim in enumerate(spec.shape):
@@ -167,7 +167,9 @@ def random_array(
     """Uniform floats in [0, 1), integers below the Embedding's ``input_dim``, or ``value_range``."""
     dtype = np.dtype(spec.dtype) if spec.dtype != "string" else None
     if dtype is None:
-        raise FeedError(f"input {spec.name!r} takes strings; probe cannot make them up", f"pass --input {spec.name}=FILE")
+        raise FeedError(
+            f"input {spec.name!r} takes strings; probe cannot make them up", f"pass --input {spec.name}=FILE"
+        )
     if dtype.kind == "b":
         return rng.random(shape) < 0.5
     if dtype.kind in "iu":
@@ -221,7 +223,9 @@ def build_feeds(
                 raise FeedError(f"{arg.path} has no array {arg.name!r}", "keys: " + ", ".join(arrays))
         for key, array in arrays.items():
             if key not in names:
-                raise FeedError(f"{arg.path} holds array {key!r}, which is no input of the model", _did_you_mean(key, names))
+                raise FeedError(
+                    f"{arg.path} holds array {key!r}, which is no input of the model", _did_you_mean(key, names)
+                )
             if key in given:
                 raise FeedError(f"input {key!r} is given twice ({given[key][1]} and {arg.path})")
             source = str(arg.path) if arg.name is not None or arg.path.suffix == ".npy" else f"{arg.path}:{key}"
@@ -229,7 +233,8 @@ def build_feeds(
     free = [n for n in names if n not in given]
     if len(positional) > len(free):
         raise FeedError(
-            f"{len(positional)} unnamed input file(s) but only {len(free)} input(s) left to feed ({', '.join(free) or 'none'})",
+            f"{len(positional)} unnamed input file(s) but only {len(free)} input(s) left to feed "
+            f"({', '.join(free) or 'none'})",
             "name them with --input NAME=FILE",
         )
     given.update(zip(free, positional))

@@ -171,7 +171,9 @@ def _check_keras_h5(path: Path) -> None:
         with h5py.File(path, "r") as file:
             attrs = set(file.attrs)
     except OSError as exc:
-        raise ModelLoadError(f"cannot read HDF5 file {str(path)!r}: {_first_line(exc)} (truncated or corrupt?)") from None
+        raise ModelLoadError(
+            f"cannot read HDF5 file {str(path)!r}: {_first_line(exc)} (truncated or corrupt?)"
+        ) from None
     if "model_config" in attrs:
         return
     if "probe_version" in attrs:
@@ -180,7 +182,9 @@ def _check_keras_h5(path: Path) -> None:
         raise UnsupportedFormat(
             f"{str(path)!r} holds only weights (no model config)", "load it with the code that built the model"
         )
-    raise UnsupportedFormat(f"{str(path)!r} is an HDF5 file without a Keras model (no model_config)", f"probe reads {SUPPORTED}")
+    raise UnsupportedFormat(
+        f"{str(path)!r} is an HDF5 file without a Keras model (no model_config)", f"probe reads {SUPPORTED}"
+    )
 
 
 def _check_keras_zip(path: Path) -> None:

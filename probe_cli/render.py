@@ -41,7 +41,9 @@ class Out:
         self.stream = stream or sys.stdout
         self.rich = self.stream.isatty() if color is None else color
 
-    def table(self, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], right: Sequence[str] = ()) -> None:
+    def table(
+        self, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], right: Sequence[str] = ()
+    ) -> None:
         cells = [[_fmt(c) for c in row] for row in rows]
         if self.rich:
             from rich.console import Console
@@ -78,8 +80,7 @@ def index_document(index: ModelIndex, model: str) -> dict[str, Any]:
         "model": model,
         "format": index.model_format,
         "inputs": [
-            {"name": s.name, "dtype": s.dtype, "shape": list(s.shape), "graph_name": s.graph_name}
-            for s in index.inputs
+            {"name": s.name, "dtype": s.dtype, "shape": list(s.shape), "graph_name": s.graph_name} for s in index.inputs
         ],
         "outputs": list(index.outputs),
         "layers": [
@@ -154,8 +155,12 @@ def render_dump(out: Out, result: DumpResult, *, as_json: bool) -> None:
                     "dry_run": True,
                     "inputs": _feeds_doc(result),
                     "tensors": [
-                        {"name": p.info.name, "shape": None if p.shape is None else list(p.shape),
-                         "dtype": p.info.dtype, "bytes": p.nbytes}
+                        {
+                            "name": p.info.name,
+                            "shape": None if p.shape is None else list(p.shape),
+                            "dtype": p.info.dtype,
+                            "bytes": p.nbytes,
+                        }
                         for p in result.planned
                     ],
                     "total_bytes": total,
@@ -178,8 +183,7 @@ def render_dump(out: Out, result: DumpResult, *, as_json: bool) -> None:
                 "archive": str(result.archive),
                 "inputs": _feeds_doc(result),
                 "tensors": [
-                    {"name": s.info.name, "shape": list(s.shape), "dtype": s.dtype, **s.stats}
-                    for s in result.stored
+                    {"name": s.info.name, "shape": list(s.shape), "dtype": s.dtype, **s.stats} for s in result.stored
                 ],
             }
         )

@@ -122,9 +122,7 @@ class _CallRecorder:
             if not is_top:
                 self.layers.setdefault(key, layer)
                 self.paths.setdefault(key, "/".join(f.name for f in stack))
-                self.outputs.setdefault(key, []).extend(
-                    t for t in tf.nest.flatten(result) if isinstance(t, tf.Tensor)
-                )
+                self.outputs.setdefault(key, []).extend(t for t in tf.nest.flatten(result) if isinstance(t, tf.Tensor))
             return result
 
         return wrapper
@@ -195,8 +193,13 @@ def _trace_keras(loaded: LoadedModel) -> TracedModel:
 
     by_graph_name = {t.graph_name: t.name for t in index.tensors}
     layers = [
-        LayerInfo(name=spec.name, class_name="InputLayer", params=0, outputs=(by_graph_name[spec.graph_name],),
-                  output_shapes=(spec.shape,))
+        LayerInfo(
+            name=spec.name,
+            class_name="InputLayer",
+            params=0,
+            outputs=(by_graph_name[spec.graph_name],),
+            output_shapes=(spec.shape,),
+        )
         for spec in inputs
     ]
     for key, layer in recorder.layers.items():

@@ -64,9 +64,9 @@ def mini_rcnn() -> keras.Model:
     boxes = keras.layers.Reshape((64, 4), name="rpn_bbox")(boxes)
     scores = keras.layers.Conv2D(1, 1, activation="sigmoid", name="rpn_class_conv")(x)
     scores = keras.layers.Reshape((64,), name="rpn_class")(scores)
-    rois = ProposalLayer(
-        proposal_count=10, nms_threshold=0.5, images_per_batch=IMAGES_PER_BATCH, name="ROI"
-    )([boxes, scores])
+    rois = ProposalLayer(proposal_count=10, nms_threshold=0.5, images_per_batch=IMAGES_PER_BATCH, name="ROI")(
+        [boxes, scores]
+    )
     return keras.Model(image, [rois, scores], name="mini_rcnn")
 
 
