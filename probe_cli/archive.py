@@ -79,20 +79,28 @@ def _storable(array: np.ndarray) -> np.ndarray:
     return array
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 class ArchiveWriter:
     """Writes one archive; used as a context manager that commits only on success."""
 
-    def __init__(self, path: Path, *, force: bool = False) -> None:
+    def __init__(self, path: Path, *, force: bool = False, compression: str | None = None) -> None:
         self.path = Path(path)
+        self.compression = None if compression in (None, "none") else compression
         check_destination(self.path, force)
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent or ".")
         os.close(fd)
         self._tmp = Path(tmp)
         try:
+            os.chmod(self._tmp, 0o666 & ~_umask())  # mkstemp makes 0600; an archive gets a normal file's mode
             self.file = h5py.File(self._tmp, "w", track_order=True)
             self.file.create_group(INPUTS, track_order=True)
             self.file.create_group(TENSORS, track_order=True)
-        except Exception:
+        except BaseException:  # Ctrl-C included: never leave the temporary file behind
             self._tmp.unlink(missing_ok=True)
             raise
 
@@ -127,6 +135,55 @@ class ArchiveWriter:
             order=info.order,
         )
 
+    def stream(
+        self, group: str, info: dict[str, Any], value: np.ndarray, batch: int, batches: int, batched: bool
+    ) -> None:
+        """Writes one batch of a tensor (or input) as it is produced.
+
+        A value with a batch axis grows one chunked dataset along axis 0
+        (``layout="batch"``); one without is stored once per batch under a
+        group (``layout="per_batch"``), or as a plain dataset when the run had
+        a single batch (``layout="single"``). ``info`` becomes the attributes.
+        """
+        value = _storable(np.asarray(value))
+        path = f"{group}/{info['name']}"
+        if batches == 1:
+            ds = self.file.create_dataset(path, data=value, compression=self.compression)
+            ds.attrs.update({k: _attr(v) for k, v in info.items()})
+            ds.attrs["layout"] = "batch" if batched else "single"
+            return
+        if not batched:
+            node = self.file.require_group(path)
+            if batch == 0:
+                node.attrs.update({k: _attr(v) for k, v in info.items()})
+                node.attrs.update(layout="per_batch", batches=batches)
+            node.create_dataset(f"batch_{batch:05d}", data=value, compression=self.compression)
+            return
+        if batch == 0:
+            row_bytes = max(int(np.prod(value.shape[1:])) * value.dtype.itemsize, 1)
+            rows = max(1, min(value.shape[0] or 1, (1 << 20) // row_bytes))
+            ds = self.file.create_dataset(
+                path,
+                shape=(0, *value.shape[1:]),
+                maxshape=(None, *value.shape[1:]),
+                dtype=value.dtype,
+                chunks=(rows, *value.shape[1:]) if value.size else True,
+                compression=self.compression,
+            )
+            ds.attrs.update({k: _attr(v) for k, v in info.items()})
+            ds.attrs["layout"] = "batch"
+        ds = self.file[path]
+        if value.shape[1:] != ds.shape[1:]:
+            raise ArchiveError(
+                f"tensor {info['name']!r} changed shape between batches ({ds.shape[1:]} then {value.shape[1:]})"
+            )
+        start = ds.shape[0]
+        ds.resize(start + value.shape[0], axis=0)
+        ds[start:] = value
+
+    def mark(self, key: str, value: Any) -> None:
+        self.file.attrs[key] = _attr(value)
+
     def commit(self) -> None:
         try:
             self.file.close()
@@ -134,6 +191,9 @@ class ArchiveWriter:
         except OSError as exc:
             self._tmp.unlink(missing_ok=True)
             raise ArchiveError(f"cannot write archive {str(self.path)!r}: {exc}") from None
+        except BaseException:  # Ctrl-C while closing or renaming
+            self._tmp.unlink(missing_ok=True)
+            raise
 
     def abort(self) -> None:
         try:
@@ -209,10 +269,12 @@ def list_tensors(file: h5py.File) -> list[StoredTensor]:
     found: list[StoredTensor] = []
 
     def visit(_: str, obj: Any) -> None:
-        if isinstance(obj, h5py.Dataset):
+        per_batch = isinstance(obj, h5py.Group) and _decode(obj.attrs.get("layout")) == "per_batch"
+        if per_batch or (isinstance(obj, h5py.Dataset) and "layout" not in obj.parent.attrs):
             attrs = {k: _decode(v) for k, v in obj.attrs.items()}
             name = attrs.get("name") or obj.name[len(TENSORS) + 2 :]
-            found.append(StoredTensor(name, attrs, tuple(obj.shape), str(obj.dtype), obj.name))
+            first = next(iter(obj.values())) if per_batch else obj
+            found.append(StoredTensor(name, attrs, tuple(first.shape), str(first.dtype), obj.name))
 
     file[TENSORS].visititems(visit)
     found.sort(key=lambda t: (t.attrs.get("order", 0), t.name))

@@ -15,6 +15,8 @@ from __future__ import annotations
 OK = 0
 FAILURE = 1
 USAGE = 2
+#: Ctrl-C or SIGTERM; no archive is left behind.
+INTERRUPTED = 130
 
 
 class ProbeError(Exception):
@@ -67,6 +69,10 @@ class ArchiveExists(UsageProblem):
     """The destination archive exists and --force was not given."""
 
 
+class ArchiveTooBig(UsageProblem):
+    """The estimated archive exceeds --max-bytes or the free disk space."""
+
+
 class ModelLoadError(ProbeError):
     """The model file is of a known kind but could not be loaded."""
 
@@ -77,3 +83,7 @@ class RunError(ProbeError):
 
 class ArchiveError(ProbeError):
     """The archive could not be written or read."""
+
+
+class MissingExtra(UsageProblem):
+    """An optional dependency (an extra such as ``probe-cli[plot]``) is not installed."""

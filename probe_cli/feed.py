@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import difflib
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -21,6 +22,8 @@ from probe_cli.index import InputSpec, Shape, format_shape
 DEFAULT_SEED = 0
 #: Random integers for inputs that do not feed an Embedding are drawn from [0, 10).
 DEFAULT_INT_LIMIT = 10
+#: Samples per execution when files hold many and --batch-size is not given.
+DEFAULT_FILE_BATCH = 32
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,8 @@ def parse_shape_arg(text: str) -> tuple[str, tuple[int, ...]]:
         raise UsageProblem(f"--shape {text!r} is malformed", "dims must be integers, e.g. image=1,224,224,3") from None
     if any(d < 0 for d in dims):
         raise UsageProblem(f"--shape {text!r} has a negative dimension")
+    if any(d == 0 for d in dims):
+        raise UsageProblem(f"--shape {text!r} has a zero dimension", "an input must hold at least one value")
     return name, dims
 
 
@@ -85,14 +90,175 @@ def parse_range_arg(text: str) -> tuple[str, tuple[float, float]]:
     return name, (lo, hi)
 
 
-def read_array_file(path: Path) -> dict[str | None, np.ndarray]:
-    """Arrays of a ``.npy`` (key None) or ``.npz`` file, never unpickling anything."""
+class LazyArray:
+    """A C-order ``.npy`` read slice by slice along axis 0.
+
+    Big evaluation sets never sit in memory whole: each batch reads only its
+    rows (``np.fromfile`` at an offset), so peak memory does not grow with the
+    number of samples. Quacks like an ndarray where probe needs it.
+    """
+
+    def __init__(self, path: Path, shape: tuple[int, ...], dtype: np.dtype, offset: int, cast: np.dtype | None = None):
+        self.path, self.file_shape, self.file_dtype, self.offset = path, shape, dtype, offset
+        self.cast = cast
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.file_shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.cast if self.cast is not None else self.file_dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self.file_shape)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.file_shape))
+
+    def __len__(self) -> int:
+        return self.file_shape[0]
+
+    def astype(self, dtype: np.dtype) -> LazyArray:
+        return LazyArray(self.path, self.file_shape, self.file_dtype, self.offset, np.dtype(dtype))
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        row = int(np.prod(self.file_shape[1:]))
+        stop = min(stop, self.file_shape[0])
+        rows = max(stop - start, 0)
+        data = np.fromfile(
+            self.path,
+            dtype=self.file_dtype,
+            count=rows * row,
+            offset=self.offset + start * row * self.file_dtype.itemsize,
+        ).reshape((rows, *self.file_shape[1:]))
+        return data.astype(self.cast) if self.cast is not None else data
+
+    def __getitem__(self, key: slice) -> np.ndarray:
+        if isinstance(key, slice) and key.step in (None, 1):
+            start, stop, _ = key.indices(self.file_shape[0])
+            return self.read(start, stop)
+        return np.asarray(self)[key]
+
+    def __array__(self, dtype: np.dtype | None = None, copy: bool | None = None) -> np.ndarray:
+        data = self.read(0, self.file_shape[0])
+        return data if dtype is None else data.astype(dtype)
+
+
+def _open_npy(path: Path) -> np.ndarray | LazyArray:
+    """A lazy reader for plain C-order arrays with a batch axis, else the loaded array."""
+    with path.open("rb") as handle:
+        version = np.lib.format.read_magic(handle)
+        if version not in ((1, 0), (2, 0)):
+            return np.load(path, allow_pickle=False)
+        reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = reader(handle)
+        offset = handle.tell()
+    if dtype.hasobject:
+        raise ValueError("Object arrays cannot be loaded when allow_pickle=False")
+    expected = offset + int(np.prod(shape)) * dtype.itemsize
+    if path.stat().st_size < expected:
+        raise ValueError(f"the file is truncated ({path.stat().st_size} of {expected} bytes)")
+    if fortran or not shape or dtype.itemsize == 0:
+        return np.load(path, allow_pickle=False)
+    return LazyArray(path, tuple(shape), dtype, offset)
+
+
+class StackedFiles:
+    """A directory or glob of ``.npy`` files read as one array along axis 0, lazily.
+
+    Each file holds one sample (its rank is the input's rank minus one) or
+    several along axis 0; which one is decided against the input in :func:`build_feeds`.
+    """
+
+    def __init__(
+        self, parts: list[np.ndarray | LazyArray], label: str, expand: bool = False, cast: np.dtype | None = None
+    ):
+        self.parts, self.label, self.expand, self.cast = parts, label, expand, cast
+        self._starts = np.cumsum([0] + [1 if expand else p.shape[0] for p in parts])
+
+    def for_rank(self, rank: int) -> StackedFiles:
+        first = self.parts[0]
+        expand = first.ndim == rank - 1
+        for part in self.parts:
+            if part.shape != first.shape and (expand or part.shape[1:] != first.shape[1:]):
+                raise FeedError(f"files of {self.label} differ in shape: {first.shape} and {part.shape}")
+        return StackedFiles(self.parts, self.label, expand, self.cast)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        sample = self.parts[0].shape if self.expand else self.parts[0].shape[1:]
+        return (int(self._starts[-1]), *sample)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.cast if self.cast is not None else self.parts[0].dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    def astype(self, dtype: np.dtype) -> StackedFiles:
+        return StackedFiles(self.parts, self.label, self.expand, np.dtype(dtype))
+
+    def __getitem__(self, key: slice) -> np.ndarray:
+        start, stop, _ = key.indices(self.shape[0])
+        chunks = []
+        for index, part in enumerate(self.parts):
+            lo, hi = int(self._starts[index]), int(self._starts[index + 1])
+            if hi <= start or lo >= stop:
+                continue
+            if self.expand:
+                chunks.append(np.asarray(part)[None])
+            else:
+                chunks.append(np.asarray(part[max(start - lo, 0) : min(stop, hi) - lo]))
+        data = np.concatenate(chunks) if chunks else np.empty((0, *self.shape[1:]), self.parts[0].dtype)
+        return data.astype(self.cast) if self.cast is not None else data
+
+    def __array__(self, dtype: np.dtype | None = None, copy: bool | None = None) -> np.ndarray:
+        data = self[0 : self.shape[0]]
+        return data if dtype is None else data.astype(dtype)
+
+
+def _many_files(path: Path) -> list[Path] | None:
+    """The .npy files a directory or glob names, or None for a single path."""
+    text = str(path)
+    if path.is_dir():
+        files = sorted(path.glob("*.npy"))
+    elif any(c in text for c in "*?[") and not path.exists():
+        import glob
+
+        files = sorted(Path(p) for p in glob.glob(text) if p.endswith(".npy"))
+    else:
+        return None
+    if not files:
+        raise FileProblem(f"input {text!r} names no .npy files")
+    return files
+
+
+def read_array_file(path: Path) -> dict[str | None, Any]:
+    """Arrays of a ``.npy`` (key None), an ``.npz``, or a directory/glob of ``.npy`` files.
+
+    Never unpickles anything; ``.npy`` data is read lazily (see :class:`LazyArray`).
+    """
+    files = _many_files(path)
+    if files is not None:
+        parts = [read_array_file(f)[None] for f in files]
+        return {None: StackedFiles(parts, str(path))}
     if not path.exists():
         raise FileProblem(f"input file {str(path)!r} does not exist")
     if path.is_dir():
         raise FileProblem(f"input {str(path)!r} is a directory, not a .npy/.npz file")
     try:
-        loaded = np.load(path, allow_pickle=False)
+        with path.open("rb") as handle:
+            is_npy = handle.read(6) == b"\x93NUMPY"
+        loaded = _open_npy(path) if is_npy else np.load(path, allow_pickle=False)
     except ValueError as exc:
         if "pickle" in str(exc).lower():
             raise FileProblem(
@@ -102,7 +268,7 @@ def read_array_file(path: Path) -> dict[str | None, np.ndarray]:
         raise FileProblem(f"input file {str(path)!r} is not a readable .npy/.npz file: {exc}") from None
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
         raise FileProblem(f"cannot read input file {str(path)!r}: {exc}") from None
-    if isinstance(loaded, np.ndarray):
+    if isinstance(loaded, (np.ndarray, LazyArray)):
         return {None: loaded}
     with loaded:
         try:
@@ -111,8 +277,15 @@ def read_array_file(path: Path) -> dict[str | None, np.ndarray]:
             raise FileProblem(f"cannot read input file {str(path)!r}: {exc}") from None
 
 
-def _check(spec: InputSpec, array: np.ndarray, source: str) -> np.ndarray:
-    """The array as the input's dtype, or a one-line FeedError naming expected and given."""
+def _check(spec: InputSpec, array: Any, source: str) -> Any:
+    """The array as the input's dtype, or a one-line FeedError naming expected and given.
+
+    Axis 0 of a file may hold any number of samples when the input's batch
+    dimension is unknown, or a multiple of it when it is fixed: the run is
+    then split into batches (see :func:`iter_batches`).
+    """
+    if isinstance(array, StackedFiles):
+        array = array.for_rank(len(spec.shape))
     expected = np.dtype(spec.dtype) if spec.dtype != "string" else None
     if array.dtype.kind in "OVSUc" and expected is not None or array.dtype.kind == "O":
         raise FeedError(f"input {spec.name!r} from {source}: dtype {array.dtype} cannot feed {spec.dtype}")
@@ -123,18 +296,29 @@ def _check(spec: InputSpec, array: np.ndarray, source: str) -> np.ndarray:
                 f"input {spec.name!r} from {source}: expected dtype {spec.dtype}, got {array.dtype}",
                 f"convert the file, e.g. np.save(path, arr.astype('{spec.dtype}'))",
             )
-        if expected.kind in "iu" and array.size:
+        if expected.kind in "iu" and array.size and isinstance(array, np.ndarray):
             info = np.iinfo(expected)
             if array.min() < info.min or array.max() > info.max:
                 raise FeedError(f"input {spec.name!r} from {source}: values do not fit {spec.dtype}")
         array = array.astype(expected)
-    if len(array.shape) != len(spec.shape) or any(d is not None and d != g for d, g in zip(spec.shape, array.shape)):
-        raise FeedError(
-            f"input {spec.name!r} from {source}: expected shape {format_shape(spec.shape)}, "
-            f"got {format_shape(array.shape)}"
-        )
+    shape = tuple(array.shape)
+    batch_ok = (
+        bool(shape)
+        and bool(spec.shape)
+        and (spec.shape[0] is None or spec.shape[0] == shape[0] or (shape[0] > 0 and shape[0] % spec.shape[0] == 0))
+    )
+    if (
+        len(shape) != len(spec.shape)
+        or not batch_ok
+        or any(d is not None and d != g for d, g in zip(spec.shape[1:], shape[1:]))
+    ):
+        if not (shape == () and spec.shape == ()):
+            raise FeedError(
+                f"input {spec.name!r} from {source}: expected shape {format_shape(spec.shape)}, "
+                f"got {format_shape(shape)}"
+            )
     if array.size == 0:
-        raise FeedError(f"input {spec.name!r} from {source}: the array is empty (shape {format_shape(array.shape)})")
+        raise FeedError(f"input {spec.name!r} from {source}: the array is empty (shape {format_shape(shape)})")
     return array
 
 
@@ -173,11 +357,29 @@ def random_array(
     if dtype.kind == "b":
         return rng.random(shape) < 0.5
     if dtype.kind in "iu":
-        lo, hi = value_range if value_range else (0, spec.int_limit or DEFAULT_INT_LIMIT)
-        return rng.integers(int(np.ceil(lo)), int(np.ceil(hi)), size=shape).astype(dtype)
+        info = np.iinfo(dtype)
+        if value_range is None:
+            low, high = 0, min(spec.int_limit or DEFAULT_INT_LIMIT, int(info.max) + 1)
+        else:  # the integers in [LO, HI)
+            low, high = int(np.ceil(value_range[0])), int(np.ceil(value_range[1]))
+            if low >= high:
+                raise FeedError(
+                    f"--value-range {value_range[0]:g},{value_range[1]:g} holds no integer for input {spec.name!r}"
+                )
+            if low < info.min or high - 1 > info.max:
+                raise FeedError(
+                    f"--value-range {value_range[0]:g},{value_range[1]:g} does not fit input {spec.name!r} "
+                    f"({spec.dtype}: {info.min}..{info.max})"
+                )
+        return rng.integers(low, high, size=shape).astype(dtype)
     lo, hi = value_range if value_range else (0.0, 1.0)
+    if dtype.kind == "f" and max(abs(lo), abs(hi)) > float(np.finfo(dtype).max):
+        raise FeedError(f"--value-range {lo:g},{hi:g} does not fit input {spec.name!r} ({spec.dtype})")
     values = rng.random(shape, dtype=np.float64)
-    return (lo + (hi - lo) * values).astype(dtype)
+    out = (lo * (1.0 - values) + hi * values).astype(dtype)  # no overflow in hi - lo
+    if dtype.kind == "f":  # rounding to a narrower float can reach HI: keep [LO, HI)
+        out = np.minimum(out, np.nextafter(dtype.type(hi), dtype.type(lo)))
+    return out
 
 
 def build_feeds(
@@ -186,7 +388,7 @@ def build_feeds(
     *,
     shapes: Mapping[str, tuple[int, ...]] | None = None,
     value_ranges: Mapping[str, tuple[float, float]] | None = None,
-    batch_size: int = 1,
+    batch_size: int | None = None,
     seed: int = DEFAULT_SEED,
 ) -> list[Feed]:
     """One feed per model input, in the model's input order.
@@ -202,8 +404,10 @@ def build_feeds(
         for name in table:
             if name not in names:
                 raise FeedError(f"{option} names unknown input {name!r}", _did_you_mean(name, names))
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise UsageProblem(f"--batch-size must be at least 1, got {batch_size}")
+    if seed < 0:
+        raise UsageProblem(f"--seed must be a non-negative integer, got {seed}")
 
     given: dict[str, tuple[np.ndarray, str]] = {}
     positional: list[tuple[np.ndarray, str]] = []
@@ -239,13 +443,62 @@ def build_feeds(
         )
     given.update(zip(free, positional))
 
-    feeds = []
-    for position, spec in enumerate(inputs):
+    checked = {}
+    for spec in inputs:
         if spec.name in given:
             array, source = given[spec.name]
-            feeds.append(Feed(spec.name, _check(spec, np.asarray(array), source), source))
+            array = array if isinstance(array, (LazyArray, StackedFiles)) else np.asarray(array)
+            checked[spec.name] = Feed(spec.name, _check(spec, array, source), source)
+    # Random inputs get as many samples as the files hold, so every input has the same count.
+    from_files = [
+        f.array.shape[0] for s, f in ((s, checked.get(s.name)) for s in inputs) if f and s.shape and s.shape[0] is None
+    ]
+    random_batch = from_files[0] if from_files else (batch_size or 1)
+    feeds = []
+    for position, spec in enumerate(inputs):
+        if spec.name in checked:
+            feeds.append(checked[spec.name])
             continue
-        shape = _concrete_shape(spec, shapes.get(spec.name), batch_size)
+        shape = _concrete_shape(spec, shapes.get(spec.name), random_batch)
         rng = np.random.default_rng([seed, position])
         feeds.append(Feed(spec.name, random_array(spec, shape, rng, value_ranges.get(spec.name)), "random"))
     return feeds
+
+
+def sample_count(feeds: Sequence[Feed], inputs: Sequence[InputSpec]) -> int:
+    """How many samples the feeds hold along the batch axis (all batched inputs must agree)."""
+    counts = {f.name: int(f.array.shape[0]) for f, spec in zip(feeds, inputs) if f.array.ndim and spec.shape}
+    if len(set(counts.values())) > 1:
+        listing = ", ".join(f"{name}: {n}" for name, n in counts.items())
+        raise FeedError(f"inputs hold different numbers of samples ({listing})")
+    return next(iter(counts.values()), 1)
+
+
+def plan_batches(inputs: Sequence[InputSpec], samples: int, batch_size: int | None) -> int:
+    """Samples per execution: a model's fixed batch dimension wins, else --batch-size, else all at once up to 32."""
+    fixed = {spec.shape[0] for spec in inputs if spec.shape and spec.shape[0] is not None}
+    if len(fixed) > 1:
+        raise FeedError(f"inputs have different fixed batch sizes {sorted(fixed)}")
+    if fixed:
+        size = fixed.pop()
+        if batch_size is not None and batch_size != size:
+            raise FeedError(f"the model's batch size is fixed at {size}; --batch-size {batch_size} cannot apply")
+        if samples % size:
+            raise FeedError(f"the model's batch size is fixed at {size}, but the inputs hold {samples} samples")
+        return size
+    return batch_size if batch_size is not None else min(samples, DEFAULT_FILE_BATCH)
+
+
+def iter_batches(feeds: Sequence[Feed], inputs: Sequence[InputSpec], batch_size: int) -> Iterator[list[Feed]]:
+    """Feeds for each execution, read from the sources batch by batch."""
+    samples = sample_count(feeds, inputs)
+    for start in range(0, samples, batch_size):
+        stop = min(start + batch_size, samples)
+        yield [
+            Feed(
+                f.name,
+                np.asarray(f.array[start:stop]) if f.array.ndim and spec.shape else np.asarray(f.array),
+                f.source,
+            )
+            for f, spec in zip(feeds, inputs)
+        ]

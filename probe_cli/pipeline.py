@@ -7,7 +7,7 @@ here prints or knows about Click.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,11 +16,38 @@ from typing import Any
 import numpy as np
 
 from probe_cli import __version__
-from probe_cli.archive import check_destination, write_archive
+from probe_cli.archive import FORMAT_VERSION, INPUTS, TENSORS, ArchiveWriter, check_destination
+from probe_cli.errors import ArchiveTooBig
 from probe_cli.feed import DEFAULT_SEED, Feed, build_feeds, parse_input_arg, parse_range_arg, parse_shape_arg
 from probe_cli.index import ModelIndex, Shape, TensorInfo
 from probe_cli.resolve import resolve
-from probe_cli.stats import summarize
+from probe_cli.stats import RunningStats
+
+#: Default of --max-bytes: a dump estimated larger stops before running.
+DEFAULT_MAX_BYTES = 16 * 1024**3
+
+
+def human_bytes(n: int | None) -> str:
+    """1536 -> '1.5 KiB'."""
+    if n is None:
+        return "?"
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+def parse_bytes(text: str) -> int:
+    """'500M', '2G', '1.5GiB', '1000' -> bytes."""
+    import re
+
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmMgGtT]?)(i?[bB])?\s*", text)
+    if not match:
+        raise ValueError(f"{text!r} is not a size like 500M or 2G")
+    scale = 1024 ** " KMGT".index(match.group(2).upper() or " ")
+    return int(float(match.group(1)) * scale)
 
 
 @dataclass(frozen=True)
@@ -39,7 +66,7 @@ class InputOptions:
     files: tuple[str, ...] = ()
     shapes: tuple[str, ...] = ()
     value_ranges: tuple[str, ...] = ()
-    batch_size: int = 1
+    batch_size: int | None = None
     seed: int = DEFAULT_SEED
 
 
@@ -53,6 +80,8 @@ class DumpRequest:
     force: bool = False
     dry_run: bool = False
     command: str = ""
+    compression: str | None = None
+    max_bytes: int | None = DEFAULT_MAX_BYTES
 
 
 @dataclass(frozen=True)
@@ -63,6 +92,7 @@ class StoredSummary:
     shape: tuple[int, ...]
     dtype: str
     stats: dict[str, Any]
+    layout: str = "single"
 
 
 @dataclass(frozen=True)
@@ -81,6 +111,10 @@ class DumpResult:
     feeds: list[Feed]
     stored: list[StoredSummary] = field(default_factory=list)
     planned: list[PlannedTensor] = field(default_factory=list)
+    samples: int = 1
+    batches: int = 1
+    #: estimated archive bytes (tensors of unknown size not counted)
+    estimate: int = 0
 
 
 def default_output(model_path: Path) -> Path:
@@ -137,11 +171,38 @@ def provenance(request: DumpRequest, traced: Any) -> dict[str, Any]:
     }
 
 
-def dump(request: DumpRequest) -> DumpResult:
-    """Fetches the selected tensors in one execution and archives them with their inputs.
+def _has_batch_axis(info: TensorInfo, value: np.ndarray, rows: int, fixed_batch: int | None) -> bool:
+    """Whether axis 0 of this tensor runs over the samples of the batch."""
+    if info.shape is None or not info.shape or value.ndim == 0 or value.shape[0] != rows:
+        return False
+    return info.shape[0] is None or info.shape[0] == fixed_batch
 
-    With no ``--tensor``/``--layer`` every layer output is dumped.
+
+def check_size(estimate: int, output: Path, max_bytes: int | None) -> None:
+    """Stops before running when the archive would not fit the limit or the disk."""
+    import shutil
+
+    if max_bytes is not None and estimate > max_bytes:
+        raise ArchiveTooBig(
+            f"the archive would need about {human_bytes(estimate)}, more than --max-bytes {human_bytes(max_bytes)}",
+            "select fewer tensors or raise --max-bytes",
+        )
+    free = shutil.disk_usage(output.parent if str(output.parent) else Path(".")).free
+    if estimate > free:
+        raise ArchiveTooBig(
+            f"the archive would need about {human_bytes(estimate)}, but only {human_bytes(free)} "
+            f"is free at {str(output.parent or Path('.'))!r}"
+        )
+
+
+def dump(request: DumpRequest, progress: Callable[[int, int], None] | None = None) -> DumpResult:
+    """Fetches the selected tensors and archives them with their inputs, batch by batch.
+
+    With no ``--tensor``/``--layer`` every layer output is dumped. ``progress``
+    is called with (samples done, samples in all) after each batch.
     """
+    from probe_cli.feed import iter_batches, plan_batches, sample_count
+
     output = request.output or default_output(request.model.path)
     if not request.dry_run:
         check_destination(output, request.force)  # fail before the slow part
@@ -152,17 +213,72 @@ def dump(request: DumpRequest) -> DumpResult:
     else:
         selection = resolve(index, layer_patterns=[".*"])
     feeds = make_feeds(index, request.inputs)
+    samples = sample_count(feeds, index.inputs)
+    batch = plan_batches(index.inputs, samples, request.inputs.batch_size)
+    batches = math.ceil(samples / batch)
+    planned = [_planned(info, batch) for info in selection]
+    estimate = sum(p.nbytes or 0 for p in planned) * batches
     if request.dry_run:
-        batch = feeds[0].array.shape[0] if feeds and feeds[0].array.ndim else None
-        return DumpResult(None, index, feeds, planned=[_planned(info, batch) for info in selection])
+        return DumpResult(None, index, feeds, planned=planned, samples=samples, batches=batches, estimate=estimate)
+    check_size(estimate, output, request.max_bytes)
 
-    from probe_cli.run import run
+    from probe_cli.run import Runner
 
-    values = run(traced, feeds, selection)
-    pairs = [(info, values[info.name]) for info in selection]
-    write_archive(output, pairs, feeds, provenance(request, traced), seed=request.inputs.seed, force=request.force)
-    stored = [StoredSummary(info, tuple(v.shape), str(v.dtype), summarize(v)) for info, v in pairs]
-    return DumpResult(output, index, feeds, stored=stored)
+    runner = Runner(traced, selection)
+    fixed = next((s.shape[0] for s in index.inputs if s.shape and s.shape[0] is not None), None)
+    stats = {info.name: RunningStats() for info in selection}
+    shapes: dict[str, tuple[int, ...]] = {}
+    layouts: dict[str, bool] = {}
+    done = 0
+    with ArchiveWriter(output, force=request.force, compression=request.compression) as writer:
+        writer.set_attrs({"probe_format": FORMAT_VERSION, **provenance(request, traced), "samples": samples})
+        for number, fed in enumerate(iter_batches(feeds, index.inputs, batch)):
+            values = runner(fed)
+            rows = fed[0].array.shape[0] if fed and fed[0].array.ndim else 1
+            for feed, spec in zip(fed, index.inputs):
+                attrs = {"name": feed.name, "source": feed.source, "seed": request.inputs.seed}
+                writer.stream(
+                    INPUTS,
+                    attrs | {"dtype": str(feed.array.dtype)},
+                    feed.array,
+                    number,
+                    batches,
+                    bool(spec.shape) and feed.array.ndim > 0,
+                )
+            for info in selection:
+                value = values[info.name]
+                batched = layouts.setdefault(info.name, _has_batch_axis(info, value, rows, fixed))
+                writer.stream(TENSORS, _tensor_attrs(info), value, number, batches, batched)
+                stats[info.name].update(value)
+                if batched and info.name in shapes:
+                    shapes[info.name] = (shapes[info.name][0] + value.shape[0], *value.shape[1:])
+                else:
+                    shapes.setdefault(info.name, tuple(value.shape))
+            done += rows
+            if progress is not None:
+                progress(done, samples)
+    stored = [
+        StoredSummary(
+            info,
+            shapes[info.name],
+            info.dtype,
+            stats[info.name].result(),
+            "batch" if layouts[info.name] else ("per_batch" if batches > 1 else "single"),
+        )
+        for info in selection
+    ]
+    return DumpResult(output, index, feeds, stored=stored, samples=samples, batches=batches, estimate=estimate)
+
+
+def _tensor_attrs(info: TensorInfo) -> dict[str, Any]:
+    return {
+        "name": info.name,
+        "graph_name": info.graph_name,
+        "op_type": info.op_type,
+        "layer": info.layer,
+        "dtype": info.dtype,
+        "order": info.order,
+    }
 
 
 def list_model(options: ModelOptions) -> ModelIndex:

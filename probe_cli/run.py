@@ -1,7 +1,8 @@
-"""Stage 5: one graph execution computing every requested tensor, and only what they need.
+"""Stage 5: graph executions computing every requested tensor, and only what they need.
 
-The traced function is pruned to the requested tensors (``WrappedFunction.prune``),
-so fetching an early tensor runs only the ops in front of it.
+The traced function is pruned once to the requested tensors
+(``WrappedFunction.prune``), so fetching an early tensor runs only the ops in
+front of it, and each batch is one call of the pruned function.
 """
 
 from __future__ import annotations
@@ -17,29 +18,49 @@ from probe_cli.index import TensorInfo
 from probe_cli.trace import TracedModel
 
 
-def run(traced: TracedModel, feeds: Sequence[Feed], fetches: Sequence[TensorInfo]) -> dict[str, np.ndarray]:
-    """Values of ``fetches`` (by probe name) for one execution on ``feeds``."""
-    tf = _tf.tf()
-    fed = {feed.name: feed.array for feed in feeds}
-    by_placeholder = {traced.placeholders[name].name: name for name in fed}
-    values: dict[str, np.ndarray] = {}
-    computed = []
-    for info in fetches:
-        if info.graph_name in by_placeholder:
-            values[info.name] = fed[by_placeholder[info.graph_name]]
-        else:
-            computed.append(info)
-    if not computed:
+def _run_error(exc: Exception) -> RunError:
+    message = getattr(exc, "message", None) or str(exc)
+    return RunError(f"running the model failed: {message.strip().splitlines()[0]}")
+
+
+class Runner:
+    """The model pruned to ``fetches``; call it with the feeds of one batch."""
+
+    def __init__(self, traced: TracedModel, fetches: Sequence[TensorInfo]) -> None:
+        tf = _tf.tf()
+        self._tf = tf
+        self.traced = traced
+        inputs = {traced.placeholders[spec.name].name: spec.name for spec in traced.index.inputs}
+        #: fetches that are inputs themselves come straight from the feeds
+        self.passthrough = {info.name: inputs[info.graph_name] for info in fetches if info.graph_name in inputs}
+        self.computed = [info for info in fetches if info.name not in self.passthrough]
+        self.order = [spec.name for spec in traced.index.inputs]
+        self.pruned = None
+        if self.computed:
+            try:
+                self.pruned = traced.function.prune(
+                    feeds=[traced.placeholders[name] for name in self.order],
+                    fetches=[traced.graph_tensors[info.name] for info in self.computed],
+                )
+            except (tf.errors.OpError, ValueError, TypeError) as exc:
+                raise _run_error(exc) from exc
+
+    def __call__(self, feeds: Sequence[Feed]) -> dict[str, np.ndarray]:
+        """Values of the fetches (by probe name) for one execution."""
+        fed = {feed.name: feed.array for feed in feeds}
+        values = {name: np.asarray(fed[source]) for name, source in self.passthrough.items()}
+        if self.pruned is None:
+            return values
+        tf = self._tf
+        try:
+            results = self.pruned(*[tf.constant(fed[name]) for name in self.order])
+        except (tf.errors.OpError, ValueError, TypeError) as exc:
+            raise _run_error(exc) from exc
+        for info, result in zip(self.computed, results):
+            values[info.name] = result.numpy()
         return values
-    placeholders = [traced.placeholders[feed.name] for feed in feeds]
-    try:
-        pruned = traced.function.prune(
-            feeds=placeholders, fetches=[traced.graph_tensors[info.name] for info in computed]
-        )
-        results = pruned(*[tf.constant(feed.array) for feed in feeds])
-    except (tf.errors.OpError, ValueError, TypeError) as exc:
-        message = getattr(exc, "message", None) or str(exc)
-        raise RunError(f"running the model failed: {message.strip().splitlines()[0]}") from exc
-    for info, result in zip(computed, results):
-        values[info.name] = result.numpy()
-    return values
+
+
+def run(traced: TracedModel, feeds: Sequence[Feed], fetches: Sequence[TensorInfo]) -> dict[str, np.ndarray]:
+    """One execution: values of ``fetches`` by probe name."""
+    return Runner(traced, fetches)(feeds)

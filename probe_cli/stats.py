@@ -30,3 +30,46 @@ def summarize(array: np.ndarray) -> dict[str, Any]:
     out["mean"] = float(values.mean(dtype=np.float64))
     out["std"] = float(values.std(dtype=np.float64))
     return out
+
+
+class RunningStats:
+    """:func:`summarize` over a tensor that arrives batch by batch, without keeping the batches."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.total = 0.0
+        self.total_sq = 0.0
+        self.low: float | None = None
+        self.high: float | None = None
+        self.nan = 0
+        self.inf = 0
+        self.numeric = True
+
+    def update(self, array: np.ndarray) -> None:
+        part = summarize(array)
+        if np.asarray(array).dtype.kind not in "biuf":
+            self.numeric = False
+            return
+        self.nan += part["nan"]
+        self.inf += part["inf"]
+        if part["min"] is None:
+            return
+        n = int(np.asarray(array).size) - part["nan"] - part["inf"]
+        self.count += n
+        self.total += part["mean"] * n
+        self.total_sq += (part["std"] ** 2 + part["mean"] ** 2) * n
+        self.low = part["min"] if self.low is None else min(self.low, part["min"])
+        self.high = part["max"] if self.high is None else max(self.high, part["max"])
+
+    def result(self) -> dict[str, Any]:
+        if not self.numeric or self.count == 0:
+            return {"min": None, "max": None, "mean": None, "std": None, "nan": self.nan, "inf": self.inf}
+        mean = self.total / self.count
+        return {
+            "min": self.low,
+            "max": self.high,
+            "mean": mean,
+            "std": float(np.sqrt(max(self.total_sq / self.count - mean**2, 0.0))),
+            "nan": self.nan,
+            "inf": self.inf,
+        }
