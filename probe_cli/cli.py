@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from probe_cli import __version__
-from probe_cli.errors import FAILURE, USAGE, ProbeError
+from probe_cli.errors import FAILURE, INTERRUPTED, NUMERICS, USAGE, ProbeError
 
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -25,6 +25,8 @@ Exit codes:
   1  the model could not be loaded, run or written
   2  usage error or bad input (bad option, missing file, pattern matching
      nothing, input shape/dtype mismatch, archive exists, --unsafe needed)
+  3  dump --check-numerics found NaN or Inf
+  130  interrupted (Ctrl-C or SIGTERM); no archive is left behind
 """
 
 
@@ -165,7 +167,11 @@ def list_command(model: Any, match: tuple[str, ...], layers_only: bool, as_json:
     help=".npy (by name, else by position) or .npz (keys are input names). Repeatable.",
 )
 @click.option(
-    "--batch-size", default=1, show_default=True, type=click.IntRange(min=1), help="Batch dimension of random inputs."
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Samples per graph execution: files holding more samples run in batches; random inputs get this many. "
+    "[default: the model's fixed batch size, else 1 for random inputs and up to 32 for files]",
 )
 @click.option(
     "--shape",
@@ -183,6 +189,18 @@ def list_command(model: Any, match: tuple[str, ...], layers_only: bool, as_json:
 )
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the random inputs.")
 @click.option(
+    "--inputs-from",
+    type=click.Path(path_type=Path),
+    metavar="ARCHIVE.h5",
+    help="Feed exactly the inputs stored in an earlier probe archive (so a later diff compares like with like).",
+)
+@click.option(
+    "--check-numerics",
+    is_flag=True,
+    help="Find the first op (graph order) whose output holds NaN/Inf; watches every op unless --tensor/--layer "
+    "narrow it. Exit code 3 when found.",
+)
+@click.option(
     "-o",
     "--output",
     type=click.Path(path_type=Path),
@@ -191,6 +209,20 @@ def list_command(model: Any, match: tuple[str, ...], layers_only: bool, as_json:
 )
 @click.option("--force", is_flag=True, help="Overwrite an existing archive.")
 @click.option("--dry-run", is_flag=True, help="Show what would be fetched (names, shapes, bytes) and run nothing.")
+@click.option(
+    "--compression",
+    type=click.Choice(["none", "gzip", "lzf"]),
+    default="none",
+    show_default=True,
+    help="HDF5 compression of the stored tensors.",
+)
+@click.option(
+    "--max-bytes",
+    default="16G",
+    show_default=True,
+    metavar="SIZE",
+    help="Stop before running when the archive is estimated to be larger (e.g. 500M, 2G).",
+)
 @json_option
 @click.pass_context
 def dump(
@@ -199,13 +231,17 @@ def dump(
     tensors: tuple[str, ...],
     layers: tuple[str, ...],
     inputs: tuple[str, ...],
-    batch_size: int,
+    batch_size: int | None,
     shapes: tuple[str, ...],
     value_ranges: tuple[str, ...],
     seed: int,
+    inputs_from: Path | None,
+    check_numerics: bool,
     output: Path | None,
     force: bool,
     dry_run: bool,
+    compression: str,
+    max_bytes: str,
     as_json: bool,
 ) -> None:
     """Run the model once and write the selected tensors to an HDF5 archive.
@@ -213,30 +249,169 @@ def dump(
     With no --tensor or --layer, every layer's output is dumped. Inputs not
     given with --input get seeded random data.
     """
-    from probe_cli.pipeline import DumpRequest, InputOptions
+    from probe_cli.pipeline import DumpRequest, InputOptions, parse_bytes
     from probe_cli.pipeline import dump as run_dump
-    from probe_cli.render import Out, render_dump
+    from probe_cli.render import Out, progress_bar, render_dump
+
+    try:
+        limit = parse_bytes(max_bytes)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--max-bytes") from None
 
     request = DumpRequest(
         model=model,
         tensors=tensors,
         layers=layers,
-        inputs=InputOptions(inputs, shapes, value_ranges, batch_size, seed),
+        inputs=InputOptions(inputs, shapes, value_ranges, batch_size, seed, inputs_from),
         output=output,
         force=force,
         dry_run=dry_run,
         command=_command_line(ctx),
+        compression=compression,
+        max_bytes=limit,
+        check_numerics=check_numerics,
     )
-    render_dump(Out(), run_dump(request), as_json=as_json)
+    with progress_bar(enabled=not as_json) as progress:
+        result = run_dump(request, progress=progress)
+    render_dump(Out(), result, as_json=as_json)
+    if result.nonfinite is not None:
+        found = result.nonfinite
+        click.echo(
+            f"Error: NaN/Inf first appears at {found.info.name} (op {found.info.op_type}, layer {found.info.layer})",
+            err=True,
+        )
+        ctx.exit(NUMERICS)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM unwinds like Ctrl-C, so a half-written archive is removed on the way out."""
+    raise KeyboardInterrupt
+
+
+ARCHIVE_MATCH_HELP = (
+    "Only tensors whose full name (op:0) or op name this regex matches completely, as dump selects. Repeatable."
+)
+#: Same values as probe_cli.inspect_archive.DEFAULT_ATOL/RTOL, repeated so --help never imports h5py.
+DIFF_ATOL = 1e-5
+DIFF_RTOL = 1e-4
+
+
+@cli.command()
+@click.argument("archive", type=click.Path(path_type=Path), metavar="ARCHIVE.h5")
+@click.option("--match", multiple=True, callback=_check_regexes, metavar="REGEX", help=ARCHIVE_MATCH_HELP)
+@json_option
+def show(archive: Path, match: tuple[str, ...], as_json: bool) -> None:
+    """Show an archive's provenance and its tensors' statistics, in graph order.
+
+    Provenance: model path and SHA-256, probe/TensorFlow/Keras versions, seed,
+    command, creation time, and the fed inputs with their sources. Per tensor:
+    shape, dtype, min, max, mean, std (over finite values) and NaN/Inf counts.
+    Needs only h5py: TensorFlow is not loaded.
+    """
+    from probe_cli.inspect_archive import show_archive
+    from probe_cli.render import Out, render_show
+
+    render_show(Out(), show_archive(archive, match), as_json=as_json)
+
+
+@cli.command()
+@click.argument("a", type=click.Path(path_type=Path), metavar="A.h5")
+@click.argument("b", type=click.Path(path_type=Path), metavar="B.h5")
+@click.option(
+    "--atol",
+    type=click.FloatRange(min=0),
+    default=DIFF_ATOL,
+    show_default=True,
+    help="Absolute tolerance.",
+)
+@click.option(
+    "--rtol",
+    type=click.FloatRange(min=0),
+    default=DIFF_RTOL,
+    show_default=True,
+    help="Relative tolerance, relative to B's values.",
+)
+@click.option("--match", multiple=True, callback=_check_regexes, metavar="REGEX", help=ARCHIVE_MATCH_HELP)
+@json_option
+@click.pass_context
+def diff(ctx: click.Context, a: Path, b: Path, atol: float, rtol: float, match: tuple[str, ...], as_json: bool) -> None:
+    """Compare the tensors two archives share and name the first divergence in graph order.
+
+    B is the reference. An element is out of tolerance when
+    |a - b| > atol + rtol * |b| (numpy.isclose; NaN equals NaN, Inf equals
+    the same Inf). Per tensor: max absolute error, max relative error (over
+    elements where B is non-zero) and the share of elements out of tolerance.
+    Also lists tensors found in only one archive and warns (on stderr) when
+    the archives were fed different inputs.
+
+    \b
+    Exit status, as diff(1):
+      0  same tensors, shapes and dtypes, all within tolerance
+      1  differences found (values, shapes, dtypes, or tensors in only one archive)
+      2  trouble (missing file, not a probe archive, bad pattern)
+    """
+    from probe_cli.inspect_archive import diff_archives
+    from probe_cli.render import Out, render_diff
+
+    result = diff_archives(a, b, atol=atol, rtol=rtol, match=match)
+    render_diff(Out(), result, as_json=as_json, warn=Out(sys.stderr, color=False))
+    if not result.same:
+        ctx.exit(1)
+
+
+@cli.command()
+@click.argument("archive", type=click.Path(path_type=Path), metavar="ARCHIVE.h5")
+@click.option(
+    "-t",
+    "--tensor",
+    "tensors",
+    multiple=True,
+    required=True,
+    callback=_check_regexes,
+    metavar="REGEX",
+    help="Plot every stored tensor whose full name (op:0) or op name this regex matches completely. Repeatable.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    metavar="PATH",
+    help="PNG to write (overwritten), or an existing directory for one PNG per tensor  [default: ARCHIVE_NAME.png]",
+)
+@click.option(
+    "--sample", default=0, show_default=True, type=click.IntRange(min=0), help="Sample (batch index) of channel maps."
+)
+@click.option("--bins", default=64, show_default=True, type=click.IntRange(min=1), help="Histogram bins.")
+@click.option(
+    "--max-channels", default=16, show_default=True, type=click.IntRange(min=1), help="Channel maps per tensor."
+)
+def plot(
+    archive: Path, tensors: tuple[str, ...], output: Path | None, sample: int, bins: int, max_channels: int
+) -> None:
+    """Draw a histogram of each selected tensor and, for (N, H, W, C) tensors, its channel maps.
+
+    One PNG with one row per tensor: the histogram of its finite values (NaN
+    and Inf counts in the title) and, for image-like 4-D tensors, a grid of
+    the first channels of one sample. Needs matplotlib:
+    pip install 'probe-cli[plot]'.
+    """
+    from probe_cli.plot import plot_archive
+    from probe_cli.render import Out, render_plot
+
+    result = plot_archive(archive, tensors, output, sample=sample, bins=bins, max_channels=max_channels)
+    render_plot(Out(), result)
 
 
 def main() -> None:
     """Console-script entry point."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         cli.main(prog_name="probe")
-    except KeyboardInterrupt:  # pragma: no cover - interactive
-        click.echo("Error: interrupted", err=True)
-        sys.exit(130)
+    except KeyboardInterrupt:
+        click.echo("Error: interrupted; no archive was written", err=True)
+        sys.exit(INTERRUPTED)
 
 
 _ = USAGE  # documented above; exit code 2 comes from ProbeError subclasses and Click itself

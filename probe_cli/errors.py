@@ -15,6 +15,8 @@ from __future__ import annotations
 OK = 0
 FAILURE = 1
 USAGE = 2
+#: dump --check-numerics found NaN or Inf.
+NUMERICS = 3
 #: Ctrl-C or SIGTERM; no archive is left behind.
 INTERRUPTED = 130
 

@@ -242,8 +242,19 @@ def _many_files(path: Path) -> list[Path] | None:
     return files
 
 
+def _archive_inputs(path: Path) -> dict[str | None, Any]:
+    """The inputs stored in an earlier probe archive, by input name (``--inputs-from``)."""
+    from probe_cli.archive import open_archive, read_inputs
+
+    with open_archive(path) as file:
+        arrays = {name: array for name, (array, _) in read_inputs(file).items()}
+    if not arrays:
+        raise FileProblem(f"archive {str(path)!r} holds no inputs")
+    return arrays
+
+
 def read_array_file(path: Path) -> dict[str | None, Any]:
-    """Arrays of a ``.npy`` (key None), an ``.npz``, or a directory/glob of ``.npy`` files.
+    """Arrays of a ``.npy`` (key None), an ``.npz``, a probe archive's inputs, or a directory/glob of ``.npy`` files.
 
     Never unpickles anything; ``.npy`` data is read lazily (see :class:`LazyArray`).
     """
@@ -257,8 +268,10 @@ def read_array_file(path: Path) -> dict[str | None, Any]:
         raise FileProblem(f"input {str(path)!r} is a directory, not a .npy/.npz file")
     try:
         with path.open("rb") as handle:
-            is_npy = handle.read(6) == b"\x93NUMPY"
-        loaded = _open_npy(path) if is_npy else np.load(path, allow_pickle=False)
+            head = handle.read(8)
+        if head == b"\x89HDF\r\n\x1a\n":
+            return _archive_inputs(path)
+        loaded = _open_npy(path) if head.startswith(b"\x93NUMPY") else np.load(path, allow_pickle=False)
     except ValueError as exc:
         if "pickle" in str(exc).lower():
             raise FileProblem(

@@ -18,10 +18,10 @@ import numpy as np
 from probe_cli import __version__
 from probe_cli.archive import FORMAT_VERSION, INPUTS, TENSORS, ArchiveWriter, check_destination
 from probe_cli.errors import ArchiveTooBig
-from probe_cli.feed import DEFAULT_SEED, Feed, build_feeds, parse_input_arg, parse_range_arg, parse_shape_arg
+from probe_cli.feed import DEFAULT_SEED, Feed, InputArg, build_feeds, parse_input_arg, parse_range_arg, parse_shape_arg
 from probe_cli.index import ModelIndex, Shape, TensorInfo
 from probe_cli.resolve import resolve
-from probe_cli.stats import RunningStats
+from probe_cli.stats import RunningStats, summarize
 
 #: Default of --max-bytes: a dump estimated larger stops before running.
 DEFAULT_MAX_BYTES = 16 * 1024**3
@@ -68,6 +68,8 @@ class InputOptions:
     value_ranges: tuple[str, ...] = ()
     batch_size: int | None = None
     seed: int = DEFAULT_SEED
+    #: an earlier probe archive whose stored inputs are fed again
+    inputs_from: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,8 @@ class DumpRequest:
     command: str = ""
     compression: str | None = None
     max_bytes: int | None = DEFAULT_MAX_BYTES
+    #: find the first op whose output holds NaN or Inf (all ops when nothing is selected)
+    check_numerics: bool = False
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,29 @@ class PlannedTensor:
     nbytes: int | None
 
 
+@dataclass(frozen=True)
+class NonFinite:
+    """The first op, in graph order, whose output holds NaN or Inf, and what went into it."""
+
+    info: TensorInfo
+    batch: int
+    nan: int
+    inf: int
+    #: (input tensor name, its statistics) for each input of the op
+    inputs: tuple[tuple[str, dict[str, Any]], ...]
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "name": self.info.name,
+            "op_type": self.info.op_type,
+            "layer": self.info.layer,
+            "batch": self.batch,
+            "nan": self.nan,
+            "inf": self.inf,
+            "inputs": [{"name": name, **stats} for name, stats in self.inputs],
+        }
+
+
 @dataclass
 class DumpResult:
     archive: Path | None
@@ -113,6 +140,8 @@ class DumpResult:
     planned: list[PlannedTensor] = field(default_factory=list)
     samples: int = 1
     batches: int = 1
+    #: with check_numerics: where NaN/Inf first appeared, else None
+    nonfinite: NonFinite | None = None
     #: estimated archive bytes (tensors of unknown size not counted)
     estimate: int = 0
 
@@ -135,7 +164,8 @@ def make_feeds(index: ModelIndex, options: InputOptions) -> list[Feed]:
     names = [spec.name for spec in index.inputs]
     return build_feeds(
         index.inputs,
-        [parse_input_arg(text, names) for text in options.files],
+        ([InputArg(None, options.inputs_from)] if options.inputs_from else [])
+        + [parse_input_arg(text, names) for text in options.files],
         shapes=dict(parse_shape_arg(text) for text in options.shapes),
         value_ranges=dict(parse_range_arg(text) for text in options.value_ranges),
         batch_size=options.batch_size,
@@ -210,6 +240,8 @@ def dump(request: DumpRequest, progress: Callable[[int, int], None] | None = Non
     index = traced.index
     if request.tensors or request.layers:
         selection = resolve(index, request.tensors, request.layers)
+    elif request.check_numerics:
+        selection = list(index.tensors)
     else:
         selection = resolve(index, layer_patterns=[".*"])
     feeds = make_feeds(index, request.inputs)
@@ -230,6 +262,7 @@ def dump(request: DumpRequest, progress: Callable[[int, int], None] | None = Non
     shapes: dict[str, tuple[int, ...]] = {}
     layouts: dict[str, bool] = {}
     done = 0
+    nonfinite: NonFinite | None = None
     with ArchiveWriter(output, force=request.force, compression=request.compression) as writer:
         writer.set_attrs({"probe_format": FORMAT_VERSION, **provenance(request, traced), "samples": samples})
         for number, fed in enumerate(iter_batches(feeds, index.inputs, batch)):
@@ -254,9 +287,13 @@ def dump(request: DumpRequest, progress: Callable[[int, int], None] | None = Non
                     shapes[info.name] = (shapes[info.name][0] + value.shape[0], *value.shape[1:])
                 else:
                     shapes.setdefault(info.name, tuple(value.shape))
+            if request.check_numerics and nonfinite is None:
+                nonfinite = _first_nonfinite(traced, selection, values, fed, number)
             done += rows
             if progress is not None:
                 progress(done, samples)
+        if request.check_numerics:
+            writer.mark("numerics", nonfinite.document() if nonfinite else {"nonfinite": None})
     stored = [
         StoredSummary(
             info,
@@ -267,7 +304,28 @@ def dump(request: DumpRequest, progress: Callable[[int, int], None] | None = Non
         )
         for info in selection
     ]
-    return DumpResult(output, index, feeds, stored=stored, samples=samples, batches=batches, estimate=estimate)
+    return DumpResult(
+        output, index, feeds, stored=stored, samples=samples, batches=batches, estimate=estimate, nonfinite=nonfinite
+    )
+
+
+def _first_nonfinite(
+    traced: Any, selection: Sequence[TensorInfo], values: dict[str, np.ndarray], fed: list[Feed], batch: int
+) -> NonFinite | None:
+    """Scans one batch's values in graph order; the inputs of the culprit are fetched if not already."""
+    for info in selection:
+        value = values[info.name]
+        if value.dtype.kind not in "fc" or np.isfinite(value).all():
+            continue
+        inputs = traced.op_inputs(info)
+        missing = [t for t in inputs if t.name not in values]
+        if missing:
+            from probe_cli.run import Runner
+
+            values = {**values, **Runner(traced, missing)(fed)}
+        stats = tuple((t.name, summarize(values[t.name])) for t in inputs)
+        return NonFinite(info, batch, int(np.isnan(value).sum()), int(np.isinf(value).sum()), stats)
+    return None
 
 
 def _tensor_attrs(info: TensorInfo) -> dict[str, Any]:

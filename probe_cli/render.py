@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, TextIO
 
 from probe_cli.index import ModelIndex, format_shape
-from probe_cli.pipeline import DumpResult
+from probe_cli.inspect_archive import ArchiveDiff, ArchiveSummary, TensorDiff
+from probe_cli.pipeline import DumpResult, human_bytes
+from probe_cli.plot import PlotResult
 
 
 def _fmt(value: Any) -> str:
@@ -23,15 +26,30 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _human_bytes(n: int | None) -> str:
-    if n is None:
-        return "?"
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"  # pragma: no cover
+@contextmanager
+def progress_bar(enabled: bool = True, stream: TextIO | None = None) -> Iterator[Callable[[int, int], None] | None]:
+    """A rich progress bar (samples, samples/s, ETA) on a terminal; nothing when piped."""
+    stream = stream or sys.stderr
+    if not enabled or not stream.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.text import Text
+
+    class Rate(TextColumn):
+        def render(self, task: Any) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text(f"{speed:.1f} samples/s" if speed else "")
+
+    columns = (TextColumn("dumping"), BarColumn(), MofNCompleteColumn(), Rate(""), TimeRemainingColumn())
+    with Progress(*columns, console=Console(file=stream), transient=True) as bar:
+        task = bar.add_task("dump", total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
 
 
 class Out:
@@ -147,7 +165,6 @@ def _feeds_doc(result: DumpResult) -> list[dict[str, Any]]:
 
 def render_dump(out: Out, result: DumpResult, *, as_json: bool) -> None:
     if result.archive is None:  # --dry-run
-        total = sum(p.nbytes or 0 for p in result.planned)
         unknown = sum(p.nbytes is None for p in result.planned)
         if as_json:
             out.json(
@@ -163,7 +180,9 @@ def render_dump(out: Out, result: DumpResult, *, as_json: bool) -> None:
                         }
                         for p in result.planned
                     ],
-                    "total_bytes": total,
+                    "total_bytes": result.estimate,
+                    "samples": result.samples,
+                    "batches": result.batches,
                     "unknown_sizes": unknown,
                 }
             )
@@ -171,11 +190,12 @@ def render_dump(out: Out, result: DumpResult, *, as_json: bool) -> None:
         out.table(
             f"Would fetch {len(result.planned)} tensor(s)",
             ["name", "shape", "dtype", "bytes"],
-            [(p.info.name, format_shape(p.shape), p.info.dtype, _human_bytes(p.nbytes)) for p in result.planned],
+            [(p.info.name, format_shape(p.shape), p.info.dtype, human_bytes(p.nbytes)) for p in result.planned],
             right=["bytes"],
         )
         more = f" (+{unknown} of unknown size)" if unknown else ""
-        out.line(f"Estimated total: {_human_bytes(total)}{more}. Nothing was run.")
+        per = f" ({result.samples} samples in {result.batches} batches)" if result.batches > 1 else ""
+        out.line(f"Estimated total: {human_bytes(result.estimate)}{more}{per}. Nothing was run.")
         return
     if as_json:
         out.json(
@@ -183,8 +203,12 @@ def render_dump(out: Out, result: DumpResult, *, as_json: bool) -> None:
                 "archive": str(result.archive),
                 "inputs": _feeds_doc(result),
                 "tensors": [
-                    {"name": s.info.name, "shape": list(s.shape), "dtype": s.dtype, **s.stats} for s in result.stored
+                    {"name": s.info.name, "shape": list(s.shape), "dtype": s.dtype, "layout": s.layout, **s.stats}
+                    for s in result.stored
                 ],
+                "samples": result.samples,
+                "batches": result.batches,
+                "numerics": result.nonfinite.document() if result.nonfinite else None,
             }
         )
         return
@@ -197,5 +221,219 @@ def render_dump(out: Out, result: DumpResult, *, as_json: bool) -> None:
         ],
         right=["min", "max", "mean"],
     )
+    if result.nonfinite is not None:
+        found = result.nonfinite
+        out.line(
+            f"NaN/Inf first appears at {found.info.name} (op {found.info.op_type}, layer {found.info.layer}, "
+            f"batch {found.batch}): {found.nan} NaN, {found.inf} Inf"
+        )
+        for name, stats in found.inputs:
+            out.line(
+                f"  input {name}: min {_fmt(stats['min'])} max {_fmt(stats['max'])} mean {_fmt(stats['mean'])} "
+                f"nan {stats['nan']} inf {stats['inf']}"
+            )
     sources = ", ".join(f"{f.name}={f.source}" for f in result.feeds)
-    out.line(f"Inputs: {sources}")
+    per = f" ({result.samples} samples in {result.batches} batches)" if result.batches > 1 else ""
+    out.line(f"Inputs: {sources}{per}")
+
+
+# --------------------------------------------------------------------------- show, diff, plot (archives)
+
+
+def _shape_text(shape: Sequence[int]) -> str:
+    return format_shape(tuple(shape))
+
+
+def show_document(summary: ArchiveSummary) -> dict[str, Any]:
+    """``probe show --json``: provenance, inputs and per-tensor statistics."""
+    return {
+        "archive": summary.path,
+        "provenance": summary.provenance,
+        "extra_attributes": summary.extra,
+        "inputs": [
+            {"name": i.name, "shape": list(i.shape), "dtype": i.dtype, "source": i.source, "seed": i.seed}
+            for i in summary.inputs
+        ],
+        "total_tensors": summary.total_tensors,
+        "tensors": [
+            {
+                "name": t.name,
+                "graph_name": t.graph_name,
+                "op_type": t.op_type,
+                "layer": t.layer,
+                "shape": list(t.shape),
+                "dtype": t.dtype,
+                **t.stats,
+            }
+            for t in summary.tensors
+        ],
+    }
+
+
+def render_show(out: Out, summary: ArchiveSummary, *, as_json: bool) -> None:
+    if as_json:
+        out.json(show_document(summary))
+        return
+    p = summary.provenance
+    versions = ", ".join(
+        f"{label} {p[key]}"
+        for label, key in (("probe", "probe_version"), ("tensorflow", "tensorflow_version"), ("keras", "keras_version"))
+        if p.get(key) is not None
+    )
+    model = _fmt(p.get("model_path")) + (f" ({p['model_format']})" if p.get("model_format") else "")
+    out.line(f"Archive:  {summary.path}")
+    out.line(f"Model:    {model}")
+    out.line(f"SHA-256:  {_fmt(p.get('model_sha256'))}")
+    out.line(f"Versions: {versions or '-'}")
+    batch = f" (batch size {p['batch_size']})" if p.get("batch_size") is not None else ""
+    out.line(f"Seed:     {_fmt(p.get('seed'))}{batch}")
+    out.line(f"Command:  {_fmt(p.get('command'))}")
+    out.line(f"Created:  {_fmt(p.get('created'))}")
+    for key, value in summary.extra.items():
+        out.line(f"{key}: {_fmt(value)}")
+    out.line()
+    out.table(
+        f"Inputs ({len(summary.inputs)})",
+        ["name", "shape", "dtype", "source", "seed"],
+        [(i.name, _shape_text(i.shape), i.dtype, i.source, i.seed) for i in summary.inputs],
+    )
+    out.line()
+    shown = len(summary.tensors)
+    of = f" of {summary.total_tensors}" if shown != summary.total_tensors else ""
+    out.table(
+        f"Tensors ({shown}{of})",
+        ["name", "shape", "dtype", "min", "max", "mean", "std", "nan", "inf"],
+        [
+            (
+                t.name,
+                _shape_text(t.shape),
+                t.dtype,
+                t.stats["min"],
+                t.stats["max"],
+                t.stats["mean"],
+                t.stats["std"],
+                t.stats["nan"],
+                t.stats["inf"],
+            )
+            for t in summary.tensors
+        ],
+        right=["min", "max", "mean", "std", "nan", "inf"],
+    )
+
+
+def _tensor_diff_doc(t: TensorDiff) -> dict[str, Any]:
+    return {
+        "name": t.name,
+        "op_type": t.op_type,
+        "layer": t.layer,
+        "status": t.status,
+        "within_tolerance": not t.diverges,
+        "shape_a": list(t.shape_a),
+        "shape_b": list(t.shape_b),
+        "dtype_a": t.dtype_a,
+        "dtype_b": t.dtype_b,
+        "size": t.size,
+        "max_abs_error": t.max_abs_error,
+        "max_rel_error": t.max_rel_error,
+        "out_of_tolerance": t.out_of_tolerance,
+        "share_out_of_tolerance": t.share_out_of_tolerance,
+        "nonfinite_mismatches": t.nonfinite_mismatches,
+        "worst_index": None if t.worst_index is None else list(t.worst_index),
+    }
+
+
+def diff_document(result: ArchiveDiff) -> dict[str, Any]:
+    """``probe diff --json``: per-tensor errors, the first divergence, one-sided tensors and warnings."""
+    first = result.first_divergence
+    return {
+        "a": result.a,
+        "b": result.b,
+        "atol": result.atol,
+        "rtol": result.rtol,
+        "same": result.same,
+        "first_divergence": None if first is None else first.name,
+        "tensors": [_tensor_diff_doc(t) for t in result.tensors],
+        "only_in_a": result.only_in_a,
+        "only_in_b": result.only_in_b,
+        "warnings": result.warnings,
+        "models": {
+            "a": {"path": result.provenance_a.get("model_path"), "sha256": result.provenance_a.get("model_sha256")},
+            "b": {"path": result.provenance_b.get("model_path"), "sha256": result.provenance_b.get("model_sha256")},
+        },
+    }
+
+
+def _share(t: TensorDiff) -> str:
+    share = t.share_out_of_tolerance
+    if share is None:
+        return "-"
+    return f"{t.out_of_tolerance} ({100 * share:.3g}%)"
+
+
+def render_diff(out: Out, result: ArchiveDiff, *, as_json: bool, warn: Out | None = None) -> None:
+    """Tables on ``out``; warnings as ``Warning: ...`` lines on ``warn`` (stderr), so JSON stays clean."""
+    if warn is not None:
+        for message in result.warnings:
+            warn.line(f"Warning: {message}")
+    if as_json:
+        out.json(diff_document(result))
+        return
+    for label, path, prov in (("A", result.a, result.provenance_a), ("B", result.b, result.provenance_b)):
+        sha = prov.get("model_sha256")
+        out.line(f"{label}: {path}  (model {_fmt(prov.get('model_path'))}, sha256 {sha[:12] if sha else '-'})")
+    out.line()
+    out.table(
+        f"Compared {len(result.tensors)} tensor(s), atol={result.atol:g} rtol={result.rtol:g}",
+        ["name", "status", "shape", "max abs err", "max rel err", "out of tol"],
+        [
+            (
+                t.name,
+                t.status,
+                _shape_text(t.shape_a)
+                if t.shape_a == t.shape_b
+                else f"{_shape_text(t.shape_a)} vs {_shape_text(t.shape_b)}",
+                t.max_abs_error,
+                t.max_rel_error,
+                _share(t),
+            )
+            for t in result.tensors
+        ],
+        right=["max abs err", "max rel err", "out of tol"],
+    )
+    for label, names in (("A", result.only_in_a), ("B", result.only_in_b)):
+        if names:
+            out.line()
+            out.line(f"Only in {label} ({len(names)}):")
+            for name in names:
+                out.line(f"  {name}")
+    out.line()
+    first = result.first_divergence
+    if first is not None:
+        where = ", ".join(
+            x
+            for x in (f"op {first.op_type}" if first.op_type else "", f"layer {first.layer}" if first.layer else "")
+            if x
+        )
+        if first.status == "shape mismatch":
+            detail = f"shape {_shape_text(first.shape_a)} in A, {_shape_text(first.shape_b)} in B"
+        else:
+            at = f" at {list(first.worst_index)}" if first.worst_index is not None else ""
+            detail = (
+                f"max abs error {_fmt(first.max_abs_error)}{at}, "
+                f"{first.out_of_tolerance} of {first.size} elements out of tolerance"
+            )
+        out.line(f"First divergence: {first.name}" + (f" ({where})" if where else "") + f": {detail}")
+    differing = len(result.differing)
+    if result.same:
+        out.line(f"Same: all {len(result.tensors)} common tensor(s) within tolerance.")
+    else:
+        parts = [f"{differing} of {len(result.tensors)} tensor(s) differ"]
+        if result.only_in_a or result.only_in_b:
+            parts.append(f"{len(result.only_in_a)} only in A, {len(result.only_in_b)} only in B")
+        out.line("Different: " + "; ".join(parts) + ".")
+
+
+def render_plot(out: Out, result: PlotResult) -> None:
+    maps = f", channel maps for {len(result.channel_maps)}" if result.channel_maps else ""
+    files = ", ".join(str(f) for f in result.files) if len(result.files) <= 3 else f"{len(result.files)} files"
+    out.line(f"Plotted {len(result.tensors)} tensor(s){maps}: {files}")

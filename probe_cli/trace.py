@@ -36,6 +36,12 @@ class TracedModel:
     #: input name -> placeholder
     placeholders: dict[str, Any]
 
+    def op_inputs(self, info: TensorInfo) -> list[TensorInfo]:
+        """The listed tensors feeding the op that produced ``info`` (handles and the like omitted)."""
+        by_graph = {t.graph_name: t for t in self.index.tensors}
+        op = self.graph_tensors[info.name].op
+        return [by_graph[t.name] for t in op.inputs if t.name in by_graph]
+
 
 def _shape(tensor: Any) -> Shape | None:
     if tensor.shape.rank is None:
