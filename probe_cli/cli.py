@@ -75,11 +75,20 @@ def model_options(func: Callable[..., Any]) -> Callable[..., Any]:
     @click.option(
         "--unsafe", is_flag=True, help="Allow the model file to run code (Lambda layers). Only for files you trust."
     )
+    @click.option(
+        "--signature",
+        default="serving_default",
+        show_default=True,
+        metavar="NAME",
+        help="SavedModel signature to load (SavedModel directories only).",
+    )
     @functools.wraps(func)
-    def wrapper(*args: Any, model: Path, custom_objects: tuple[Path, ...], unsafe: bool, **kwargs: Any) -> Any:
+    def wrapper(
+        *args: Any, model: Path, custom_objects: tuple[Path, ...], unsafe: bool, signature: str, **kwargs: Any
+    ) -> Any:
         from probe_cli.pipeline import ModelOptions
 
-        return func(*args, model=ModelOptions(model, tuple(custom_objects), unsafe), **kwargs)
+        return func(*args, model=ModelOptions(model, tuple(custom_objects), unsafe, signature), **kwargs)
 
     return wrapper
 
@@ -337,12 +346,14 @@ def show(archive: Path, match: tuple[str, ...], as_json: bool) -> None:
 def diff(ctx: click.Context, a: Path, b: Path, atol: float, rtol: float, match: tuple[str, ...], as_json: bool) -> None:
     """Compare the tensors two archives share and name the first divergence in graph order.
 
-    B is the reference. An element is out of tolerance when
-    |a - b| > atol + rtol * |b| (numpy.isclose; NaN equals NaN, Inf equals
-    the same Inf). Per tensor: max absolute error, max relative error (over
-    elements where B is non-zero) and the share of elements out of tolerance.
-    Also lists tensors found in only one archive and warns (on stderr) when
-    the archives were fed different inputs.
+    Per tensor: max absolute error, max relative error (over elements where
+    B is non-zero) and the share of elements out of tolerance. Also lists
+    tensors found in only one archive and warns (on stderr) when the archives
+    were fed different inputs. B is the reference; an element is out of
+    tolerance when (numpy.isclose; NaN equals NaN, Inf equals the same Inf):
+
+    \b
+      |a - b| > atol + rtol * |b|
 
     \b
     Exit status, as diff(1):
@@ -390,10 +401,13 @@ def plot(
 ) -> None:
     """Draw a histogram of each selected tensor and, for (N, H, W, C) tensors, its channel maps.
 
-    One PNG with one row per tensor: the histogram of its finite values (NaN
-    and Inf counts in the title) and, for image-like 4-D tensors, a grid of
-    the first channels of one sample. Needs matplotlib:
-    pip install 'probe-cli[plot]'.
+    One PNG with one row per tensor (300 pixels high each): the histogram of
+    its finite values (NaN and Inf counts in the title) and, for image-like
+    4-D tensors, a grid of the first channels of one sample. With -o DIR,
+    one such PNG per tensor, named after it (conv1/Relu:0 -> conv1__Relu_0.png).
+
+    \b
+    Needs matplotlib:  pip install 'probe-cli[plot]'
     """
     from probe_cli.plot import plot_archive
     from probe_cli.render import Out, render_plot

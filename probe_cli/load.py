@@ -198,7 +198,13 @@ def _check_keras_zip(path: Path) -> None:
         raise ModelLoadError(f"cannot read .keras file {str(path)!r}: {exc} (truncated or corrupt?)") from None
 
 
-def load(path: str | Path, *, custom_objects: Sequence[str | Path] = (), unsafe: bool = False) -> LoadedModel:
+def load(
+    path: str | Path,
+    *,
+    custom_objects: Sequence[str | Path] = (),
+    unsafe: bool = False,
+    signature: str = "serving_default",
+) -> LoadedModel:
     """Loads a model file of any supported format."""
     path = Path(path)
     model_format = detect_format(path)
@@ -216,7 +222,7 @@ def load(path: str | Path, *, custom_objects: Sequence[str | Path] = (), unsafe:
     elif model_format == SAVED_MODEL:
         from probe_cli.graphdef import load_saved_model
 
-        loaded.graph_def, loaded.signature = load_saved_model(path)
+        loaded.graph_def, loaded.signature = load_saved_model(path, signature)
     else:
         from probe_cli.graphdef import read_graph_def
 

@@ -57,6 +57,8 @@ class ModelOptions:
     path: Path
     custom_objects: tuple[Path, ...] = ()
     unsafe: bool = False
+    #: SavedModel signature to trace
+    signature: str = "serving_default"
 
 
 @dataclass(frozen=True)
@@ -157,7 +159,9 @@ def open_model(options: ModelOptions):  # -> TracedModel (TensorFlow imported la
     from probe_cli.load import load
     from probe_cli.trace import trace
 
-    return trace(load(options.path, custom_objects=options.custom_objects, unsafe=options.unsafe))
+    return trace(
+        load(options.path, custom_objects=options.custom_objects, unsafe=options.unsafe, signature=options.signature)
+    )
 
 
 def make_feeds(index: ModelIndex, options: InputOptions) -> list[Feed]:

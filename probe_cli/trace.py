@@ -43,7 +43,7 @@ class TracedModel:
         return [by_graph[t.name] for t in op.inputs if t.name in by_graph]
 
 
-def _shape(tensor: Any) -> Shape | None:
+def shape_of(tensor: Any) -> Shape | None:
     if tensor.shape.rank is None:
         return None
     return tuple(tensor.shape.as_list())
@@ -189,7 +189,7 @@ def _trace_keras(loaded: LoadedModel) -> TracedModel:
         InputSpec(
             name=name,
             dtype=placeholders[name].dtype.name,
-            shape=_shape(placeholders[name]) or (),
+            shape=shape_of(placeholders[name]) or (),
             graph_name=placeholders[name].name,
             int_limit=recorder.int_limits.get(placeholders[name].op.name),
         )
@@ -220,7 +220,7 @@ def _trace_keras(loaded: LoadedModel) -> TracedModel:
                 class_name=type(layer).__name__,
                 params=params,
                 outputs=tuple(dict.fromkeys(by_graph_name[t.name] for t in outs)),
-                output_shapes=tuple(_shape(t) for t in outs),
+                output_shapes=tuple(shape_of(t) for t in outs),
             )
         )
     index = ModelIndex(
@@ -256,7 +256,7 @@ def _index_graph(
                     graph_name=tensor.name,
                     op_type=op.type,
                     dtype=tensor.dtype.name,
-                    shape=_shape(tensor),
+                    shape=shape_of(tensor),
                     layer=layer,
                     order=len(tensors),
                 )

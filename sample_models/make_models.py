@@ -77,6 +77,24 @@ MODELS = {
 }
 
 
+def export_tf_formats(model: keras.Model, out_dir: Path) -> None:
+    """The Mask-R-CNN-like sample as a SavedModel directory and as a frozen TF1-style GraphDef."""
+    import shutil
+
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    saved = out_dir / "mini_rcnn_savedmodel"
+    shutil.rmtree(saved, ignore_errors=True)
+    model.export(str(saved), verbose=False)
+    print(f"wrote {saved}")
+    spec = tf.TensorSpec(model.inputs[0].shape, model.inputs[0].dtype, name="image")
+    function = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
+    frozen = convert_variables_to_constants_v2(function)
+    (out_dir / "mini_rcnn_frozen.pb").write_bytes(frozen.graph.as_graph_def().SerializeToString())
+    print(f"wrote {out_dir / 'mini_rcnn_frozen.pb'}")
+
+
 def main(out_dir: Path = HERE) -> None:
     for index, (filename, build) in enumerate(MODELS.items()):
         keras.utils.set_random_seed(1234 + index)
@@ -84,6 +102,8 @@ def main(out_dir: Path = HERE) -> None:
         model.save(out_dir / filename)
         if filename == "cnn.h5":
             model.save(out_dir / "cnn.keras")
+        if filename == "mini_rcnn.h5":
+            export_tf_formats(model, out_dir)
         print(f"wrote {out_dir / filename}")
 
 

@@ -1,0 +1,122 @@
+"""TensorFlow-native formats: frozen GraphDef ``.pb`` files and SavedModel directories.
+
+Both become a GraphDef imported into a ``wrap_function`` graph, so the same
+prune-and-run path serves them as Keras models. Names are the graph's own
+(``ROI_3/rpn_non_max_suppression/NonMaxSuppressionV2:0``); inputs are the
+placeholders (for a SavedModel, named as in its signature).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from probe_cli import _tf
+from probe_cli.errors import ModelLoadError, UsageProblem
+from probe_cli.index import InputSpec, LayerInfo, ModelIndex
+from probe_cli.load import LoadedModel
+
+DEFAULT_SIGNATURE = "serving_default"
+#: Ops that end a graph without producing values worth calling outputs.
+_NOT_OUTPUTS = {"NoOp", "Assert", "SaveV2", "RestoreV2", "MergeV2Checkpoints"}
+
+
+def read_graph_def(path: Path) -> Any:
+    tf = _tf.tf()
+    graph_def = tf.compat.v1.GraphDef()
+    try:
+        graph_def.ParseFromString(path.read_bytes())
+    except Exception as exc:  # noqa: BLE001 - protobuf raises DecodeError or RuntimeError
+        raise ModelLoadError(f"cannot parse GraphDef {str(path)!r}: {exc}") from None
+    return graph_def
+
+
+def load_saved_model(path: Path, signature: str = DEFAULT_SIGNATURE) -> tuple[Any, dict[str, Any]]:
+    """The signature's function frozen into a GraphDef, and its input/output names."""
+    tf = _tf.tf()
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    try:
+        saved = tf.saved_model.load(str(path))
+    except Exception as exc:  # noqa: BLE001 - a broken SavedModel raises anything
+        raise ModelLoadError(f"cannot load SavedModel {str(path)!r}: {str(exc).strip().splitlines()[0]}") from None
+    signatures = dict(getattr(saved, "signatures", {}) or {})
+    if signature not in signatures:
+        known = ", ".join(signatures) or "none"
+        raise UsageProblem(f"SavedModel {str(path)!r} has no signature {signature!r}", f"signatures: {known}")
+    function = signatures[signature]
+    try:
+        frozen = convert_variables_to_constants_v2(function)
+    except Exception as exc:  # noqa: BLE001
+        raise ModelLoadError(f"cannot freeze signature {signature!r}: {str(exc).strip().splitlines()[0]}") from None
+    _, kwargs = function.structured_input_signature
+    placeholders = [t for t in frozen.inputs if t.dtype != tf.resource]
+    names = list(kwargs) if len(kwargs) == len(placeholders) else [t.op.name for t in placeholders]
+    outputs = tf.nest.flatten(frozen.structured_outputs, expand_composites=True)
+    return frozen.graph.as_graph_def(), {
+        "signature": signature,
+        "inputs": {name: t.name for name, t in zip(names, placeholders)},
+        "outputs": [t.name for t in outputs if hasattr(t, "name")],
+    }
+
+
+def trace_graph_def(loaded: LoadedModel, index_graph: Callable[..., tuple[ModelIndex, dict[str, Any]]]) -> Any:
+    """Imports the GraphDef once into a prunable function and indexes it."""
+    from probe_cli.trace import TracedModel, shape_of
+
+    tf = _tf.tf()
+    graph_def = loaded.graph_def
+
+    def import_graph() -> None:
+        tf.import_graph_def(graph_def, name="")
+
+    try:
+        function = tf.compat.v1.wrap_function(import_graph, [])
+    except Exception as exc:  # noqa: BLE001 - invalid graphs fail at import
+        raise ModelLoadError(
+            f"cannot import graph of {str(loaded.path)!r}: {str(exc).strip().splitlines()[0]}"
+        ) from None
+    graph = function.graph
+    ops = graph.get_operations()
+    if loaded.signature is not None:
+        input_names = loaded.signature["inputs"]
+        outputs = [graph.get_tensor_by_name(name) for name in loaded.signature["outputs"]]
+    else:
+        input_names = {
+            op.name: op.outputs[0].name
+            for op in ops
+            if op.type in ("Placeholder", "PlaceholderV2") and op.outputs[0].dtype != tf.resource
+        }
+        consumed = {t.op for op in ops for t in op.inputs} | {c for op in ops for c in op.control_inputs}
+        outputs = [t for op in ops if op not in consumed and op.type not in _NOT_OUTPUTS for t in op.outputs]
+    placeholders = {name: graph.get_tensor_by_name(tensor) for name, tensor in input_names.items()}
+    if not outputs:
+        raise ModelLoadError(f"graph of {str(loaded.path)!r} has no outputs")
+    by_op = {t.op.name: name for name, t in placeholders.items()}
+
+    def name_of(op: Any) -> tuple[str, str | None]:
+        return op.name, by_op.get(op.name)
+
+    index, graph_tensors = index_graph(graph, outputs, name_of, loaded.model_format)
+    inputs = tuple(
+        InputSpec(name=name, dtype=t.dtype.name, shape=shape_of(t) or (), graph_name=t.name)
+        for name, t in placeholders.items()
+    )
+    # Display names of placeholders are the graph names; make the input tensors' probe names agree.
+    layers = tuple(
+        LayerInfo(
+            name=spec.name, class_name="Placeholder", params=0, outputs=(spec.graph_name,), output_shapes=(spec.shape,)
+        )
+        for spec in inputs
+        if spec.graph_name in index.by_name
+    )
+    index = ModelIndex(
+        model_format=loaded.model_format,
+        inputs=inputs,
+        outputs=index.outputs,
+        layers=layers,
+        tensors=index.tensors,
+        extra={"signature": loaded.signature["signature"]} if loaded.signature else {},
+    )
+    return TracedModel(loaded, index, function, graph_tensors, placeholders)
