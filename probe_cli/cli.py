@@ -33,9 +33,25 @@ Exit codes:
 class ProbeGroup(click.Group):
     """Turns domain errors into one line and an exit code, in one place."""
 
+    #: Click 8.2+ raises this for a bare ``probe``: it prints the help, so it stays as it is.
+    _SHOWS_HELP: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+    @staticmethod
+    def _one_line(exc: click.UsageError) -> click.ClickException:
+        """A usage error as one ``Error: ...`` line (Click would print usage and a hint first)."""
+        where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        error = click.ClickException(exc.format_message() + where)
+        error.exit_code = exc.exit_code
+        return error
+
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         ctx.meta["probe.argv"] = ["probe", *args]
-        return super().parse_args(ctx, args)
+        try:
+            return super().parse_args(ctx, args)
+        except self._SHOWS_HELP:
+            raise
+        except click.UsageError as exc:
+            raise self._one_line(exc) from None
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -46,8 +62,14 @@ class ProbeGroup(click.Group):
             error = click.ClickException(str(exc))
             error.exit_code = exc.exit_code
             raise error from None
+        except self._SHOWS_HELP:
+            raise
+        except click.UsageError as exc:
+            raise self._one_line(exc) from None
         except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
             raise
+        except BrokenPipeError:
+            raise  # the reader went away (probe list | head): Click exits quietly
         except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
             if ctx.meta.get("probe.debug"):
                 raise

@@ -289,8 +289,8 @@ def render_show(out: Out, summary: ArchiveSummary, *, as_json: bool) -> None:
     out.line(f"Seed:     {_fmt(p.get('seed'))}{batch}")
     out.line(f"Command:  {_fmt(p.get('command'))}")
     out.line(f"Created:  {_fmt(p.get('created'))}")
-    for key, value in summary.extra.items():
-        out.line(f"{key}: {_fmt(value)}")
+    for key, value in summary.extra.items():  # attributes newer than this reader: shown as they are
+        out.line(f"{key + ':':<10}{_fmt(value)}")
     out.line()
     out.table(
         f"Inputs ({len(summary.inputs)})",
@@ -423,11 +423,12 @@ def render_diff(out: Out, result: ArchiveDiff, *, as_json: bool, warn: Out | Non
                 f"{first.out_of_tolerance} of {first.size} elements out of tolerance"
             )
         out.line(f"First divergence: {first.name}" + (f" ({where})" if where else "") + f": {detail}")
-    differing = len(result.differing)
+    differing, common = len(result.differing), len(result.tensors)
     if result.same:
-        out.line(f"Same: all {len(result.tensors)} common tensor(s) within tolerance.")
+        out.line(f"Same: all {common} common tensor(s) within tolerance.")
     else:
-        parts = [f"{differing} of {len(result.tensors)} tensor(s) differ"]
+        within = f"all {common} common tensor(s) within tolerance"
+        parts = [f"{differing} of {common} common tensor(s) differ" if differing else within]
         if result.only_in_a or result.only_in_b:
             parts.append(f"{len(result.only_in_a)} only in A, {len(result.only_in_b)} only in B")
         out.line("Different: " + "; ".join(parts) + ".")

@@ -167,7 +167,10 @@ def _trace_keras(loaded: LoadedModel) -> TracedModel:
     structure = getattr(model, "_inputs_struct", None)
 
     def forward(*xs: Any) -> Any:
-        args = keras.tree.pack_sequence_as(structure, list(xs)) if structure is not None else list(xs)
+        if structure is not None:
+            args = keras.tree.pack_sequence_as(structure, list(xs))
+        else:  # Sequential and subclassed models take a single tensor, or a list
+            args = xs[0] if len(xs) == 1 else list(xs)
         return model(args, training=False)
 
     with _CallRecorder(model) as recorder:

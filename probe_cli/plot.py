@@ -1,0 +1,184 @@
+"""``probe plot``: pictures of stored tensors, to see at a glance where values go wrong.
+
+Each selected tensor gets one row: a histogram of its finite values (NaN/Inf
+counted in the title) and, for image-like 4-D tensors (N, H, W, C), a grid of
+channel maps of one sample. matplotlib is an optional extra
+(``probe-cli[plot]``), imported only here and only when plotting; the Agg
+canvas is used directly, so no GUI backend or pyplot global state is touched.
+Values are histogrammed slice by slice, so big tensors stay within bounded memory.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from probe_cli.archive import StoredTensor, list_tensors, open_archive
+from probe_cli.errors import FileProblem, MissingExtra, UsageProblem
+from probe_cli.inspect_archive import dataset_stats, iter_chunks, parts, select_tensors
+
+#: Figure geometry (inches at :data:`DPI`): one row per tensor, so a PNG is ``ROW_HEIGHT * DPI`` pixels per tensor.
+ROW_HEIGHT = 3.0
+HIST_WIDTH = 5.0
+MAPS_WIDTH = 6.0
+DPI = 100
+DEFAULT_BINS = 64
+DEFAULT_MAX_CHANNELS = 16
+
+
+@dataclass(frozen=True)
+class PlotResult:
+    """What was drawn where: the PNG files, the tensors, and which of them got channel maps."""
+
+    files: list[Path]
+    tensors: list[str]
+    channel_maps: list[str]
+
+
+def _matplotlib() -> tuple[Any, Any]:
+    """Figure and the Agg canvas, or a one-line hint to install the extra."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise MissingExtra("probe plot needs matplotlib", "pip install 'probe-cli[plot]'") from None
+    return Figure, FigureCanvasAgg
+
+
+def is_image_like(shape: tuple[int, ...]) -> bool:
+    """(N, H, W, C) with a real spatial extent, as Keras' channels-last convolutions produce."""
+    return len(shape) == 4 and shape[0] > 0 and shape[1] > 1 and shape[2] > 1 and shape[3] > 0
+
+
+def histogram(node: h5py.Dataset | h5py.Group, bins: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Counts and bin edges over the finite values, in two bounded passes (range, then counts)."""
+    stats = dataset_stats(node)
+    if stats["min"] is None:
+        return np.zeros(0), np.zeros(0), stats
+    lo, hi = float(stats["min"]), float(stats["max"])
+    if lo == hi:
+        lo, hi = lo - 0.5, hi + 0.5
+    edges = np.linspace(lo, hi, bins + 1)
+    counts = np.zeros(bins, dtype=np.int64)
+    for chunk in iter_chunks(node):
+        values = chunk.astype(np.float64, copy=False).ravel()
+        values = values[np.isfinite(values)]
+        counts += np.histogram(values, bins=edges)[0]
+    return counts, edges, stats
+
+
+def _title(tensor: StoredTensor, stats: dict[str, Any]) -> str:
+    shape = "(" + ", ".join(str(d) for d in tensor.shape) + ")"
+    bad = [f"{stats[k]} {label}" for k, label in (("nan", "NaN"), ("inf", "Inf")) if stats.get(k)]
+    return f"{tensor.name}  {shape} {tensor.dtype}" + (f"  [{', '.join(bad)}]" if bad else "")
+
+
+def _draw_histogram(fig: Any, cell: Any, tensor: StoredTensor, node: h5py.Dataset | h5py.Group, bins: int) -> None:
+    ax = fig.add_subplot(cell)
+    counts, edges, stats = histogram(node, bins)
+    ax.set_title(_title(tensor, stats), fontsize=8, loc="left")
+    if counts.size == 0:
+        reason = "no finite values" if np.dtype(tensor.dtype).kind in "biuf" else f"not numeric ({tensor.dtype})"
+        ax.text(0.5, 0.5, reason, ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return
+    ax.stairs(counts, edges, fill=True, color="tab:blue")
+    ax.set_xlabel("value", fontsize=8)
+    ax.set_ylabel("count", fontsize=8)
+    ax.tick_params(labelsize=7)
+
+
+def _draw_channel_maps(fig: Any, cell: Any, node: h5py.Dataset | h5py.Group, sample: int, max_channels: int) -> None:
+    """One sample's first ``max_channels`` channels, each on its own color scale."""
+    image = np.asarray(parts(node)[0][sample], dtype=np.float64)  # (H, W, C): one sample only
+    shown = min(image.shape[-1], max_channels)
+    cols = math.ceil(math.sqrt(shown))
+    rows = math.ceil(shown / cols)
+    grid = cell.subgridspec(rows + 1, cols, height_ratios=[0.15] + [1] * rows, hspace=0.3, wspace=0.1)
+    channels = "channel 0" if shown == 1 else f"channels 0-{shown - 1}"
+    header = fig.add_subplot(grid[0, :])
+    header.set_axis_off()
+    header.set_title(f"sample {sample}, {channels} of {image.shape[-1]}", fontsize=8, loc="left", y=0.0)
+    for c in range(shown):
+        ax = fig.add_subplot(grid[1 + c // cols, c % cols])
+        ax.imshow(np.ma.masked_invalid(image[:, :, c]), cmap="viridis", interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_ylabel(f"c{c}", fontsize=6, labelpad=1)
+
+
+def _render(
+    tensors: Sequence[StoredTensor], file: h5py.File, out: Path, *, bins: int, sample: int, max_channels: int
+) -> list[str]:
+    """One PNG, one row per tensor; returns the names that got channel maps."""
+    figure_cls, canvas_cls = _matplotlib()
+    with_maps = [t.name for t in tensors if is_image_like(t.shape)]
+    width = HIST_WIDTH + (MAPS_WIDTH if with_maps else 0.0)
+    fig = figure_cls(figsize=(width, ROW_HEIGHT * len(tensors)), dpi=DPI)
+    canvas_cls(fig)
+    columns = 2 if with_maps else 1
+    ratios = [HIST_WIDTH, MAPS_WIDTH] if with_maps else [1.0]
+    grid = fig.add_gridspec(len(tensors), columns, width_ratios=ratios, hspace=0.6, wspace=0.15)
+    fig.subplots_adjust(left=0.08, right=0.98, top=1 - 0.35 / len(tensors), bottom=0.5 / ROW_HEIGHT / len(tensors))
+    for row, tensor in enumerate(tensors):
+        node = file[tensor.path]
+        _draw_histogram(fig, grid[row, 0], tensor, node, bins)
+        if tensor.name in with_maps:
+            _draw_channel_maps(fig, grid[row, 1], node, sample, max_channels)
+    try:
+        fig.savefig(out, format="png", dpi=DPI)
+    except OSError as exc:
+        raise FileProblem(f"cannot write {str(out)!r}: {exc.strerror or exc}") from None
+    return with_maps
+
+
+def file_name(tensor_name: str) -> str:
+    """A tensor's PNG name in a directory: ``conv1/Relu:0`` -> ``conv1__Relu_0.png``."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", tensor_name.replace("/", "__")) + ".png"
+
+
+def default_output(archive: str | Path) -> Path:
+    """``run.h5`` -> ``run.png`` in the current directory."""
+    return Path(Path(archive).with_suffix(".png").name)
+
+
+def plot_archive(
+    archive: str | Path,
+    patterns: Sequence[str],
+    output: Path | None = None,
+    *,
+    sample: int = 0,
+    bins: int = DEFAULT_BINS,
+    max_channels: int = DEFAULT_MAX_CHANNELS,
+) -> PlotResult:
+    """Draws the tensors the patterns select: one PNG, or one per tensor when ``output`` is a directory."""
+    if bins < 1 or max_channels < 1:
+        raise UsageProblem("--bins and --max-channels must be at least 1")
+    out = default_output(archive) if output is None else Path(output)
+    with open_archive(archive) as file:
+        tensors = select_tensors(list_tensors(file), patterns, "--tensor")
+        for tensor in tensors:
+            if is_image_like(tensor.shape) and not 0 <= sample < tensor.shape[0]:
+                raise UsageProblem(
+                    f"--sample {sample} is out of range for {tensor.name!r}, which holds {tensor.shape[0]} sample(s)"
+                )
+        _matplotlib()  # fail before any work when the extra is missing
+        if out.is_dir():
+            files, maps = [], []
+            for tensor in tensors:
+                path = out / file_name(tensor.name)
+                maps += _render([tensor], file, path, bins=bins, sample=sample, max_channels=max_channels)
+                files.append(path)
+            return PlotResult(files, [t.name for t in tensors], maps)
+        parent = out.parent if str(out.parent) else Path(".")
+        if not parent.is_dir():
+            raise FileProblem(f"output directory {str(parent)!r} does not exist")
+        maps = _render(tensors, file, out, bins=bins, sample=sample, max_channels=max_channels)
+        return PlotResult([out], [t.name for t in tensors], maps)

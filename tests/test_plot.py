@@ -1,0 +1,144 @@
+"""``probe plot``: the PNG is checked pixel-wise (size, rows, where the channel maps are), not only that it exists."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner, Result
+from test_show_diff import make_archive
+
+from probe_cli import plot as plot_module
+from probe_cli.cli import cli
+
+image = pytest.importorskip("matplotlib.image")
+
+ROW = int(plot_module.ROW_HEIGHT * plot_module.DPI)  # pixels per tensor
+HIST = int(plot_module.HIST_WIDTH * plot_module.DPI)
+MAPS = int(plot_module.MAPS_WIDTH * plot_module.DPI)
+
+
+def run(*args: str | Path) -> Result:
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def tensors() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(3)
+    return {
+        "x:0": rng.random((2, 8, 8, 3), dtype=np.float32),
+        "conv/Relu:0": rng.normal(size=(2, 6, 6, 5)).astype(np.float32),
+        "dense/BiasAdd:0": np.concatenate([rng.normal(size=50), [np.nan, np.inf]]).astype(np.float32),
+        "probs/Softmax:0": np.full((2, 4), 0.25, dtype=np.float32),
+    }
+
+
+def read_png(path: Path) -> np.ndarray:
+    pixels = image.imread(path)
+    assert pixels.ndim == 3 and pixels.shape[2] in (3, 4)
+    return pixels[:, :, :3]
+
+
+def colorful(region: np.ndarray) -> float:
+    """Share of pixels that are neither white/gray nor black: histogram bars and viridis maps."""
+    spread = region.max(axis=2) - region.min(axis=2)
+    return float((spread > 0.15).mean())
+
+
+@pytest.fixture
+def archive(tmp_path: Path) -> Path:
+    return make_archive(tmp_path / "run.h5", tensors())
+
+
+def test_one_png_with_one_row_per_tensor_and_channel_maps(archive: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.png"
+    result = run("plot", archive, "--tensor", "conv/Relu", "--tensor", "dense/.*", "-o", out)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"Plotted 2 tensor(s), channel maps for 1: {out}\n"
+    pixels = read_png(out)
+    assert pixels.shape[:2] == (2 * ROW, HIST + MAPS)  # two rows; a maps column because one tensor is 4-D
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 50  # not a blank or uniform image
+    conv_hist, conv_maps = pixels[:ROW, :HIST], pixels[:ROW, HIST:]
+    dense_hist, dense_maps = pixels[ROW:, :HIST], pixels[ROW:, HIST:]
+    assert colorful(conv_hist) > 0.02 and colorful(dense_hist) > 0.02  # blue bars in both rows
+    assert colorful(conv_maps) > 0.05  # 5 channel maps of the (N, H, W, C) tensor
+    assert colorful(dense_maps) == 0.0  # a 1-D tensor gets no maps: that area stays blank
+
+
+def test_without_image_like_tensors_the_png_is_histograms_only(archive: Path, tmp_path: Path) -> None:
+    out = tmp_path / "h.png"
+    result = run("plot", archive, "-t", "probs/Softmax:0", "-t", "dense/BiasAdd:0", "-o", out)
+    assert result.exit_code == 0, result.output
+    assert read_png(out).shape[:2] == (2 * ROW, HIST)
+
+
+def test_output_directory_gets_one_png_per_tensor(archive: Path, tmp_path: Path) -> None:
+    out = tmp_path / "pngs"
+    out.mkdir()
+    result = run("plot", archive, "--tensor", ".*", "-o", out)
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["conv__Relu_0.png", "dense__BiasAdd_0.png", "probs__Softmax_0.png", "x_0.png"]
+    assert read_png(out / "x_0.png").shape[:2] == (ROW, HIST + MAPS)
+    assert read_png(out / "probs__Softmax_0.png").shape[:2] == (ROW, HIST)
+    assert result.stdout == "Plotted 4 tensor(s), channel maps for 2: 4 files\n"
+
+
+def test_default_output_is_named_after_the_archive(
+    archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = run("plot", archive, "-t", "x:0", "--sample", "1", "--max-channels", "2", "--bins", "5")
+    assert result.exit_code == 0, result.output
+    assert read_png(tmp_path / "run.png").shape[:2] == (ROW, HIST + MAPS)
+
+
+def test_sample_maps_differ_by_sample(archive: Path, tmp_path: Path) -> None:
+    first, second = tmp_path / "s0.png", tmp_path / "s1.png"
+    assert run("plot", archive, "-t", "conv/Relu:0", "-o", first).exit_code == 0
+    assert run("plot", archive, "-t", "conv/Relu:0", "--sample", "1", "-o", second).exit_code == 0
+    a, b = read_png(first), read_png(second)
+    assert np.array_equal(a[:, :HIST], b[:, :HIST])  # same histogram of the whole tensor
+    assert not np.array_equal(a[:, HIST:], b[:, HIST:])  # other channel maps
+
+
+def test_non_numeric_and_all_nan_tensors_still_plot(tmp_path: Path) -> None:
+    archive = make_archive(
+        tmp_path / "odd.h5",
+        {"nan/Log:0": np.full(4, np.nan, np.float32), "flag/Equal:0": np.array([True, False, True])},
+    )
+    out = tmp_path / "odd.png"
+    result = run("plot", archive, "-t", ".*", "-o", out)
+    assert result.exit_code == 0, result.output
+    assert read_png(out).shape[:2] == (2 * ROW, HIST)
+
+
+def error_line(result: Result, code: int) -> str:
+    assert result.exit_code == code, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    return lines[0]
+
+
+def test_usage_errors(archive: Path, tmp_path: Path) -> None:
+    assert "Missing option '-t' / '--tensor'" in run("plot", archive).stderr
+    line = error_line(run("plot", archive, "-t", "x:0", "--sample", "2", "-o", tmp_path / "p.png"), 2)
+    assert line == "Error: --sample 2 is out of range for 'x:0', which holds 2 sample(s)"
+    line = error_line(run("plot", archive, "-t", "Relu", "-o", tmp_path / "p.png"), 2)
+    assert line.startswith("Error: --tensor 'Relu' matches no tensor")
+    missing = tmp_path / "none.h5"
+    assert error_line(run("plot", missing, "-t", "x:0"), 2) == f"Error: archive {str(missing)!r} does not exist"
+    line = error_line(run("plot", archive, "-t", "x:0", "-o", tmp_path / "no" / "p.png"), 2)
+    assert line == f"Error: output directory {str(tmp_path / 'no')!r} does not exist"
+    assert not (tmp_path / "p.png").exists()
+
+
+def test_missing_matplotlib_says_how_to_install_it(
+    archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # makes the import fail
+    monkeypatch.setitem(sys.modules, "matplotlib.backends.backend_agg", None)
+    result = run("plot", archive, "-t", "x:0", "-o", tmp_path / "p.png")
+    assert error_line(result, 2) == "Error: probe plot needs matplotlib (pip install 'probe-cli[plot]')"
+    assert not (tmp_path / "p.png").exists()
