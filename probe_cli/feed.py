@@ -8,6 +8,7 @@ Pure NumPy: no TensorFlow here.
 from __future__ import annotations
 
 import difflib
+import math
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -158,7 +159,9 @@ def _open_npy(path: Path) -> np.ndarray | LazyArray:
         offset = handle.tell()
     if dtype.hasobject:
         raise ValueError("Object arrays cannot be loaded when allow_pickle=False")
-    expected = offset + int(np.prod(shape)) * dtype.itemsize
+    if any(not isinstance(d, int) or d < 0 for d in shape):  # numpy's header reader accepts (2, -3)
+        raise ValueError(f"the header gives an invalid shape {shape}")
+    expected = offset + math.prod(shape) * dtype.itemsize  # Python ints: np.prod wraps around on huge shapes
     if path.stat().st_size < expected:
         raise ValueError(f"the file is truncated ({path.stat().st_size} of {expected} bytes)")
     if fortran or not shape or dtype.itemsize == 0:
@@ -273,21 +276,35 @@ def read_array_file(path: Path) -> dict[str | None, Any]:
             return _archive_inputs(path)
         loaded = _open_npy(path) if head.startswith(b"\x93NUMPY") else np.load(path, allow_pickle=False)
     except ValueError as exc:
-        if "pickle" in str(exc).lower():
-            raise FileProblem(
-                f"input file {str(path)!r} holds Python objects",
-                "probe never unpickles inputs; save a numeric array instead",
-            ) from None
-        raise FileProblem(f"input file {str(path)!r} is not a readable .npy/.npz file: {exc}") from None
+        raise _unreadable(path, exc, head) from None
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
         raise FileProblem(f"cannot read input file {str(path)!r}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - a corrupt header fails inside numpy's parser (SyntaxError, TokenError)
+        raise FileProblem(f"input file {str(path)!r} is not a readable .npy/.npz file: {exc}") from None
     if isinstance(loaded, (np.ndarray, LazyArray)):
         return {None: loaded}
     with loaded:
         try:
             return {key: loaded[key] for key in loaded.files}
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        except ValueError as exc:
+            raise _unreadable(path, exc, b"") from None
+        except (OSError, EOFError, zipfile.BadZipFile) as exc:
             raise FileProblem(f"cannot read input file {str(path)!r}: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - as above, for a member of the .npz
+            raise FileProblem(f"input file {str(path)!r} is not a readable .npy/.npz file: {exc}") from None
+
+
+def _unreadable(path: Path, exc: ValueError, head: bytes) -> FileProblem:
+    """numpy's ValueError as one line; numpy blames pickling for any file without a known magic."""
+    message = str(exc)
+    if "Object arrays" in message or ("pickle" in message.lower() and head.startswith(b"\x80")):
+        return FileProblem(
+            f"input file {str(path)!r} holds Python objects",
+            "probe never unpickles inputs; save a numeric array instead",
+        )
+    if "pickle" in message.lower():
+        return FileProblem(f"input file {str(path)!r} is not a .npy/.npz file")
+    return FileProblem(f"input file {str(path)!r} is not a readable .npy/.npz file: {message}")
 
 
 def _check(spec: InputSpec, array: Any, source: str) -> Any:
@@ -309,9 +326,10 @@ def _check(spec: InputSpec, array: Any, source: str) -> Any:
                 f"input {spec.name!r} from {source}: expected dtype {spec.dtype}, got {array.dtype}",
                 f"convert the file, e.g. np.save(path, arr.astype('{spec.dtype}'))",
             )
-        if expected.kind in "iu" and array.size and isinstance(array, np.ndarray):
+        if expected.kind in "iu" and array.size:
             info = np.iinfo(expected)
-            if array.min() < info.min or array.max() > info.max:
+            low, high = _extremes(array)
+            if low < info.min or high > info.max:
                 raise FeedError(f"input {spec.name!r} from {source}: values do not fit {spec.dtype}")
         array = array.astype(expected)
     shape = tuple(array.shape)
@@ -333,6 +351,21 @@ def _check(spec: InputSpec, array: Any, source: str) -> Any:
     if array.size == 0:
         raise FeedError(f"input {spec.name!r} from {source}: the array is empty (shape {format_shape(shape)})")
     return array
+
+
+def _extremes(array: Any) -> tuple[Any, Any]:
+    """min and max of an array, or of a lazy file read about 16 MB at a time along axis 0."""
+    if isinstance(array, np.ndarray) or not array.ndim:
+        data = np.asarray(array)
+        return data.min(), data.max()
+    rows = max(1, (1 << 24) // max(1, array.size // array.shape[0] * array.dtype.itemsize))
+    low = high = None
+    for start in range(0, array.shape[0], rows):  # one slice in memory at a time
+        part = np.asarray(array[start : start + rows])
+        if part.size:
+            low = part.min() if low is None else min(low, part.min())
+            high = part.max() if high is None else max(high, part.max())
+    return low, high
 
 
 def _concrete_shape(spec: InputSpec, given: tuple[int, ...] | None, batch_size: int) -> tuple[int, ...]:

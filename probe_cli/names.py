@@ -74,12 +74,20 @@ def display_name(op_name: str, owners: dict[str, Owner]) -> tuple[str, str | Non
 
 
 def unique_names(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
-    """graph name -> display name, falling back to the graph name when two ops would share one."""
+    """graph name -> display name, falling back to the graph name when two ops would share one.
+
+    Graph names are unique, so an op falling back to its graph name only clashes
+    with an earlier op *displayed* under that name; that op falls back in turn.
+    """
     result: dict[str, str] = {}
-    taken: set[str] = set()
+    holder: dict[str, str] = {}  # name in use -> graph name of the op using it
     for graph_name, name in pairs:
-        if name in taken:
+        if name in holder:
             name = graph_name
-        taken.add(name)
+        while name in holder:
+            displaced = holder.pop(name)
+            result[graph_name], holder[name] = name, graph_name
+            graph_name, name = displaced, displaced
+        holder[name] = graph_name
         result[graph_name] = name
     return result

@@ -19,7 +19,7 @@ from probe_cli.index import LayerInfo, ModelIndex, TensorInfo
 def compile_pattern(pattern: str, option: str = "--tensor") -> re.Pattern[str]:
     try:
         return re.compile(pattern)
-    except re.error as exc:
+    except (re.error, OverflowError, RecursionError) as exc:  # 'a{99999999999}', deep nesting
         raise PatternError(f"{option} {pattern!r} is not a valid regular expression: {exc}") from None
 
 

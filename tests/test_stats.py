@@ -1,0 +1,116 @@
+"""Unit tests of ``probe_cli.stats.summarize`` (no TensorFlow)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from probe_cli.stats import summarize
+
+PURE_IMPORT = (
+    "import sys, probe_cli.resolve, probe_cli.feed, probe_cli.archive, probe_cli.names, probe_cli.stats; "
+    "assert 'tensorflow' not in sys.modules, sorted(m for m in sys.modules if 'tensorflow' in m)[:5]"
+)
+EMPTY = {"min": None, "max": None, "mean": None, "std": None, "nan": 0, "inf": 0}
+
+
+def test_float_values() -> None:
+    out = summarize(np.array([1.0, 2.0, 3.0, 4.0], np.float32))
+    assert out == {"min": 1.0, "max": 4.0, "mean": 2.5, "std": pytest.approx(math.sqrt(1.25)), "nan": 0, "inf": 0}
+
+
+def test_multidimensional_float() -> None:
+    array = np.arange(24, dtype=np.float64).reshape(2, 3, 4) - 5.5
+    out = summarize(array)
+    assert out["min"] == -5.5 and out["max"] == 17.5
+    assert out["mean"] == pytest.approx(6.0)
+    assert out["std"] == pytest.approx(float(np.std(array)))
+
+
+def test_nan_and_inf_counted_and_excluded() -> None:
+    out = summarize(np.array([1.0, np.nan, np.inf, -np.inf, 3.0, np.nan], np.float32))
+    assert out == {"min": 1.0, "max": 3.0, "mean": 2.0, "std": 1.0, "nan": 2, "inf": 2}
+
+
+def test_only_non_finite_values() -> None:
+    out = summarize(np.array([np.nan, np.inf], np.float64))
+    assert out == {**EMPTY, "nan": 1, "inf": 1}
+
+
+def test_integers() -> None:
+    out = summarize(np.array([[-5, 0], [5, 10]], np.int32))
+    assert out == {"min": -5.0, "max": 10.0, "mean": 2.5, "std": pytest.approx(math.sqrt(31.25)), "nan": 0, "inf": 0}
+    assert all(isinstance(out[k], float) for k in ("min", "max", "mean", "std"))
+
+
+def test_large_unsigned_integers_exact_extremes() -> None:
+    big = np.iinfo(np.uint64).max
+    out = summarize(np.array([0, big], np.uint64))
+    assert out["min"] == 0.0 and out["max"] == float(big)
+    assert out["mean"] == pytest.approx(float(big) / 2)
+
+
+def test_int8_mean_does_not_overflow() -> None:
+    out = summarize(np.full(1000, 127, np.int8))
+    assert out["mean"] == 127.0 and out["std"] == 0.0
+
+
+def test_float16_mean_does_not_overflow() -> None:
+    """float16 sums overflow at 65504: statistics are computed in float64."""
+    out = summarize(np.full(100, 60000, np.float16))
+    assert out["mean"] == 60000.0 and out["std"] == 0.0 and out["inf"] == 0
+
+
+def test_bool() -> None:
+    out = summarize(np.array([True, False, True, True]))
+    assert out == {"min": 0.0, "max": 1.0, "mean": 0.75, "std": pytest.approx(math.sqrt(0.1875)), "nan": 0, "inf": 0}
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.array([b"a", b"bc"], dtype=object),
+        np.array(["x", "yz"]),
+        np.array([b"a", b"b"]),
+        np.array([1 + 2j, 3j]),
+    ],
+    ids=["object-bytes", "unicode", "bytes", "complex"],
+)
+def test_non_numeric_has_no_statistics(array: np.ndarray) -> None:
+    assert summarize(array) == EMPTY
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int64, np.bool_])
+def test_empty_array(dtype: type) -> None:
+    assert summarize(np.zeros((0, 3), dtype)) == EMPTY
+
+
+def test_scalar() -> None:
+    assert summarize(np.float32(2.5)) == {"min": 2.5, "max": 2.5, "mean": 2.5, "std": 0.0, "nan": 0, "inf": 0}
+
+
+def test_accepts_lists() -> None:
+    assert summarize([1, 2, 3])["mean"] == 2.0  # type: ignore[arg-type]
+
+
+def test_result_is_json_serializable() -> None:
+    out = summarize(np.array([np.nan, 1.5, np.inf], np.float32))
+    assert json.loads(json.dumps(out)) == {"min": 1.5, "max": 1.5, "mean": 1.5, "std": 0.0, "nan": 1, "inf": 1}
+    assert type(out["nan"]) is int and type(out["min"]) is float
+
+
+def test_input_not_modified() -> None:
+    array = np.array([1.0, np.nan, 2.0], np.float32)
+    summarize(array)
+    assert np.isnan(array[1]) and array.dtype == np.float32
+
+
+def test_pure_modules_do_not_import_tensorflow() -> None:
+    """Importing the pure modules leaves TensorFlow unimported."""
+    result = subprocess.run([sys.executable, "-c", PURE_IMPORT], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
