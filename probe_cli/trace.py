@@ -117,6 +117,9 @@ class _CallRecorder:
                 self._count[key] = number + 1
                 self._stack.append(Frame(key, layer.name, number))
             stack = tuple(self._stack)
+            if not is_top:  # registered on entry, so an outer layer is listed before its sublayers
+                self.layers.setdefault(key, layer)
+                self.paths.setdefault(key, "/".join(f.name for f in stack))
             if is_embedding and args:
                 self._note_embedding(layer, args[0])
             try:
@@ -126,8 +129,6 @@ class _CallRecorder:
                     self._stack.pop()
             self.calls.append(LayerCall(scope, stack))
             if not is_top:
-                self.layers.setdefault(key, layer)
-                self.paths.setdefault(key, "/".join(f.name for f in stack))
                 self.outputs.setdefault(key, []).extend(t for t in tf.nest.flatten(result) if isinstance(t, tf.Tensor))
             return result
 
