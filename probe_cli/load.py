@@ -10,9 +10,11 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import inspect
+import lzma
 import re
 import sys
 import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +78,31 @@ def _is_graph_def(path: Path) -> bool:
     return len(graph_def.node) > 0 and all(node.op for node in graph_def.node)
 
 
+def _varint(data: bytes, pos: int) -> tuple[int, int] | None:
+    """The protobuf varint at ``pos`` and the position after it; None if it runs off the end."""
+    value = shift = 0
+    while pos < len(data) and shift < 64:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+    return None
+
+
+def _starts_like_graph_def(head: bytes) -> bool:
+    """Whether ``head`` opens as a GraphDef does: a node (field 1) whose first field is its printable name."""
+    node = _varint(head, 1) if head[:1] == b"\n" else None
+    if node is None or head[node[1] : node[1] + 1] != b"\n":
+        return False
+    name = _varint(head, node[1] + 1)
+    if name is None or name[0] == 0 or name[0] + name[1] - node[1] > node[0]:
+        return False
+    text = head[name[1] : name[1] + name[0]]
+    return bool(text) and all(32 < byte < 127 for byte in text)
+
+
 def detect_format(path: Path) -> str:
     """Which loader reads this path; decided by content, not by extension."""
     if not path.exists():
@@ -88,7 +115,7 @@ def detect_format(path: Path) -> str:
         )
     try:
         with path.open("rb") as handle:
-            head = handle.read(16)
+            head = handle.read(64)
     except OSError as exc:
         raise FileProblem(f"cannot read model {str(path)!r}: {exc.strerror}") from None
     if head.startswith(HDF5_MAGIC):
@@ -97,6 +124,8 @@ def detect_format(path: Path) -> str:
         return KERAS_ZIP
     if head and _is_graph_def(path):
         return GRAPH_DEF
+    if _starts_like_graph_def(head):
+        raise ModelLoadError(f"cannot parse GraphDef {str(path)!r}: its nodes are broken (truncated or corrupt?)")
     raise UnsupportedFormat(f"{str(path)!r} is {_describe(head)}, not a model", f"probe reads {SUPPORTED}")
 
 
@@ -146,6 +175,12 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0].strip()
 
 
+def _is_keras_builtin(name: str) -> bool:
+    """Whether Keras itself exports a class of this name (``Sequential``, ``Dense``, ...)."""
+    keras = _tf.keras()
+    return any(inspect.isclass(getattr(module, name, None)) for module in (keras, keras.layers, keras.models))
+
+
 def _translate_keras_error(path: Path, exc: Exception) -> Exception:
     text = str(exc)
     if "arbitrary code execution" in text or "safe_mode" in text:
@@ -155,11 +190,23 @@ def _translate_keras_error(path: Path, exc: Exception) -> Exception:
         )
     missing = _MISSING_CLASS.search(text) or _UNKNOWN_OBJECT.search(text)
     if missing:
-        name = missing.group(1).rpartition(">")[2]
+        package, _, name = missing.group(1).rpartition(">")
+        registered = bool(package) or bool(re.search(r"registered_name\W+[^'\">]*>" + re.escape(name) + r"\b", text))
+        if not registered and _is_keras_builtin(name):
+            # Keras could not place a class it ships: the config around it is malformed.
+            return ModelLoadError(
+                f"cannot load {str(path)!r}: the model config is malformed (Keras could not rebuild its "
+                f"built-in {name!r})"
+            )
+        kind = "function" if re.search(r"(?:locate|deserialize|Unknown) function", text) else "class"
         return MissingCustomObject(
-            f"model uses class {name!r}, which is neither built into Keras nor given",
+            f"model uses {kind} {name!r}, which is neither built into Keras nor given",
             "pass --custom-objects FILE.py with the file that defines it",
         )
+    if isinstance(exc, KeyError) and exc.args and isinstance(exc.args[0], str):
+        # h5py and Keras look entries up by name: a corrupt file lacks one or cannot open it.
+        detail = exc.args[0] if exc.args[0].startswith("Unable to") else f"entry {exc.args[0]!r} is missing"
+        return ModelLoadError(f"cannot load {str(path)!r}: {_first_line(Exception(detail))} (truncated or corrupt?)")
     return ModelLoadError(f"cannot load {str(path)!r}: {_first_line(exc)}")
 
 
@@ -170,9 +217,11 @@ def _check_keras_h5(path: Path) -> None:
     try:
         with h5py.File(path, "r") as file:
             attrs = set(file.attrs)
-    except OSError as exc:
+    except (OSError, KeyError, RuntimeError, ValueError) as exc:
+        # h5py reports damage as OSError, or as KeyError/RuntimeError/ValueError from a broken object header.
+        detail = exc.args[0] if isinstance(exc, KeyError) and exc.args and isinstance(exc.args[0], str) else exc
         raise ModelLoadError(
-            f"cannot read HDF5 file {str(path)!r}: {_first_line(exc)} (truncated or corrupt?)"
+            f"cannot read HDF5 file {str(path)!r}: {_first_line(Exception(detail))} (truncated or corrupt?)"
         ) from None
     if "model_config" in attrs:
         return
@@ -187,15 +236,26 @@ def _check_keras_h5(path: Path) -> None:
     )
 
 
+#: What reading a corrupt zip raises: its own errors, and those of the decompressor a flipped method byte picks
+#: (zlib, bz2's OSError, lzma), an unsupported method (NotImplementedError), a set "encrypted" flag (RuntimeError).
+_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, lzma.LZMAError, OSError, EOFError, RuntimeError)
+
+
 def _check_keras_zip(path: Path) -> None:
     try:
         with zipfile.ZipFile(path) as archive:
             names = set(archive.namelist())
             if "config.json" not in names:
                 raise UnsupportedFormat(f"{str(path)!r} is a zip file but not a .keras model (no config.json)")
-            archive.testzip()
-    except zipfile.BadZipFile as exc:
-        raise ModelLoadError(f"cannot read .keras file {str(path)!r}: {exc} (truncated or corrupt?)") from None
+            corrupt = archive.testzip()
+    except _ZIP_ERRORS as exc:
+        raise ModelLoadError(
+            f"cannot read .keras file {str(path)!r}: {_first_line(exc)} (truncated or corrupt?)"
+        ) from None
+    if corrupt is not None:
+        raise ModelLoadError(
+            f"cannot read .keras file {str(path)!r}: its member {corrupt!r} is damaged (truncated or corrupt?)"
+        )
 
 
 def load(
