@@ -75,7 +75,7 @@ def trace_graph_def(loaded: LoadedModel, index_graph: Callable[..., tuple[ModelI
         function = tf.compat.v1.wrap_function(import_graph, [])
     except Exception as exc:  # noqa: BLE001 - invalid graphs fail at import
         raise ModelLoadError(
-            f"cannot import graph of {str(loaded.path)!r}: {str(exc).strip().splitlines()[0]}"
+            f"cannot import graph of {str(loaded.path)!r}: {' '.join(str(exc).split())[:300]}"
         ) from None
     graph = function.graph
     ops = graph.get_operations()
