@@ -46,6 +46,8 @@ def check_destination(path: Path, force: bool) -> None:
             f"archive {str(path)!r} already exists", "pass --force to overwrite it, or -o to choose another path"
         )
     parent = path.parent if str(path.parent) else Path(".")
+    if parent.exists() and not parent.is_dir():
+        raise FileProblem(f"output directory {str(parent)!r} is not a directory")
     if not parent.is_dir():
         raise FileProblem(f"output directory {str(parent)!r} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):

@@ -66,8 +66,13 @@ class ProbeGroup(click.Group):
             raise
         except click.UsageError as exc:
             raise self._one_line(exc) from None
-        except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except KeyboardInterrupt:
+            # Click would print "Aborted!" and exit 1; the archive writer has already cleaned up.
+            error = click.ClickException("interrupted; no archive was written")
+            error.exit_code = INTERRUPTED
+            raise error from None
         except BrokenPipeError:
             raise  # the reader went away (probe list | head): Click exits quietly
         except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks

@@ -7,6 +7,7 @@ front of it, and each batch is one call of the pruned function.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -19,8 +20,24 @@ from probe_cli.trace import TracedModel
 
 
 def _run_error(exc: Exception) -> RunError:
+    """TensorFlow's message without its header and Python stack: the cause and the failing node."""
     message = getattr(exc, "message", None) or str(exc)
-    return RunError(f"running the model failed: {message.strip().splitlines()[0]}")
+    lines = [line.strip() for line in message.splitlines()]
+    cause = next(
+        (
+            line
+            for line in lines
+            if line
+            and line != "Graph execution error:"
+            and not line.startswith(("Detected at node", "File ", "[[", "defined at"))
+            and not line.endswith(("(most recent call last):",))
+            and not message.splitlines()[lines.index(line)].startswith(("  ", "\t"))
+        ),
+        lines[0] if lines else type(exc).__name__,
+    )
+    node = re.search(r"\{\{node ([^}]+)\}\}", message)
+    where = f" (at node {node.group(1)})" if node else ""
+    return RunError(f"running the model failed: {cause}{where}")
 
 
 class Runner:

@@ -1,0 +1,266 @@
+"""Shared fixtures of the end-to-end CLI tests.
+
+Everything expensive (importing TensorFlow, building extra models, loading the
+samples into Keras for reference values) happens once per session; the CLI is
+driven in-process through Click's ``CliRunner`` except where a real process
+matters (see ``test_entrypoint.py``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "sample_models"
+CNN_H5 = SAMPLES / "cnn.h5"
+CNN_KERAS = SAMPLES / "cnn.keras"
+MULTI_IO_H5 = SAMPLES / "multi_io.h5"
+RCNN_H5 = SAMPLES / "mini_rcnn.h5"
+RCNN_LAYERS = SAMPLES / "mini_rcnn_layers.py"
+#: The command-line arguments that open the Mask-R-CNN-like sample.
+RCNN = (str(RCNN_H5), "--custom-objects", str(RCNN_LAYERS))
+
+ANSI = re.compile(r"\x1b\[")
+
+
+@dataclass(frozen=True)
+class Samples:
+    """Paths of the committed sample models."""
+
+    cnn_h5: Path = CNN_H5
+    cnn_keras: Path = CNN_KERAS
+    multi_io_h5: Path = MULTI_IO_H5
+    rcnn_h5: Path = RCNN_H5
+    rcnn_layers: Path = RCNN_LAYERS
+
+
+@dataclass(frozen=True)
+class ExtraModels:
+    """Small models built by the tests: code-holding Lambda models, a nested/shared-layer model."""
+
+    lambda_h5: Path
+    lambda_keras: Path
+    nested_keras: Path
+    nested_h5: Path
+    #: A registered custom layer whose class name (``Identity``) is also a Keras built-in.
+    custom_keras: Path
+    custom_h5: Path
+    custom_layers: Path
+    #: A Lambda layer whose function (``plus_one``) lives in ``custom_layers``.
+    function_keras: Path
+
+
+CUSTOM_LAYERS = """\
+import keras
+
+
+@keras.saving.register_keras_serializable(package="probe_tests")
+class Identity(keras.layers.Layer):
+    \"\"\"Not the built-in Identity: triples its input.\"\"\"
+
+    def call(self, x):
+        return x * 3.0
+
+
+def plus_one(x):
+    return x + 1.0
+"""
+
+
+@pytest.fixture(scope="session")
+def samples() -> Samples:
+    """Paths of the sample models in ``sample_models/``."""
+    for path in (CNN_H5, CNN_KERAS, MULTI_IO_H5, RCNN_H5, RCNN_LAYERS):
+        assert path.is_file(), f"sample {path} is missing (run 'make models')"
+    return Samples()
+
+
+def invoke(*args: str | os.PathLike[str]) -> Result:
+    """Runs ``probe ARGS`` in-process; stdout and stderr stay separate (Click 8.2+)."""
+    from probe_cli.cli import cli
+
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="session")
+def probe() -> Callable[..., Result]:
+    """The ``invoke`` helper as a fixture."""
+    return invoke
+
+
+def ok(result: Result) -> Result:
+    """Asserts the command succeeded, showing its stderr otherwise."""
+    assert result.exit_code == 0, f"exit {result.exit_code}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    return result
+
+
+def list_json(*args: str | os.PathLike[str]) -> dict[str, Any]:
+    """``probe list ARGS --json`` parsed."""
+    return json.loads(ok(invoke("list", *args, "--json")).stdout)
+
+
+def assert_one_line_error(result: Result, code: int, *needles: str) -> str:
+    """Exit ``code``, exactly one ``Error: ...`` line on stderr, no traceback; returns the line."""
+    assert result.exit_code == code, f"exit {result.exit_code} != {code}\nstderr:\n{result.stderr}"
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one line on stderr, got:\n{result.stderr}"
+    line = lines[0]
+    assert line.startswith("Error: "), line
+    assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
+    for needle in needles:
+        assert needle.lower() in line.lower(), f"{needle!r} not in {line!r}"
+    return line
+
+
+def leftovers(directory: Path) -> list[str]:
+    """Temporary archive files left in ``directory``."""
+    return sorted(p.name for p in directory.glob(".*.tmp"))
+
+
+@pytest.fixture(scope="session")
+def keras() -> Any:
+    """Keras, imported through probe so TensorFlow's noise stays hidden."""
+    from probe_cli import _tf
+
+    return _tf.keras()
+
+
+@pytest.fixture(scope="session")
+def tf(keras: Any) -> Any:
+    """TensorFlow (after Keras, through probe)."""
+    from probe_cli import _tf
+
+    return _tf.tf()
+
+
+@pytest.fixture(scope="session")
+def reference_models(keras: Any, samples: Samples) -> dict[str, Any]:
+    """The sample models loaded directly with Keras, to compute reference values."""
+    sys.path.insert(0, str(SAMPLES))
+    try:
+        from mini_rcnn_layers import ProposalLayer
+    finally:
+        sys.path.remove(str(SAMPLES))
+    return {
+        "cnn": keras.models.load_model(samples.cnn_h5, compile=False),
+        "multi_io": keras.models.load_model(samples.multi_io_h5, compile=False),
+        "mini_rcnn": keras.models.load_model(
+            samples.rcnn_h5, compile=False, custom_objects={"ProposalLayer": ProposalLayer}
+        ),
+    }
+
+
+@pytest.fixture(scope="session")
+def extra_models(keras: Any, tmp_path_factory: pytest.TempPathFactory) -> ExtraModels:
+    """Builds the extra test models once: Lambda (.h5 and .keras) and nested + shared layer (.keras and .h5)."""
+    out = tmp_path_factory.mktemp("extra_models")
+    keras.utils.set_random_seed(7)
+
+    x = keras.Input(shape=(4,), name="x")
+    y = keras.layers.Dense(3, name="dense")(x)
+    y = keras.layers.Lambda(lambda t: t * 2.0, name="double")(y)
+    lambda_model = keras.Model(x, y, name="with_lambda")
+    lambda_model.save(out / "lambda.h5")
+    lambda_model.save(out / "lambda.keras")
+
+    inner = keras.Sequential(
+        [
+            keras.Input(shape=(6,)),
+            keras.layers.Dense(5, activation="relu", name="d1"),
+            keras.layers.Dense(4, name="d2"),
+        ],
+        name="inner",
+    )
+    shared = keras.layers.Dense(4, activation="tanh", name="shared")
+    a = keras.Input(shape=(6,), name="a")
+    b = keras.Input(shape=(4,), name="b")
+    h = inner(a)
+    s1 = shared(h)
+    s2 = shared(b)
+    merged = keras.layers.Add(name="merge")([s1, s2])
+    out_layer = keras.layers.Dense(2, name="head")(merged)
+    nested = keras.Model([a, b], out_layer, name="outer")
+    nested.save(out / "nested.keras")
+    nested.save(out / "nested.h5")
+
+    layers_file = out / "custom_layers.py"
+    layers_file.write_text(CUSTOM_LAYERS)
+    spec = importlib.util.spec_from_file_location("probe_tests_custom_layers", layers_file)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    c = keras.Input(shape=(3,), name="c")
+    custom = keras.Model(c, module.Identity(name="triple")(keras.layers.Dense(2, name="d")(c)), name="custom")
+    custom.save(out / "custom.keras")
+    custom.save(out / "custom.h5")
+    f = keras.Input(shape=(3,), name="f")
+    keras.Model(f, keras.layers.Lambda(module.plus_one, name="inc")(f), name="function").save(out / "function.keras")
+    return ExtraModels(
+        lambda_h5=out / "lambda.h5",
+        lambda_keras=out / "lambda.keras",
+        nested_keras=out / "nested.keras",
+        nested_h5=out / "nested.h5",
+        custom_keras=out / "custom.keras",
+        custom_h5=out / "custom.h5",
+        custom_layers=layers_file,
+        function_keras=out / "function.keras",
+    )
+
+
+@pytest.fixture(scope="session")
+def index_of(samples: Samples, extra_models: ExtraModels) -> Callable[[str], dict[str, Any]]:
+    """``probe list --json`` of a model by short name, computed once per session."""
+    args = {
+        "cnn": (samples.cnn_h5,),
+        "cnn_keras": (samples.cnn_keras,),
+        "multi_io": (samples.multi_io_h5,),
+        "mini_rcnn": RCNN,
+        "nested": (extra_models.nested_keras,),
+        "nested_h5": (extra_models.nested_h5,),
+    }
+    cache: dict[str, dict[str, Any]] = {}
+
+    def get(name: str) -> dict[str, Any]:
+        if name not in cache:
+            cache[name] = list_json(*args[name])
+        return cache[name]
+
+    return get
+
+
+@pytest.fixture
+def out_dir(tmp_path: Path) -> Iterator[Path]:
+    """An empty output directory; asserts no temporary archive litter remains after the test."""
+    directory = tmp_path / "out"
+    directory.mkdir()
+    yield directory
+    assert leftovers(directory) == []
+
+
+def datasets(group: Any) -> list[Any]:
+    """Every h5py dataset below ``group``, in visiting order."""
+    import h5py
+
+    found: list[Any] = []
+    group.visititems(lambda _, obj: found.append(obj) if isinstance(obj, h5py.Dataset) else None)
+    return found
+
+
+def hdf5_tool(name: str) -> str:
+    """Path of an hdf5-tools binary, or skip the test."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"{name} (hdf5-tools) is not installed")
+    return path

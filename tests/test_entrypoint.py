@@ -1,0 +1,164 @@
+"""probe as a user runs it: the installed executable, ``python -m probe_cli``, start-up cost and log noise."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import ANSI, ROOT, Samples
+
+#: Lines TensorFlow prints on its own (C++ logging, oneDNN, CUDA probing) that probe must hide.
+TF_NOISE = ("oneDNN", "absl::InitializeLog", "cuda", "cpu_feature_guard", "I0000", "W0000", "E0000", "tensorflow/")
+
+
+def probe_executable() -> Path:
+    """The console script installed beside this interpreter (else on PATH)."""
+    beside = Path(sys.executable).parent / "probe"
+    if beside.is_file():
+        return beside
+    found = shutil.which("probe")
+    if found is None:
+        pytest.skip("the probe console script is not installed")
+    return Path(found)
+
+
+def clean_env() -> dict[str, str]:
+    """The environment of a fresh shell: nothing this test process set up to quieten TensorFlow."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_", "PYTHONWARNINGS"))}
+    env.pop("COLUMNS", None)
+    return env
+
+
+def run(args: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """Runs a command as a user would, from the repo root, in a clean environment."""
+    return subprocess.run(
+        args, capture_output=True, text=True, timeout=120, env=clean_env(), cwd=kwargs.pop("cwd", ROOT), **kwargs
+    )
+
+
+def assert_quiet(stderr: str) -> None:
+    """No TensorFlow log line, traceback or warning on stderr."""
+    for noise in TF_NOISE:
+        assert noise not in stderr, f"TensorFlow log line leaked ({noise!r}):\n{stderr}"
+    assert "Traceback" not in stderr
+    assert "Warning" not in stderr, stderr
+
+
+@pytest.mark.parametrize("args", [["--help"], ["dump", "--help"], ["list", "--help"], ["--version"]])
+def test_help_does_not_import_tensorflow(args: list[str]) -> None:
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from probe_cli.cli import cli\n"
+        f"result = CliRunner().invoke(cli, {args!r})\n"
+        "assert result.exit_code == 0, result.output\n"
+        "heavy = sorted(m for m in ('tensorflow', 'keras', 'h5py') if m in sys.modules)\n"
+        "print(repr(heavy))\n"
+    )
+    result = run([sys.executable, "-c", code])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]", f"{args} imported {result.stdout.strip()}"
+
+
+def test_installed_help_is_fast() -> None:
+    exe = str(probe_executable())
+    run([exe, "--help"])  # warm the file cache
+    start = time.perf_counter()
+    result = run([exe, "--help"])
+    elapsed = time.perf_counter() - start
+    assert result.returncode == 0 and "dump" in result.stdout and "list" in result.stdout
+    assert "Exit codes" in result.stdout
+    assert elapsed < 1.0, f"probe --help took {elapsed:.2f}s"
+
+
+def test_installed_executable_list_is_plain_and_quiet(
+    samples: Samples, index_of: Callable[[str], dict[str, Any]]
+) -> None:
+    """Piped output has no color or box drawing; TensorFlow's log lines stay hidden; names match in-process ones."""
+    result = run([str(probe_executable()), "list", str(samples.cnn_h5)])
+    assert result.returncode == 0, result.stderr
+    assert not ANSI.search(result.stdout)
+    assert_quiet(result.stderr)
+    assert result.stderr == ""
+    for tensor in index_of("cnn")["tensors"]:
+        assert tensor["name"] in result.stdout
+
+
+def test_installed_executable_dump_custom_layer(samples: Samples, tmp_path: Path) -> None:
+    """A second process names the custom layer's ops as this one does, and dumps them."""
+    archive = tmp_path / "rcnn.h5"
+    result = run(
+        [str(probe_executable()), "dump", str(samples.rcnn_h5), "--custom-objects", str(samples.rcnn_layers),
+         "-t", "ROI/.*NonMax.*", "-o", str(archive), "--json"]
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert_quiet(result.stderr)
+    doc = json.loads(result.stdout)
+    names = [t["name"] for t in doc["tensors"]]
+    assert names and all(n.startswith("ROI/") for n in names)
+    assert any(n.endswith("NonMaxSuppressionV3:0") for n in names)
+    assert archive.is_file()
+
+
+def test_installed_executable_error_is_one_line(tmp_path: Path) -> None:
+    result = run([str(probe_executable()), "list", str(tmp_path / "missing.h5")])
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"Error: model {str(tmp_path / 'missing.h5')!r} does not exist"]
+    assert result.stdout == ""
+
+
+def test_python_dash_m_verbose_shows_tensorflow_logs(samples: Samples) -> None:
+    """``python -m probe_cli -v``: TensorFlow's own log lines reach stderr, stdout stays clean JSON."""
+    result = run([sys.executable, "-m", "probe_cli", "-v", "list", str(samples.cnn_h5), "--layers", "--json"])
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert [layer["name"] for layer in doc["layers"]][:2] == ["image", "conv1"]
+    assert any(noise in result.stderr for noise in TF_NOISE), f"-v should let TensorFlow log:\n{result.stderr}"
+    version = run([sys.executable, "-m", "probe_cli", "--version"])
+    assert version.returncode == 0 and "probe" in version.stdout
+
+
+def test_closed_stdout_is_not_a_crash(samples: Samples) -> None:
+    """``probe list MODEL | head -1``: the reader leaving early gives no traceback and no 'unexpected' error."""
+    proc = subprocess.Popen(
+        [str(probe_executable()), "list", str(samples.cnn_h5)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=clean_env(),
+        cwd=ROOT,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # nobody reads: every write probe makes fails with EPIPE
+    stderr = proc.stderr.read().decode()
+    proc.wait(timeout=120)
+    assert "Traceback" not in stderr and "unexpected" not in stderr, stderr
+    assert "Exception ignored" not in stderr, stderr
+    assert proc.returncode in (0, 1, 141, -13), proc.returncode
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_midway_exits_130_and_writes_nothing(samples: Samples, tmp_path: Path, signum: int) -> None:
+    """Ctrl-C or SIGTERM while probe works (here: while TensorFlow loads): exit 130, one line, no archive."""
+    proc = subprocess.Popen(
+        [str(probe_executable()), "dump", str(samples.cnn_h5), "-o", str(tmp_path / "out.h5")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
+        cwd=ROOT,
+    )
+    time.sleep(1.5)
+    proc.send_signal(signum)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, (proc.returncode, stderr)
+    assert stderr.strip().splitlines() == ["Error: interrupted; no archive was written"]
+    assert list(tmp_path.iterdir()) == []
