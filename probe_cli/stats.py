@@ -7,6 +7,16 @@ from typing import Any
 import numpy as np
 
 
+def _mean_std(flat: np.ndarray, chunk: int = 1 << 20) -> tuple[float, float]:
+    """Mean and std in float64, a chunk at a time, so a 2 GB float32 tensor is never copied whole."""
+    mean = float(flat.mean(dtype=np.float64))
+    squares = 0.0
+    for start in range(0, flat.size, chunk):
+        part = flat[start : start + chunk].astype(np.float64) - mean
+        squares += float(np.dot(part, part))
+    return mean, float(np.sqrt(squares / flat.size))
+
+
 def summarize(array: np.ndarray) -> dict[str, Any]:
     """min/max/mean/std over the finite values, and how many are NaN or infinite.
 
@@ -16,6 +26,12 @@ def summarize(array: np.ndarray) -> dict[str, Any]:
     out: dict[str, Any] = {"min": None, "max": None, "mean": None, "std": None, "nan": 0, "inf": 0}
     if array.dtype.kind not in "biuf" or array.size == 0:
         return out
+    if array.dtype in (np.float32, np.float64):
+        low, high = array.min(), array.max()
+        if np.isfinite(low) and np.isfinite(high):  # no NaN/Inf: no masks, no float64 copy
+            out["min"], out["max"] = float(low), float(high)
+            out["mean"], out["std"] = _mean_std(array.reshape(-1))
+            return out
     values = array.astype(np.float64) if array.dtype.kind in "bf" and array.dtype != np.float64 else array
     if array.dtype.kind == "f":
         nan = np.isnan(values)

@@ -1,0 +1,659 @@
+"""``make bench``: probe's speed on a ResNet50 with random weights, as the ratios of issue 4.
+
+One run builds (or reuses) the model, its SavedModel export and the inputs in
+the work dir, measures every figure, prints each ratio against its target with
+PASS/MISS, a stage breakdown of where probe's time goes, and writes everything
+to ``<workdir>/results.json``. Timings are medians; nothing here is a test.
+
+    .venv/bin/python bench/bench.py [--workdir build/bench] [--repeats 3] [--no-stages]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent  # the venv's bin, not resolved: its python is a symlink
+PROBE = BIN / "probe"
+SAVED_MODEL_CLI = BIN / "saved_model_cli"
+STAGES = Path(__file__).resolve().parent / "stages.py"
+
+SEED = 0
+BATCH = 8
+BIG_N = 256
+BIG_BATCH = 32
+PROBE_N = 64  # samples of the cheap run that tells whether dump streams yet
+EARLY_LAYER = "conv1_conv"
+
+#: Subprocesses get the same quiet environment; probe sets this itself anyway.
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONWARNINGS": "ignore"}
+
+LOAD_SCRIPT = """
+import sys, tensorflow, keras
+keras.models.load_model(sys.argv[1], compile=False)
+"""
+
+PREDICT_SCRIPT = """
+import sys, time, json, numpy as np, tensorflow, keras
+model = keras.models.load_model(sys.argv[1], compile=False)
+x = np.load(sys.argv[2])
+t = time.perf_counter()
+model.predict(x, batch_size=int(sys.argv[3]), verbose=0)
+print(json.dumps({"predict_s": time.perf_counter() - t}))
+"""
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def log(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    start = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - start, value
+
+
+class CommandFailed(RuntimeError):
+    pass
+
+
+def run_cmd(cmd: list[str], *, capture: bool = False) -> tuple[float, subprocess.CompletedProcess]:
+    """Wall time of one whole process; stdout goes to /dev/null unless captured."""
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [str(c) for c in cmd],
+        stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+        cwd=ROOT,
+    )
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        tail = (proc.stderr or "").strip().splitlines()[-3:]
+        raise CommandFailed(f"{' '.join(str(c) for c in cmd[:3])} ... exited {proc.returncode}: {' | '.join(tail)}")
+    return elapsed, proc
+
+
+def wall(cmd: list[str], repeats: int) -> tuple[float, list[float]]:
+    times = [run_cmd(cmd)[0] for _ in range(repeats)]
+    return median(times), times
+
+
+def drop_dirty_pages() -> None:
+    """Flushes pending writes so each timed write starts from the same state (untimed)."""
+    os.sync()
+
+
+def fmt_s(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds:8.3f} s"
+
+
+def fmt_bytes(n: float) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+
+
+# ---------------------------------------------------------------- machine
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    ram = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                ram = int(line.split()[1]) * 1024
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "ram_bytes": ram,
+        "ram": fmt_bytes(ram) if ram else "unknown",
+        "os": platform.platform(),
+        "python": platform.python_version(),
+    }
+
+
+def versions() -> dict[str, str]:
+    import h5py
+    import keras
+    import numpy
+    import tensorflow as tf
+
+    import probe_cli
+
+    return {
+        "probe": probe_cli.__version__,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "h5py": h5py.__version__,
+        "hdf5": h5py.version.hdf5_version,
+        "numpy": numpy.__version__,
+    }
+
+
+# ---------------------------------------------------------------- artifacts
+
+
+class Work:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.h5 = root / "resnet50.h5"
+        self.saved_model = root / "resnet50_savedmodel"
+        self.x8 = root / f"x{BATCH}.npy"
+        self.x_big = root / f"x{BIG_N}.npy"
+        self.x_probe = root / f"x{PROBE_N}.npy"
+        self.results = root / "results.json"
+
+    def archive(self, name: str) -> Path:
+        return self.root / f"{name}.probe.h5"
+
+    def complete(self) -> bool:
+        return (
+            self.h5.is_file()
+            and (self.saved_model / "saved_model.pb").is_file()
+            and all(p.is_file() for p in (self.x8, self.x_big, self.x_probe))
+        )
+
+
+def build(work: Work) -> None:
+    """Runs in a child process, so model building leaves no state in the measuring one."""
+    import numpy as np
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+
+    keras.utils.set_random_seed(SEED)
+    model = keras.applications.ResNet50(weights=None)
+    work.root.mkdir(parents=True, exist_ok=True)
+    tmp_h5 = work.h5.with_suffix(".tmp.h5")
+    model.save(tmp_h5)
+    os.replace(tmp_h5, work.h5)
+    if work.saved_model.exists():
+        shutil.rmtree(work.saved_model)
+    model.export(str(work.saved_model), verbose=False)
+    rng = np.random.default_rng(SEED)
+    np.save(work.x8, rng.random((BATCH, 224, 224, 3), dtype=np.float32))
+    big = rng.random((BIG_N, 224, 224, 3), dtype=np.float32)
+    np.save(work.x_big, big)
+    np.save(work.x_probe, big[:PROBE_N])
+
+
+def ensure_artifacts(work: Work) -> float | None:
+    if work.complete():
+        return None
+    log(f"building ResNet50 (weights=None, seed {SEED}) into {work.root} ...")
+    elapsed, _ = run_cmd([sys.executable, __file__, "--build-only", "--workdir", work.root])
+    return elapsed
+
+
+def signature_input_key(work: Work) -> str:
+    _, proc = run_cmd(
+        [
+            SAVED_MODEL_CLI,
+            "show",
+            "--dir",
+            work.saved_model,
+            "--tag_set",
+            "serve",
+            "--signature_def",
+            "serving_default",
+        ],
+        capture=True,
+    )
+    keys = re.findall(r"inputs\['([^']+)'\]", proc.stdout)
+    if len(keys) != 1:
+        raise CommandFailed(f"expected one signature input, saved_model_cli show gave {keys}")
+    return keys[0]
+
+
+# ---------------------------------------------------------------- results
+
+
+class Results:
+    def __init__(self) -> None:
+        self.figures: dict[str, dict[str, Any]] = {}
+        self.ratios: list[dict[str, Any]] = []
+        self.notes: list[str] = []
+        self.stages: dict[str, Any] = {}
+
+    def figure(self, key: str, label: str, seconds: float | None, **extra: Any) -> float | None:
+        self.figures[key] = {"label": label, "seconds": seconds, **extra}
+        shown = {k: v for k, v in extra.items() if k in ("bytes", "note")}
+        if "runs" in extra:
+            shown["runs"] = "[" + ", ".join(f"{t:.2f}" for t in extra["runs"]) + "]"
+        detail = "".join(f"  {k}={v}" for k, v in shown.items())
+        log(f"  {label:<62} {fmt_s(seconds)}{detail}")
+        return seconds
+
+    def ratio(
+        self,
+        number: int,
+        label: str,
+        value: float | None,
+        op: str,
+        target: float,
+        status: str | None = None,
+        note: str = "",
+    ) -> None:
+        if status is None:
+            status = (
+                "PASS"
+                if (value <= target if op == "<=" else value >= target if op == ">=" else value < target)
+                else "MISS"
+            )
+        self.ratios.append(
+            {
+                "number": number,
+                "label": label,
+                "value": value,
+                "op": op,
+                "target": target,
+                "status": status,
+                "note": note,
+            }
+        )
+
+
+# ---------------------------------------------------------------- in-process measurements
+
+
+def in_process(work: Work, res: Results, repeats: int, stages: bool, out: dict[str, Any]) -> None:
+    """Ratios 1-3: the probe library after load and trace, against a tf.function forward pass.
+
+    Fills ``out`` as it goes (the output tensor's name first), so a later failure loses nothing measured.
+    """
+    import dataclasses
+
+    import h5py
+    import numpy as np
+    from stages import timed_call
+
+    from probe_cli import _tf
+    from probe_cli import pipeline as pl
+    from probe_cli.resolve import resolve
+    from probe_cli.run import run
+
+    tf, keras = _tf.tf(), _tf.keras()
+
+    # Set-up, once: what every dump pays before running (ratios 4 and 5 see it in whole processes).
+    options = pl.ModelOptions(work.h5)
+    t_open, traced = timed(lambda: pl.open_model(options))
+    res.figure("open_model", "probe open_model (load + trace), once", t_open)
+    index = traced.index
+    out["output_tensor"] = index.outputs[0]
+    feeds = pl.make_feeds(index, pl.InputOptions(files=(str(work.x8),)))
+    feeds = [dataclasses.replace(f, array=np.asarray(f.array)) for f in feeds]  # in memory, as one batch is
+    selections = {
+        "early": resolve(index, layer_patterns=[EARLY_LAYER]),
+        "layers": resolve(index, layer_patterns=[".*"]),
+        "all": resolve(index, tensor_patterns=[".*"]),
+    }
+
+    # Baseline: the model's own forward pass, traced once, warm.
+    model = keras.models.load_model(work.h5, compile=False)
+    forward = tf.function(lambda x: model(x, training=False))
+    x = tf.constant(np.load(work.x8))
+    forward(x).numpy()
+    fwd_times = [timed(lambda: forward(x).numpy())[0] for _ in range(repeats)]
+    t_fwd = res.figure("forward", f"forward pass, tf.function, batch {BATCH} (warm)", median(fwd_times), runs=fwd_times)
+
+    # Ratio 1: run() (prune + one execution) of the first conv's output alone.
+    early = selections["early"]
+    t_first, _ = timed(lambda: run(traced, feeds, early))
+    res.figure("run_early_first", f"probe run() of {EARLY_LAYER} output, first call", t_first)
+    early_times = [timed(lambda: run(traced, feeds, early))[0] for _ in range(repeats)]
+    t_early = res.figure(
+        "run_early", f"probe run() of {EARLY_LAYER} output (prune + execute)", median(early_times), runs=early_times
+    )
+    res.ratio(1, f"run() of one early tensor ({EARLY_LAYER}) / forward pass", t_early / t_fwd, "<=", 1.0)
+    try:
+        from probe_cli.run import Runner
+
+        prune_times, call_times = [], []
+        for _ in range(repeats):
+            t, runner = timed(lambda: Runner(traced, early))
+            prune_times.append(t)
+            call_times.append(timed(lambda r=runner: r(feeds))[0])
+        res.figure("early_prune", "  of which Runner() (prune)", median(prune_times), runs=prune_times)
+        res.figure("early_call", "  of which the execution", median(call_times), runs=call_times)
+    except (ImportError, TypeError) as exc:
+        res.notes.append(f"Runner split not measured: {exc}")
+
+    # pipeline.dump with open_model answered from memory: everything after set-up (resolve, feeds, run, write, stats).
+    real_open = pl.open_model
+    pl.open_model = lambda _options: traced
+    try:
+        dump_times = [
+            timed(lambda: dump_in_process(pl, work, "early", layers=(EARLY_LAYER,)))[0] for _ in range(repeats)
+        ]
+        res.figure("dump_early", f"probe dump of {EARLY_LAYER} in-process (after set-up)", median(dump_times))
+
+        for key, number, target, kwargs, label in (
+            ("layers", 2, 1.3, {"layers": (".*",)}, "all layer outputs"),
+            ("all", 3, 1.5, {"tensors": (".*",)}, "all op tensors (--tensor '.*')"),
+        ):
+            selection = selections[key]
+            values = run(traced, feeds, selection)  # warm-up, and the bytes the raw write stores
+            arrays = [np.asarray(values[info.name]) for info in selection]
+            del values
+            nbytes = sum(a.nbytes for a in arrays)
+            dumps, raw_times = [], []
+            for _ in range(repeats):  # interleaved, each from a flushed page cache, so both see the same disk
+                drop_dirty_pages()
+                dumps.append(timed_call(lambda kw=kwargs, k=key: dump_in_process(pl, work, k, **kw)))
+                drop_dirty_pages()
+                raw_times.append(timed(lambda a=arrays: raw_write(h5py, work.root / "raw.h5", a))[0])
+            (work.root / "raw.h5").unlink(missing_ok=True)
+            dump_times = [d[0] for d in dumps]
+            t_dump = res.figure(
+                f"dump_{key}",
+                f"probe dump of {label}, in-process, {len(selection)} tensors",
+                median(dump_times),
+                runs=dump_times,
+                bytes=fmt_bytes(nbytes),
+            )
+            t_raw = res.figure(
+                f"raw_write_{key}", "  raw h5py write of the same bytes", median(raw_times), runs=raw_times
+            )
+            res.figures[f"dump_{key}"]["nbytes"] = nbytes
+            res.ratio(number, f"dump of {label} / (forward + raw write)", t_dump / (t_fwd + t_raw), "<=", target)
+            total, _, table = sorted(dumps, key=lambda d: d[0])[len(dumps) // 2]  # the median run's stages
+            out[f"in-process dump of {label} (batch {BATCH}, the median run)"] = {
+                "dump, after set-up": total,
+                **table,
+                "for comparison: forward pass (median)": t_fwd,
+                "for comparison: raw h5py write (median)": t_raw,
+            }
+            del arrays
+
+        # Ratio 6, steady state: both sides after set-up, predict warm (its function traced on one batch first).
+        big = np.load(work.x_big)
+        model.predict(big[:BIG_BATCH], batch_size=BIG_BATCH, verbose=0)
+        t_pred, _ = timed(lambda: model.predict(big, batch_size=BIG_BATCH, verbose=0))
+        res.figure(
+            "predict_inproc", f"model.predict({BIG_N} samples, batch_size={BIG_BATCH}), warm, in-process", t_pred
+        )
+        request = pl.DumpRequest(
+            model=options,
+            tensors=(re.escape(index.outputs[0]),),
+            inputs=pl.InputOptions(files=(str(work.x_big),), batch_size=BIG_BATCH),
+            output=work.archive("inproc_stream"),
+            force=True,
+        )
+        t_stream, result, table = timed_call(lambda: pl.dump(request))
+        work.archive("inproc_stream").unlink(missing_ok=True)
+        batches = getattr(result, "batches", 1)
+        res.figure(
+            "stream_inproc", f"probe dump of the output over {BIG_N} samples, in-process (after set-up)", t_stream
+        )
+        label6 = f"dump throughput ({BIG_N} samples, batches of {BIG_BATCH}) / model.predict, in-process"
+        if batches > 1:
+            res.ratio(6, label6, t_pred / t_stream, ">=", 0.8)
+            out[f"in-process dump of the output, {BIG_N} samples in {batches} batches"] = {
+                "dump, after set-up": t_stream,
+                **table,
+                "for comparison: model.predict, warm": t_pred,
+            }
+        else:
+            res.ratio(6, label6, None, ">=", 0.8, status="not available yet", note="dump ran all samples as one batch")
+    finally:
+        pl.open_model = real_open
+
+
+def dump_in_process(pl: Any, work: Work, name: str, **selection: Any) -> Any:
+    request = pl.DumpRequest(
+        model=pl.ModelOptions(work.h5),
+        inputs=pl.InputOptions(files=(str(work.x8),)),
+        output=work.archive(f"inproc_{name}"),
+        force=True,
+        command="bench",
+        **selection,
+    )
+    return pl.dump(request)
+
+
+def raw_write(h5py: Any, path: Path, arrays: list[Any]) -> None:
+    with h5py.File(path, "w") as file:
+        for i, array in enumerate(arrays):
+            file.create_dataset(f"t{i}", data=array)
+
+
+# ---------------------------------------------------------------- whole-process measurements
+
+
+def streamed(archive: Path, samples: int) -> tuple[bool, str]:
+    """Whether a dump wrote its tensor as a dataset growing along axis 0 (issue 4's streaming layout)."""
+    import h5py
+
+    found: list[Any] = []
+    with h5py.File(archive, "r") as file:
+        file["tensors"].visititems(
+            lambda _n, obj: (
+                found.append((obj.shape, obj.maxshape, obj.chunks)) if isinstance(obj, h5py.Dataset) else None
+            )
+        )
+    if not found:
+        return False, "the archive holds no tensor"
+    shape, maxshape, chunks = found[0]
+    if shape[0] != samples:
+        return False, f"tensor has {shape[0]} rows for {samples} samples"
+    if maxshape[0] is not None or chunks is None:
+        return False, "tensor is one fixed-size dataset (all samples fed as one batch), not streamed"
+    return True, ""
+
+
+def whole_process(work: Work, res: Results, repeats: int, output_tensor: str, stages: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    tensor_pattern = re.escape(output_tensor)
+
+    # 7: --help
+    t_help, runs = wall([PROBE, "--help"], repeats)
+    res.figure("help", "probe --help", t_help, runs=runs)
+    res.ratio(7, "probe --help wall time (s)", t_help, "<", 0.5)
+
+    # 4: probe list vs import tensorflow + load_model
+    t_list, runs = wall([PROBE, "list", work.h5], repeats)
+    res.figure("list", "probe list resnet50.h5 (stdout to /dev/null)", t_list, runs=runs)
+    t_load, runs = wall([sys.executable, "-c", LOAD_SCRIPT, work.h5], repeats)
+    res.figure("load_script", "python: import tensorflow + keras.models.load_model", t_load, runs=runs)
+    res.ratio(4, "probe list / (import tensorflow + load_model)", t_list / t_load, "<=", 1.3)
+
+    # 5: probe dump of the output vs saved_model_cli run
+    key = signature_input_key(work)
+    dump_cmd = [PROBE, "dump", work.h5, "--tensor", tensor_pattern, "--input", work.x8, "--force"]
+    t_dump, runs = wall([*dump_cmd, "-o", work.archive("output")], repeats)
+    res.figure("dump_output", f"probe dump of the output tensor, batch {BATCH}, whole process", t_dump, runs=runs)
+    smc = [
+        SAVED_MODEL_CLI, "run", "--dir", work.saved_model, "--tag_set", "serve",
+        "--signature_def", "serving_default", "--inputs", f"{key}={work.x8}",
+    ]  # fmt: skip
+    t_smc, runs = wall(smc, repeats)
+    res.figure("saved_model_cli", f"saved_model_cli run, batch {BATCH}, whole process", t_smc, runs=runs)
+    res.ratio(5, "probe dump (output) / saved_model_cli run, whole process", t_dump / t_smc, "<=", 1.0)
+
+    # 6: streaming throughput; measured only once dump writes batches as they come
+    stream_cmd = [PROBE, "dump", work.h5, "--tensor", tensor_pattern, "--batch-size", BIG_BATCH, "--force"]
+    label6 = f"dump throughput ({BIG_N} samples, batches of {BIG_BATCH}) / model.predict"
+    try:
+        probe_archive = work.archive("stream_check")
+        run_cmd([*stream_cmd, "--input", work.x_probe, "-o", probe_archive])
+        ok, why = streamed(probe_archive, PROBE_N)
+        probe_archive.unlink(missing_ok=True)
+    except CommandFailed as exc:
+        ok, why = False, f"probe dump --input {work.x_probe.name} --batch-size {BIG_BATCH} failed: {exc}"
+    if not ok:
+        res.figure("stream", f"probe dump over {BIG_N} samples in batches of {BIG_BATCH}", None, note="n/a")
+        res.ratio(6, label6, None, ">=", 0.8, status="not available yet", note=why)
+    else:
+        t_stream, runs = wall([*stream_cmd, "--input", work.x_big, "-o", work.archive("stream")], repeats)
+        res.figure("stream", f"probe dump of the output over {BIG_N} samples, whole process", t_stream, runs=runs)
+        predict_runs, predict_only = [], []
+        for _ in range(repeats):
+            elapsed, proc = run_cmd(
+                [sys.executable, "-c", PREDICT_SCRIPT, work.h5, work.x_big, BIG_BATCH], capture=True
+            )
+            predict_runs.append(elapsed)
+            predict_only.append(json.loads(proc.stdout.strip().splitlines()[-1])["predict_s"])
+        t_pred = res.figure(
+            "predict",
+            f"python: load + model.predict({BIG_N}, batch_size={BIG_BATCH})",
+            median(predict_runs),
+            runs=predict_runs,
+        )
+        res.figure("predict_only", "  of which model.predict alone", median(predict_only), runs=predict_only)
+        # Same samples on both sides, so the throughput ratio is the inverse ratio of the wall times.
+        res.ratio(6, label6 + " (whole process)", t_pred / t_stream, ">=", 0.8)
+        work.archive("stream").unlink(missing_ok=True)
+
+    if stages:
+        stage_runs = {
+            "probe list (whole process)": ["list", work.h5],
+            f"probe dump of the output, batch {BATCH} (whole process)": [*dump_cmd[1:], "-o", work.archive("stages")],
+        }
+        for title, argv in stage_runs.items():
+            try:
+                elapsed, proc = run_cmd([sys.executable, STAGES, *argv], capture=True)
+                table = json.loads(proc.stdout.strip().splitlines()[-1])
+                inside = table.pop("total inside the script (from its first line)")
+                out[title] = {
+                    "process wall": elapsed,
+                    "python start-up + exit (wall - inside)": elapsed - inside,
+                    **table,
+                }
+            except (CommandFailed, ValueError, KeyError) as exc:
+                out[title] = {"error": str(exc)}
+        work.archive("stages").unlink(missing_ok=True)
+    return out
+
+
+# ---------------------------------------------------------------- report
+
+
+def print_ratios(res: Results) -> None:
+    log()
+    log("ratios (issue 4 targets):")
+    for r in sorted(res.ratios, key=lambda r: r["number"]):
+        value = "-" if r["value"] is None else f"{r['value']:.3f}"
+        log(f"  {r['number']}. {r['label']:<66} {value:>7}   target {r['op']} {r['target']:<4} {r['status']}")
+        if r["note"]:
+            log(f"       {r['note']}")
+
+
+def print_stages(stages: dict[str, Any]) -> None:
+    if not stages:
+        return
+    log()
+    log("where the time goes (one pass each; seconds):")
+    for key, table in stages.items():
+        log(f"  {key}:")
+        if "error" in table:
+            log(f"    error: {table['error']}")
+            continue
+        for name, value in table.items():
+            log(f"    {name:<52} {value:8.3f}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", type=Path, default=ROOT / "build" / "bench")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-stages", action="store_true", help="skip the stage breakdown (saves about a minute)")
+    parser.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    work = Work(args.workdir.resolve())
+    if args.build_only:
+        build(work)
+        return 0
+
+    started = time.perf_counter()
+    work.root.mkdir(parents=True, exist_ok=True)
+    build_s = ensure_artifacts(work)
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    res = Results()
+    mach = machine()
+    from probe_cli import _tf
+
+    _tf.tf()  # quiet import, as probe does
+    vers = versions()
+    log(f"probe bench: ResNet50 (keras.applications, weights=None, seed {SEED}), input batch {BATCH}x224x224x3 float32")
+    log(f"machine:  {mach['cpu']}, {mach['cores']} cores, {mach['ram']} RAM; {mach['os']}")
+    log("versions: " + ", ".join(f"{k} {v}" for k, v in {"python": mach["python"], **vers}.items()))
+    log(f"work dir: {work.root}" + (f" (built in {build_s:.1f} s)" if build_s else " (reused)"))
+    load_start = os.getloadavg()
+    log(f"timings:  median of {args.repeats}; in-process figures are warm, whole-process ones include start-up")
+    log(f"load:     {load_start[0]:.2f} (1-min load average at start; above ~0.5 other work shares the cores)")
+    log()
+    log("figures:")
+    found: dict[str, Any] = {}
+    try:
+        in_process(work, res, args.repeats, not args.no_stages, found)
+    except Exception as exc:  # noqa: BLE001 - report and go on with what can still be measured
+        res.notes.append(f"in-process measurements failed: {type(exc).__name__}: {exc}")
+        log(f"  in-process measurements failed: {type(exc).__name__}: {exc}")
+    output_tensor = found.pop("output_tensor", None) or "predictions_1/Softmax:0"
+    found.pop("n_tensors", None)
+    stages: dict[str, Any] = dict(found)
+    try:
+        stages.update(whole_process(work, res, args.repeats, output_tensor, not args.no_stages))
+    except Exception as exc:  # noqa: BLE001
+        res.notes.append(f"whole-process measurements failed: {type(exc).__name__}: {exc}")
+        log(f"  whole-process measurements failed: {type(exc).__name__}: {exc}")
+    for name in ("inproc_early", "inproc_layers", "inproc_all", "inproc_stream", "output"):
+        work.archive(name).unlink(missing_ok=True)
+
+    print_ratios(res)
+    print_stages(stages)
+    total = time.perf_counter() - started
+    load_end = os.getloadavg()
+    log()
+    log(f"1-min load average: {load_start[0]:.2f} at start, {load_end[0]:.2f} at the end")
+    log(f"bench took {total:.0f} s; results in {work.results}")
+    document = {
+        "machine": mach,
+        "versions": vers,
+        "model": "keras.applications.ResNet50(weights=None)",
+        "seed": SEED,
+        "batch": BATCH,
+        "repeats": args.repeats,
+        "figures": res.figures,
+        "ratios": res.ratios,
+        "stages": stages,
+        "notes": res.notes,
+        "bench_seconds": total,
+        "load_average": {"start": load_start[0], "end": load_end[0]},
+    }
+    work.results.write_text(json.dumps(document, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
