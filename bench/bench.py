@@ -99,6 +99,24 @@ def wall(cmd: list[str], repeats: int) -> tuple[float, list[float]]:
     return median(times), times
 
 
+def warm_memory(gib: float) -> float:
+    """Touches ``gib`` GiB once and frees it; returns the seconds it took.
+
+    On this VM the first touch of guest RAM that no process has used yet costs
+    about 2.5 s/GiB (host-side faults), later touches about 0.25 s/GiB. Any
+    measurement that allocates fresh GiBs (all-tensor dumps, their raw-write
+    baseline, the page cache) would otherwise mostly time that, depending on
+    what ran before. Warming makes probe and the baselines see the same memory.
+    """
+    import numpy as np
+
+    start = time.perf_counter()
+    chunk = 1 << 28  # 256 MiB
+    blocks = [np.ones(chunk // 4, np.float32) for _ in range(int(gib * (1 << 30) // chunk))]
+    del blocks
+    return time.perf_counter() - start
+
+
 def drop_dirty_pages() -> None:
     """Flushes pending writes so each timed write starts from the same state (untimed)."""
     os.sync()
@@ -367,9 +385,13 @@ def in_process(work: Work, res: Results, repeats: int, stages: bool, out: dict[s
             del values
             nbytes = sum(a.nbytes for a in arrays)
             dumps, raw_times = [], []
-            for _ in range(repeats):  # interleaved, each from a flushed page cache, so both see the same disk
+            # Interleaved, each into a new file after a flush, so both pay the same for fresh page-cache pages
+            # (on this VM writing a new file is ~3x slower than rewriting an existing one in place).
+            for _ in range(repeats):
+                work.archive(f"inproc_{key}").unlink(missing_ok=True)
                 drop_dirty_pages()
                 dumps.append(timed_call(lambda kw=kwargs, k=key: dump_in_process(pl, work, k, **kw)))
+                (work.root / "raw.h5").unlink(missing_ok=True)
                 drop_dirty_pages()
                 raw_times.append(timed(lambda a=arrays: raw_write(h5py, work.root / "raw.h5", a))[0])
             (work.root / "raw.h5").unlink(missing_ok=True)
@@ -587,6 +609,9 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, default=ROOT / "build" / "bench")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-stages", action="store_true", help="skip the stage breakdown (saves about a minute)")
+    parser.add_argument(
+        "--warm-memory", type=float, default=6.0, metavar="GIB", help="touch this much RAM first (0: don't)"
+    )
     parser.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     work = Work(args.workdir.resolve())
@@ -611,6 +636,9 @@ def main() -> int:
     load_start = os.getloadavg()
     log(f"timings:  median of {args.repeats}; in-process figures are warm, whole-process ones include start-up")
     log(f"load:     {load_start[0]:.2f} (1-min load average at start; above ~0.5 other work shares the cores)")
+    if args.warm_memory > 0:
+        warm_s = warm_memory(args.warm_memory)
+        log(f"memory:   touched {args.warm_memory:g} GiB first in {warm_s:.1f} s (cold VM RAM: ~2.5 s/GiB, warm ~0.25)")
     log()
     log("figures:")
     found: dict[str, Any] = {}

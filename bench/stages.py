@@ -46,6 +46,9 @@ TARGETS: list[tuple[str, str, str | None, str, str | None]] = [
 ]
 
 
+EXECUTE = "execute: the pruned function itself (rest: tf.constant, .numpy())"
+
+
 class StageTimer:
     """Wraps the TARGETS that exist (the code under test changes) and sums the time spent in each."""
 
@@ -67,8 +70,39 @@ class StageTimer:
                 seconds[label] = seconds.get(label, 0.0) + time.perf_counter() - start
                 calls[label] = calls.get(label, 0) + 1
 
+        if (getattr(owner, "__name__", ""), attr) == ("Runner", "__init__"):
+            timed = self._runner_init(inner, label)
         setattr(owner, attr, timed)
         self._undo.append((owner, attr, inner))
+
+    def _runner_init(self, inner: Callable[..., Any], label: str) -> Callable[..., Any]:
+        """Times Runner() and, inside each later call, the pruned function alone (the rest is conversion)."""
+        seconds, calls = self.seconds, self.calls
+        child = "Runner call: execute + .numpy()"
+
+        def timed_init(runner: Any, *args: Any, **kwargs: Any) -> None:
+            start = time.perf_counter()
+            try:
+                inner(runner, *args, **kwargs)
+            finally:
+                seconds[label] = seconds.get(label, 0.0) + time.perf_counter() - start
+                calls[label] = calls.get(label, 0) + 1
+            pruned = getattr(runner, "pruned", None)
+            if callable(pruned):
+
+                def timed_pruned(*a: Any, **k: Any) -> Any:
+                    begin = time.perf_counter()
+                    try:
+                        return pruned(*a, **k)
+                    finally:
+                        name = EXECUTE
+                        seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - begin
+                        calls[name] = calls.get(name, 0) + 1
+
+                runner.pruned = timed_pruned
+                self._parents[EXECUTE] = child
+
+        return timed_init
 
     def __enter__(self) -> StageTimer:
         for label, module_name, class_name, attr, parent in TARGETS:
@@ -99,6 +133,8 @@ class StageTimer:
                 for child, *_rest, child_parent in TARGETS:
                     if child_parent == label and child in self.seconds:
                         out["  " + child] = self.seconds[child]
+                if self._parents.get(EXECUTE) == label and EXECUTE in self.seconds:
+                    out["  " + EXECUTE] = self.seconds[EXECUTE]
         out["rest (CLI, batching, Python glue)"] = total - top
         return out
 
