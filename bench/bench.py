@@ -94,6 +94,52 @@ def run_cmd(cmd: list[str], *, capture: bool = False) -> tuple[float, subprocess
     return elapsed, proc
 
 
+def peak_rss(cmd: list[str]) -> int:
+    """Peak resident memory (bytes) of one whole process, from the kernel's own accounting."""
+    proc = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV, cwd=ROOT)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise CommandFailed(f"{' '.join(str(c) for c in cmd[:3])} ... exited {proc.returncode}")
+    return usage.ru_maxrss * 1024
+
+
+def memory_growth(work: Work, res: Results) -> None:
+    """Peak memory of streaming N=64 vs N=1024 samples through the same dump: must not grow with N."""
+    import numpy as np
+
+    big = work.root / "x1024.npy"
+    if not big.is_file():
+        source = np.load(work.x_big, mmap_mode="r")
+        out = np.lib.format.open_memmap(big, mode="w+", dtype=np.float32, shape=(1024, *source.shape[1:]))
+        for start in range(0, 1024, BIG_N):
+            out[start : start + BIG_N] = source
+        out.flush()
+        del out
+    peaks = {}
+    for n, path in ((PROBE_N, work.x_probe), (1024, big)):
+        archive = work.archive(f"mem{n}")
+        cmd = [
+            PROBE,
+            "dump",
+            work.h5,
+            "--layer",
+            "predictions",
+            "-i",
+            path,
+            "--batch-size",
+            "32",
+            "-o",
+            archive,
+            "--force",
+        ]
+        peaks[n] = peak_rss(cmd)
+        archive.unlink(missing_ok=True)
+        res.figures[f"peak_rss_{n}"] = {"label": f"peak RSS, dump of the output, N={n}", "bytes": peaks[n]}
+        log(f"  {'peak RSS of probe dump (output, batches of 32), N=' + str(n):<62} {peaks[n] / 2**20:8.0f} MiB")
+    res.ratio(8, "peak memory N=1024 / N=64 (bounded memory)", peaks[1024] / peaks[PROBE_N], "<=", 1.1)
+
+
 def wall(cmd: list[str], repeats: int) -> tuple[float, list[float]]:
     times = [run_cmd(cmd)[0] for _ in range(repeats)]
     return median(times), times
@@ -655,6 +701,11 @@ def main() -> int:
     except Exception as exc:  # noqa: BLE001
         res.notes.append(f"whole-process measurements failed: {type(exc).__name__}: {exc}")
         log(f"  whole-process measurements failed: {type(exc).__name__}: {exc}")
+    try:
+        memory_growth(work, res)
+    except Exception as exc:  # noqa: BLE001
+        res.notes.append(f"memory measurement failed: {type(exc).__name__}: {exc}")
+        log(f"  memory measurement failed: {type(exc).__name__}: {exc}")
     for name in ("inproc_early", "inproc_layers", "inproc_all", "inproc_stream", "output"):
         work.archive(name).unlink(missing_ok=True)
 

@@ -272,6 +272,8 @@ def dump(request: DumpRequest, progress: Callable[[int, int], None] | None = Non
         for number, fed in enumerate(iter_batches(feeds, index.inputs, batch)):
             values = runner(fed)
             rows = fed[0].array.shape[0] if fed and fed[0].array.ndim else 1
+            if request.check_numerics and nonfinite is None:
+                nonfinite = _first_nonfinite(traced, selection, values, fed, number)
             for feed, spec in zip(fed, index.inputs):
                 attrs = {"name": feed.name, "source": feed.source, "seed": request.inputs.seed}
                 writer.stream(
@@ -283,7 +285,7 @@ def dump(request: DumpRequest, progress: Callable[[int, int], None] | None = Non
                     bool(spec.shape) and feed.array.ndim > 0,
                 )
             for info in selection:
-                value = values[info.name]
+                value = values.pop(info.name)  # written, then freed: memory stays one batch
                 batched = layouts.setdefault(info.name, _has_batch_axis(info, value, rows, fixed))
                 writer.stream(TENSORS, _tensor_attrs(info), value, number, batches, batched)
                 stats[info.name].update(value)
@@ -291,8 +293,6 @@ def dump(request: DumpRequest, progress: Callable[[int, int], None] | None = Non
                     shapes[info.name] = (shapes[info.name][0] + value.shape[0], *value.shape[1:])
                 else:
                     shapes.setdefault(info.name, tuple(value.shape))
-            if request.check_numerics and nonfinite is None:
-                nonfinite = _first_nonfinite(traced, selection, values, fed, number)
             done += rows
             if progress is not None:
                 progress(done, samples)
