@@ -91,3 +91,55 @@ def test_many_samples_stream_into_one_dataset(tmp_path: Path) -> None:
         assert ds.attrs["layout"] == "batch" and ds.shape == (10, 10) and ds.maxshape[0] is None
         np.testing.assert_allclose(ds[()], expected, rtol=1e-5, atol=1e-6)
         np.testing.assert_array_equal(f["inputs/image"][()], x)
+
+
+def test_tensors_without_batch_axis_are_stored_per_batch(tmp_path: Path) -> None:
+    """6 images through the fixed-batch-2 sample: 3 batches; NMS indices stored once per batch, each exact."""
+    import keras
+    import tensorflow as tf
+
+    images = np.random.default_rng(5).random((6, 32, 32, 3), dtype=np.float32)
+    np.save(tmp_path / "images.npy", images)
+    out = tmp_path / "r.h5"
+    nms = "ROI/rpn_non_max_suppression/NonMaxSuppressionV3:0"
+    result = probe(
+        "dump", SAMPLES / "mini_rcnn.h5", "--custom-objects", SAMPLES / "mini_rcnn_layers.py",
+        "-t", nms, "-l", "rpn_class", "-i", tmp_path / "images.npy", "--compression", "gzip", "-o", out,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    model = keras.models.load_model(SAMPLES / "mini_rcnn.h5", compile=False, custom_objects=_rcnn_objects())
+    heads = keras.Model(model.inputs, [model.get_layer("rpn_bbox").output, model.get_layer("rpn_class").output])
+    with h5py.File(out) as f:
+        group = f[f"tensors/{nms}"]
+        assert group.attrs["layout"] == "per_batch" and group.attrs["batches"] == 3
+        assert sorted(group) == ["batch_00000", "batch_00001", "batch_00002"]
+        scores_ds = f["tensors/rpn_class/Reshape:0"]
+        assert scores_ds.attrs["layout"] == "batch" and scores_ds.compression == "gzip"
+        for batch in range(3):
+            boxes, scores = (np.asarray(a) for a in heads(images[2 * batch : 2 * batch + 2]))
+            expected = tf.image.non_max_suppression(boxes[0], scores[0], 10, 0.5).numpy()
+            np.testing.assert_array_equal(group[f"batch_{batch:05d}"][()], expected)
+            np.testing.assert_allclose(scores_ds[2 * batch : 2 * batch + 2], scores, rtol=1e-6, atol=1e-7)
+
+
+def _rcnn_objects() -> dict[str, object]:
+    from probe_cli.load import import_custom_objects
+
+    return import_custom_objects([SAMPLES / "mini_rcnn_layers.py"])
+
+
+def test_directory_of_samples_streams_like_one_file(tmp_path: Path) -> None:
+    x = np.random.default_rng(9).random((5, 28, 28, 1), dtype=np.float32)
+    (tmp_path / "set").mkdir()
+    for i, sample in enumerate(x):
+        np.save(tmp_path / "set" / f"{i:03d}.npy", sample)
+    np.save(tmp_path / "all.npy", x)
+    outs = []
+    for source in (tmp_path / "set", tmp_path / "all.npy"):
+        out = tmp_path / f"{source.stem}.h5"
+        result = probe("dump", SAMPLES / "cnn.h5", "-l", "probs", "-i", source, "--batch-size", "2", "-o", out)
+        assert result.exit_code == 0, result.stderr
+        outs.append(out)
+    with h5py.File(outs[0]) as a, h5py.File(outs[1]) as b:
+        np.testing.assert_array_equal(a["inputs/image"][()], x)
+        np.testing.assert_array_equal(a["tensors/probs/Softmax:0"][()], b["tensors/probs/Softmax:0"][()])
