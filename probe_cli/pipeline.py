@@ -267,6 +267,8 @@ def dump(request: DumpRequest, progress: Callable[[int, int], None] | None = Non
     layouts: dict[str, bool] = {}
     done = 0
     nonfinite: NonFinite | None = None
+    if progress is not None:
+        progress(0, samples)
     with ArchiveWriter(output, force=request.force, compression=request.compression) as writer:
         writer.set_attrs({"probe_format": FORMAT_VERSION, **provenance(request, traced), "samples": samples})
         for number, fed in enumerate(iter_batches(feeds, index.inputs, batch)):

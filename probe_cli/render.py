@@ -42,12 +42,12 @@ def progress_bar(enabled: bool = True, stream: TextIO | None = None) -> Iterator
             speed = task.finished_speed or task.speed
             return Text(f"{speed:.1f} samples/s" if speed else "")
 
-    columns = (TextColumn("dumping"), BarColumn(), MofNCompleteColumn(), Rate(""), TimeRemainingColumn())
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), Rate(""), TimeRemainingColumn())
     with Progress(*columns, console=Console(file=stream), transient=True) as bar:
-        task = bar.add_task("dump", total=None)
+        task = bar.add_task("loading model", total=None)
 
         def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
+            bar.update(task, completed=done, total=total, description="dumping")
 
         yield update
 
