@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -183,6 +183,36 @@ class ArchiveWriter:
         ds.resize(start + value.shape[0], axis=0)
         ds[start:] = value
 
+    def executions(self, info: dict[str, Any], executions: Sequence[Any], batch: int) -> None:
+        """Values of a tensor inside a loop body or branch: one dataset per execution.
+
+        ``/tensors/<name>/step_000000``, ``step_000001``, ... in a fixed order (by the
+        enclosing loops' counters, then by batch); each step's attrs say its
+        ``iteration``, the counters of all enclosing loops (``path``, JSON) and its
+        ``batch``; the group repeats them as arrays (``iterations``, ``batches``).
+        A branch that never ran has ``count`` 0 and no steps (``layout="per_iteration"``).
+        """
+        group = self.file.require_group(f"{TENSORS}/{info['name']}")
+        if "layout" not in group.attrs:
+            group.attrs.update({k: _attr(v) for k, v in info.items()})
+            group.attrs.update(layout="per_iteration", count=0)
+            group.attrs["iterations"] = np.zeros(0, dtype=np.int64)
+            group.attrs["batches"] = np.zeros(0, dtype=np.int64)
+        start = int(group.attrs["count"])
+        for k, execution in enumerate(executions):
+            ds = group.create_dataset(
+                f"step_{start + k:06d}", data=_storable(np.asarray(execution.value)), compression=self.compression
+            )
+            ds.attrs.update(iteration=execution.iteration, path=json.dumps(list(execution.path)), batch=batch)
+        if executions:
+            group.attrs["iterations"] = np.concatenate(
+                [group.attrs["iterations"], [e.iteration for e in executions]]
+            ).astype(np.int64)
+            group.attrs["batches"] = np.concatenate([group.attrs["batches"], [batch] * len(executions)]).astype(
+                np.int64
+            )
+        group.attrs["count"] = start + len(executions)
+
     def mark(self, key: str, value: Any) -> None:
         self.file.attrs[key] = _attr(value)
 
@@ -271,12 +301,15 @@ def list_tensors(file: h5py.File) -> list[StoredTensor]:
     found: list[StoredTensor] = []
 
     def visit(_: str, obj: Any) -> None:
-        per_batch = isinstance(obj, h5py.Group) and _decode(obj.attrs.get("layout")) == "per_batch"
+        per_batch = isinstance(obj, h5py.Group) and "layout" in obj.attrs  # per_batch or per_iteration
         if per_batch or (isinstance(obj, h5py.Dataset) and "layout" not in obj.parent.attrs):
             attrs = {k: _decode(v) for k, v in obj.attrs.items()}
             name = attrs.get("name") or obj.name[len(TENSORS) + 2 :]
-            first = next(iter(obj.values())) if per_batch else obj
-            found.append(StoredTensor(name, attrs, tuple(first.shape), str(first.dtype), obj.name))
+            first = next(iter(obj.values()), None) if per_batch else obj
+            if first is None:  # a branch that never ran
+                found.append(StoredTensor(name, attrs, (), str(attrs.get("dtype", "")), obj.name))
+            else:
+                found.append(StoredTensor(name, attrs, tuple(first.shape), str(first.dtype), obj.name))
 
     file[TENSORS].visititems(visit)
     found.sort(key=lambda t: (t.attrs.get("order", 0), t.name))

@@ -45,6 +45,10 @@ class TensorInfo:
     layer: str | None
     #: Position in graph (topological) order.
     order: int
+    #: For a tensor inside a loop body or branch: ``"<kind> <path>"`` where kind is
+    #: ``loop`` or ``branch`` and path the probe name prefix of the function graph it
+    #: lives in (``"loop ROI/map/while/body"``, ``"branch gate/cond/then"``). None at top level.
+    context: str | None = None
 
     @property
     def op_name(self) -> str:

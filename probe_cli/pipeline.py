@@ -99,6 +99,8 @@ class StoredSummary:
     dtype: str
     stats: dict[str, Any]
     layout: str = "single"
+    #: for tensors inside loops and branches: how many executions were stored
+    executions: int | None = None
 
 
 @dataclass(frozen=True)
@@ -178,7 +180,7 @@ def make_feeds(index: ModelIndex, options: InputOptions) -> list[Feed]:
 
 
 def _planned(info: TensorInfo, batch: int | None) -> PlannedTensor:
-    if info.shape is None:
+    if info.shape is None or info.context is not None:  # loop bodies: executions unknown before running
         return PlannedTensor(info, None, None)
     shape = tuple(batch if (d is None and axis == 0) else d for axis, d in enumerate(info.shape))
     if any(d is None for d in shape) or info.dtype == "string":
@@ -260,11 +262,19 @@ def dump(request: DumpRequest, progress: Callable[[int, int], None] | None = Non
 
     from probe_cli.run import Runner
 
-    runner = Runner(traced, selection)
+    # Tensors inside loop bodies and branches are captured per execution; the rest come from one pruned run.
+    runner = Runner(traced, [info for info in selection if info.context is None])
+    looped = [info for info in selection if info.context is not None]
+    capturer = None
+    if looped:
+        from probe_cli.control_flow import Capturer
+
+        capturer = Capturer(traced, looped)
     fixed = next((s.shape[0] for s in index.inputs if s.shape and s.shape[0] is not None), None)
     stats = {info.name: RunningStats() for info in selection}
     shapes: dict[str, tuple[int, ...]] = {}
     layouts: dict[str, bool] = {}
+    counts: dict[str, int] = {}  # executions of loop-body tensors
     done = 0
     nonfinite: NonFinite | None = None
     if progress is not None:
@@ -272,7 +282,9 @@ def dump(request: DumpRequest, progress: Callable[[int, int], None] | None = Non
     with ArchiveWriter(output, force=request.force, compression=request.compression) as writer:
         writer.set_attrs({"probe_format": FORMAT_VERSION, **provenance(request, traced), "samples": samples})
         for number, fed in enumerate(iter_batches(feeds, index.inputs, batch)):
-            values = runner(fed)
+            values: dict[str, Any] = runner(fed)
+            if capturer is not None:
+                values.update(capturer(fed))
             rows = fed[0].array.shape[0] if fed and fed[0].array.ndim else 1
             if request.check_numerics and nonfinite is None:
                 nonfinite = _first_nonfinite(traced, selection, values, fed, number)
@@ -288,6 +300,14 @@ def dump(request: DumpRequest, progress: Callable[[int, int], None] | None = Non
                 )
             for info in selection:
                 value = values.pop(info.name)  # written, then freed: memory stays one batch
+                if info.context is not None:
+                    writer.executions(_tensor_attrs(info), value, number)
+                    for execution in value:
+                        stats[info.name].update(execution.value)
+                    counts[info.name] = counts.get(info.name, 0) + len(value)
+                    if value:
+                        shapes.setdefault(info.name, tuple(np.shape(value[0].value)))
+                    continue
                 batched = layouts.setdefault(info.name, _has_batch_axis(info, value, rows, fixed))
                 writer.stream(TENSORS, _tensor_attrs(info), value, number, batches, batched)
                 stats[info.name].update(value)
@@ -303,10 +323,11 @@ def dump(request: DumpRequest, progress: Callable[[int, int], None] | None = Non
     stored = [
         StoredSummary(
             info,
-            shapes[info.name],
+            shapes.get(info.name, ()),
             info.dtype,
             stats[info.name].result(),
-            "batch" if layouts[info.name] else ("per_batch" if batches > 1 else "single"),
+            _layout(info, layouts, batches),
+            counts.get(info.name),
         )
         for info in selection
     ]
@@ -315,14 +336,26 @@ def dump(request: DumpRequest, progress: Callable[[int, int], None] | None = Non
     )
 
 
+def _layout(info: TensorInfo, layouts: dict[str, bool], batches: int) -> str:
+    if info.context is not None:
+        return "per_iteration"
+    return "batch" if layouts[info.name] else ("per_batch" if batches > 1 else "single")
+
+
+def _arrays(value: Any) -> list[np.ndarray]:
+    """The arrays of one fetched value: itself, or each execution of a loop-body tensor."""
+    return [e.value for e in value] if isinstance(value, list) else [value]
+
+
 def _first_nonfinite(
     traced: Any, selection: Sequence[TensorInfo], values: dict[str, np.ndarray], fed: list[Feed], batch: int
 ) -> NonFinite | None:
     """Scans one batch's values in graph order; the inputs of the culprit are fetched if not already."""
     for info in selection:
-        value = values[info.name]
-        if value.dtype.kind not in "fc" or np.isfinite(value).all():
+        bad = [a for a in _arrays(values[info.name]) if a.dtype.kind in "fc" and not np.isfinite(a).all()]
+        if not bad:
             continue
+        value = bad[0]
         inputs = traced.op_inputs(info)
         missing = [t for t in inputs if t.name not in values]
         if missing:

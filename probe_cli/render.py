@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 from probe_cli.index import ModelIndex, format_shape
 from probe_cli.inspect_archive import ArchiveDiff, ArchiveSummary, TensorDiff
-from probe_cli.pipeline import DumpResult, human_bytes
+from probe_cli.pipeline import DumpResult, StoredSummary, human_bytes
 from probe_cli.plot import PlotResult
 
 
@@ -119,6 +119,7 @@ def index_document(index: ModelIndex, model: str) -> dict[str, Any]:
                 "dtype": t.dtype,
                 "shape": None if t.shape is None else list(t.shape),
                 "layer": t.layer,
+                "context": t.context,
             }
             for t in index.tensors
         ],
@@ -151,8 +152,8 @@ def render_index(out: Out, index: ModelIndex, model: str, *, layers_only: bool, 
     out.line()
     out.table(
         f"Tensors ({len(index.tensors)})",
-        ["name", "op", "dtype", "shape", "layer"],
-        [(t.name, t.op_type, t.dtype, format_shape(t.shape), t.layer) for t in index.tensors],
+        ["name", "op", "dtype", "shape", "layer", "in"],
+        [(t.name, t.op_type, t.dtype, format_shape(t.shape), t.layer, t.context) for t in index.tensors],
     )
 
 
@@ -161,6 +162,13 @@ def _feeds_doc(result: DumpResult) -> list[dict[str, Any]]:
         {"name": f.name, "source": f.source, "shape": list(f.array.shape), "dtype": str(f.array.dtype)}
         for f in result.feeds
     ]
+
+
+def _stored_shape(s: StoredSummary) -> str:
+    """A loop-body tensor shows how many executions were stored: ``3 x (10,)``."""
+    if s.executions is None:
+        return format_shape(s.shape)
+    return f"{s.executions} x {format_shape(s.shape)}" if s.executions else "never ran"
 
 
 def render_dump(out: Out, result: DumpResult, *, as_json: bool) -> None:
@@ -203,7 +211,14 @@ def render_dump(out: Out, result: DumpResult, *, as_json: bool) -> None:
                 "archive": str(result.archive),
                 "inputs": _feeds_doc(result),
                 "tensors": [
-                    {"name": s.info.name, "shape": list(s.shape), "dtype": s.dtype, "layout": s.layout, **s.stats}
+                    {
+                        "name": s.info.name,
+                        "shape": list(s.shape),
+                        "dtype": s.dtype,
+                        "layout": s.layout,
+                        "executions": s.executions,
+                        **s.stats,
+                    }
                     for s in result.stored
                 ],
                 "samples": result.samples,
@@ -216,7 +231,7 @@ def render_dump(out: Out, result: DumpResult, *, as_json: bool) -> None:
         f"Stored {len(result.stored)} tensor(s) in {result.archive}",
         ["name", "shape", "dtype", "min", "max", "mean"],
         [
-            (s.info.name, format_shape(s.shape), s.dtype, s.stats["min"], s.stats["max"], s.stats["mean"])
+            (s.info.name, _stored_shape(s), s.dtype, s.stats["min"], s.stats["max"], s.stats["mean"])
             for s in result.stored
         ],
         right=["min", "max", "mean"],

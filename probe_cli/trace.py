@@ -9,16 +9,17 @@ tensors it returned; :mod:`probe_cli.names` turns those into stable names.
 
 from __future__ import annotations
 
+import inspect
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from probe_cli import _tf
+from probe_cli import _tf, control_flow
 from probe_cli.errors import ModelLoadError
 from probe_cli.index import InputSpec, LayerInfo, ModelIndex, Shape, TensorInfo
 from probe_cli.load import LoadedModel
-from probe_cli.names import Frame, LayerCall, call_owners, display_name, unique_names
+from probe_cli.names import Frame, LayerCall, Owner, call_owners, display_name, unique_names
 
 #: Tensors of these dtypes are handles, not values: nothing to dump.
 _UNFETCHABLE = {"resource", "variant"}
@@ -35,6 +36,10 @@ class TracedModel:
     graph_tensors: dict[str, Any]
     #: input name -> placeholder
     placeholders: dict[str, Any]
+    #: Keras models: the traced forward function and its input signature, so
+    #: :mod:`probe_cli.control_flow` can trace it again to capture loop-body values.
+    forward: Callable[..., Any] | None = None
+    signature: tuple[Any, ...] | None = None
 
     def op_inputs(self, info: TensorInfo) -> list[TensorInfo]:
         """The listed tensors feeding the op that produced ``info`` (handles and the like omitted)."""
@@ -143,21 +148,115 @@ class _CallRecorder:
 
 
 def _keras_input_specs(model: Any) -> list[tuple[str, Any]]:
+    """Name and ``tf.TensorSpec`` of each model input, in the order ``forward`` receives them.
+
+    Functional and Sequential models know their inputs; a subclassed model only
+    knows the shapes it was built with (its build config), from which the specs
+    are derived with a free batch dimension.
+    """
     tf = _tf.tf()
     try:
         inputs = model.inputs
     except (AttributeError, ValueError):
         inputs = None
-    if not inputs:
+    if inputs:
+        return [(t.name, tf.TensorSpec(t.shape, t.dtype, name=_op_name(t.name))) for t in inputs]
+    specs = _built_input_specs(model)
+    if specs is None:
         raise ModelLoadError(
-            f"model {model.name!r} has no known inputs (a subclassed model that was never built?)",
-            "save it after calling it once on data, or as a functional model",
+            f"model {model.name!r} ({type(model).__name__}) has no known inputs: "
+            "it was saved before it was built or called, so its input shapes were never recorded",
+            "call it once on data (or model.build(shape)) before saving it as .keras, or save it as a functional model",
         )
-    specs = []
-    for tensor in inputs:
-        name = tensor.name
-        specs.append((name, tf.TensorSpec(tensor.shape, tensor.dtype, name=_op_name(name))))
     return specs
+
+
+def _is_shape(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) and all(d is None or isinstance(d, int) for d in value)
+
+
+def _shape_leaves(structure: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], tuple[int | None, ...]]]:
+    """(path, shape) of every shape in a nested build-shape structure, in ``keras.tree`` flattening order."""
+    if _is_shape(structure):
+        return [(path, tuple(structure))]
+    if isinstance(structure, Mapping):
+        return [leaf for key in sorted(structure) for leaf in _shape_leaves(structure[key], (*path, str(key)))]
+    if isinstance(structure, (list, tuple)):
+        return [leaf for i, item in enumerate(structure) for leaf in _shape_leaves(item, (*path, str(i)))]
+    raise ValueError(f"unsupported build shape {structure!r}")
+
+
+def _plain_structure(structure: Any) -> Any:
+    """The build-shape structure with every shape replaced by 0 (a packing template; wrappers made plain)."""
+    if _is_shape(structure):
+        return 0
+    if isinstance(structure, Mapping):
+        return {key: _plain_structure(structure[key]) for key in structure}
+    return [_plain_structure(item) for item in structure]
+
+
+def _first_call_argument(model: Any) -> str:
+    """Name of the first argument of ``model.call`` (e.g. ``inputs``)."""
+    try:
+        parameters = inspect.signature(model.call).parameters.values()
+    except (TypeError, ValueError):
+        return "inputs"
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return next((p.name for p in parameters if p.kind in kinds and p.name != "self"), "inputs")
+
+
+def _built_input_specs(model: Any) -> list[tuple[str, Any]] | None:
+    """Input specs of a subclassed model from the shapes it was built with (as Keras' own export does).
+
+    The batch dimension becomes None, the dtype is the model's input dtype
+    (``float32`` unless its dtype policy says otherwise). When the input is a
+    list or dict, ``model._inputs_struct`` is set so the traced forward packs
+    the placeholders back into that structure. None when nothing is recorded.
+    """
+    tf = _tf.tf()
+    try:
+        config = model.get_build_config() or {}
+    except Exception:  # noqa: BLE001 - user code may override get_build_config
+        config = {}
+    if "input_shape" in config:
+        structure = config["input_shape"]
+    elif len(config.get("shapes_dict") or {}) > 1:
+        names = ", ".join(str(k).removesuffix("_shape") for k in config["shapes_dict"])
+        raise ModelLoadError(
+            f"model {model.name!r} ({type(model).__name__}) takes its inputs as separate arguments ({names})",
+            "probe feeds one argument (a tensor, list or dict of tensors): wrap the model so call() takes one",
+        )
+    else:
+        structure = _input_spec_shapes(model)
+    if structure is None:
+        return None
+    try:
+        leaves = _shape_leaves(structure)
+    except ValueError:
+        return None
+    if not leaves or any(len(shape) == 0 for _, shape in leaves):
+        return None
+    argument = _first_call_argument(model)
+    dtype = tf.as_dtype(getattr(model, "input_dtype", None) or "float32")
+    specs = []
+    for path, shape in leaves:
+        name = "_".join(path) if isinstance(structure, Mapping) else "_".join((argument, *path))
+        specs.append((name, tf.TensorSpec((None, *shape[1:]), dtype, name=_op_name(name))))
+    if not _is_shape(structure) and getattr(model, "_inputs_struct", None) is None:
+        object.__setattr__(model, "_inputs_struct", _plain_structure(structure))
+    return specs
+
+
+def _input_spec_shapes(model: Any) -> Any:
+    """Fully known shapes declared in ``model.input_spec``; None otherwise."""
+    declared = getattr(model, "input_spec", None)
+    if declared is None:
+        return None
+    many = isinstance(declared, (list, tuple))
+    shapes = [getattr(spec, "shape", None) for spec in (declared if many else [declared])]
+    if not shapes or any(shape is None for shape in shapes):
+        return None
+    return [tuple(s) for s in shapes] if many else tuple(shapes[0])
 
 
 def _trace_keras(loaded: LoadedModel) -> TracedModel:
@@ -199,9 +298,15 @@ def _trace_keras(loaded: LoadedModel) -> TracedModel:
         )
         for name, _ in specs
     )
-    index, graph_tensors = _index_graph(graph, list(function.outputs), name_of, "keras")
+    index, graph_tensors = _index_graph(graph, list(function.outputs), name_of, "keras", owners)
 
-    by_graph_name = {t.graph_name: t.name for t in index.tensors}
+    by_graph_name = {t.graph_name: t.name for t in index.tensors if t.context is None}
+    # tensors inside loop bodies and branches (an RNN cell's outputs), found by identity
+    by_ref = {t.ref(): name for name, t in graph_tensors.items() if t.graph is not graph}
+
+    def probe_name(tensor: Any) -> str | None:
+        return by_graph_name.get(tensor.name) if tensor.graph is graph else by_ref.get(tensor.ref())
+
     layers = [
         LayerInfo(
             name=spec.name,
@@ -213,7 +318,7 @@ def _trace_keras(loaded: LoadedModel) -> TracedModel:
         for spec in inputs
     ]
     for key, layer in recorder.layers.items():
-        outs = [t for t in recorder.outputs[key] if t.name in by_graph_name]
+        outs = [t for t in recorder.outputs[key] if probe_name(t) is not None]
         try:
             params = int(layer.count_params())
         except (ValueError, AttributeError):
@@ -223,7 +328,7 @@ def _trace_keras(loaded: LoadedModel) -> TracedModel:
                 name=recorder.paths[key],
                 class_name=type(layer).__name__,
                 params=params,
-                outputs=tuple(dict.fromkeys(by_graph_name[t.name] for t in outs)),
+                outputs=tuple(dict.fromkeys(probe_name(t) for t in outs)),
                 output_shapes=tuple(shape_of(t) for t in outs),
             )
         )
@@ -235,21 +340,55 @@ def _trace_keras(loaded: LoadedModel) -> TracedModel:
         tensors=index.tensors,
         extra={"model_name": model.name, "model_class": type(model).__name__},
     )
-    return TracedModel(loaded, index, function, graph_tensors, placeholders)
+    signature = tuple(spec for _, spec in specs)
+    return TracedModel(loaded, index, function, graph_tensors, placeholders, forward, signature)
 
 
 def _index_graph(
-    graph: Any, outputs: list[Any], name_of: Callable[[Any], tuple[str, str | None]], model_format: str
+    graph: Any,
+    outputs: list[Any],
+    name_of: Callable[[Any], tuple[str, str | None]],
+    model_format: str,
+    owners: Mapping[str, Owner] | None = None,
 ) -> tuple[ModelIndex, dict[str, Any]]:
-    """Every value tensor the outputs depend on, in graph (creation, hence topological) order."""
+    """Every value tensor the outputs depend on, in graph (creation, hence topological) order.
+
+    With ``owners`` (Keras models), the ops inside loop bodies and branches are
+    listed too (:func:`probe_cli.control_flow.expand`), right before the outputs
+    of the While/If/Case op that runs them.
+    """
     reachable = _reachable_ops(outputs)
     ops = [op for op in graph.get_operations() if op in reachable]
-    op_names = unique_names((op.name, name_of(op)[0]) for op in ops)
+    inner: dict[Any, list[control_flow.BodyOp]] = {}
+    if owners is not None:
+        for op in ops:
+            if op.type in control_flow.CONTROL_FLOW_TYPES:
+                name, layer = name_of(op)
+                inner[op] = control_flow.expand(op, name, layer, owners)
+    pairs = [(op.name, name_of(op)[0]) for op in ops]
+    pairs += [(entry.key, entry.name) for entries in inner.values() for entry in entries]
+    op_names = unique_names(pairs)
     tensors: list[TensorInfo] = []
     graph_tensors: dict[str, Any] = {}
     for op in ops:
         base = op_names[op.name]
         layer = name_of(op)[1]
+        for entry in inner.get(op, ()):
+            for tensor in control_flow.value_outputs(entry.op):
+                name = f"{op_names[entry.key]}:{tensor.value_index}"
+                tensors.append(
+                    TensorInfo(
+                        name=name,
+                        graph_name=f"{entry.key}:{tensor.value_index}",
+                        op_type=entry.op.type,
+                        dtype=tensor.dtype.name,
+                        shape=shape_of(tensor),
+                        layer=entry.layer,
+                        order=len(tensors),
+                        context=entry.context,
+                    )
+                )
+                graph_tensors[name] = tensor
         for tensor in op.outputs:
             if tensor.dtype.name in _UNFETCHABLE:
                 continue

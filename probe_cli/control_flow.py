@@ -1,0 +1,363 @@
+"""Tensors inside loop bodies and branches: listing them and capturing one value per execution.
+
+Control flow v2 keeps the ops of a ``tf.while_loop``/``tf.map_fn`` body (and of
+Keras' recurrent layers), of ``tf.cond`` branches and of ``tf.switch_case``
+branches in function graphs, not in ``graph.get_operations()``, and a body op
+runs once per iteration, so it cannot be pruned to and fetched like a
+top-level tensor.
+
+Listing (:func:`expand`): every value tensor reachable from a function
+graph's outputs is named after the control-flow op that runs it::
+
+    <probe name of While op>/body/<op path inside the loop>:<k>   (also /cond/)
+    <probe name of If op>/then/...  /else/...
+    <probe name of Case op>/branch_<i>/...
+
+recursively for nested loops. The op path is the op's graph name relative to
+the control-flow op's scope, with the scopes of layers called inside the body
+(an LSTM's cell) replaced by the layer's name, so no tracing suffix leaks in.
+Function arguments (Placeholders) are not listed: each is an outer tensor or
+the value a listed body op produced in the previous iteration.
+
+Capturing (:class:`Capturer`): the model's forward function is traced again
+in a ``tf.function`` with an op callback (the mechanism tfdbg v2 uses) that,
+for each requested op inside a function graph, adds a stateful
+``tf.numpy_function`` recording the op's outputs together with the loop
+counters of every enclosing loop. Automatic control dependencies make the
+recorder run whenever the op runs; one execution of the re-traced function
+then yields every value, sorted by those counters.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from probe_cli import _tf
+from probe_cli.errors import RunError
+from probe_cli.index import TensorInfo
+from probe_cli.names import Owner
+
+WHILE_TYPES = frozenset({"While", "StatelessWhile"})
+IF_TYPES = frozenset({"If", "StatelessIf"})
+CASE_TYPES = frozenset({"Case", "StatelessCase"})
+CONTROL_FLOW_TYPES = WHILE_TYPES | IF_TYPES | CASE_TYPES
+
+#: Tensors of these dtypes are handles, not values: nothing to dump.
+_UNFETCHABLE = {"resource", "variant"}
+#: Name scope of the recording ops, at the root of each function graph, so no model op is renamed.
+_SCOPE = "probe_capture"
+
+
+@dataclass(frozen=True)
+class BodyOp:
+    """One op inside a function graph of a control-flow op, under probe's name."""
+
+    #: Unique raw name: the control-flow op's graph name, the function kind, the op's raw path.
+    key: str
+    #: probe op name (before :func:`probe_cli.names.unique_names`)
+    name: str
+    layer: str | None
+    #: ``"loop <path>"`` or ``"branch <path>"`` (see :attr:`TensorInfo.context`)
+    context: str
+    #: the op, in its function graph
+    op: Any
+
+
+def functions_of(op: Any) -> list[tuple[str, Any]]:
+    """``(kind, function graph)`` pairs a control-flow op runs: cond and body, then and else, branch_<i>.
+
+    Empty when the function graphs are unavailable (e.g. ops imported from a GraphDef).
+    """
+    attrs = op.node_def.attr
+    if op.type in WHILE_TYPES:
+        names = [("cond", attrs["cond"].func.name), ("body", attrs["body"].func.name)]
+    elif op.type in IF_TYPES:
+        names = [("then", attrs["then_branch"].func.name), ("else", attrs["else_branch"].func.name)]
+    elif op.type in CASE_TYPES:
+        names = [(f"branch_{i}", f.name) for i, f in enumerate(attrs["branches"].list.func)]
+    else:
+        return []
+    result = []
+    for kind, name in names:
+        graph = _function_graph(op.graph, name)
+        if graph is None:
+            return []
+        result.append((kind, graph))
+    return result
+
+
+def _function_graph(graph: Any, name: str) -> Any | None:
+    """The FuncGraph a function name refers to, looked up from the op's graph outwards."""
+    while graph is not None:
+        function = graph._get_function(name)  # noqa: SLF001 - the only way from a name to its FuncGraph
+        if function is not None:
+            return getattr(function, "graph", None)
+        graph = getattr(graph, "outer_graph", None)
+    return None
+
+
+def _reachable_in(graph: Any) -> list[Any]:
+    """Ops of a function graph its outputs depend on, in creation order; arguments left out."""
+    seen: set[Any] = set()
+    stack = [t.op for t in graph.outputs] + list(getattr(graph, "control_outputs", []))
+    while stack:
+        op = stack.pop()
+        if op in seen or op.graph is not graph:
+            continue
+        seen.add(op)
+        stack.extend(t.op for t in op.inputs)
+        stack.extend(op.control_inputs)
+    return [op for op in graph.get_operations() if op in seen and op.type != "Placeholder"]
+
+
+def _owner_of(name: str, owners: Mapping[str, Owner]) -> Owner | None:
+    """The layer call whose scope is the longest prefix of ``name``."""
+    parts = name.split("/")
+    for cut in range(len(parts), 0, -1):
+        owner = owners.get("/".join(parts[:cut]))
+        if owner is not None:
+            return owner
+    return None
+
+
+def _relative(raw: str, base: str, owners: Mapping[str, Owner]) -> tuple[str, str | None]:
+    """An op's path below the control-flow op ``base``, and the layer called inside the body owning it.
+
+    Scopes of layers called inside the body (an RNN's cell, ``lstm_cell_1``) are
+    replaced by the layer's path relative to the control-flow op's layer (``lstm_cell``).
+    """
+    if not raw.startswith(base + "/"):
+        return raw, None
+    parts = raw[len(base) + 1 :].split("/")
+    outer = _owner_of(base, owners)
+    for cut in range(len(parts) - 1, 0, -1):
+        owner = owners.get(base + "/" + "/".join(parts[:cut]))
+        if owner is None:
+            continue
+        prefix = owner.prefix
+        if outer is not None and outer.prefix and prefix.startswith(outer.prefix + "/"):
+            prefix = prefix[len(outer.prefix) + 1 :]
+        return "/".join([prefix, *parts[cut:]]), owner.layer
+    return "/".join(parts), None
+
+
+def expand(op: Any, name: str, layer: str | None, owners: Mapping[str, Owner] | None = None) -> list[BodyOp]:
+    """Every op inside the function graphs of control-flow op ``op`` (probe name ``name``), recursively.
+
+    Order: for a While, its cond graph then its body graph; for an If, then then
+    else; for a Case, branch 0, 1, ...; within a graph, creation (topological)
+    order, each nested control-flow op's own functions listed right before it.
+    ``layer`` is the control-flow op's owning layer; an op inside a layer called
+    in the body (an RNN cell) is attributed to that layer instead.
+    """
+    owners = owners or {}
+    result: list[BodyOp] = []
+    kind = "loop" if op.type in WHILE_TYPES else "branch"
+    for part, graph in functions_of(op):
+        path = f"{name}/{part}"
+        for inner in _reachable_in(graph):
+            rel, inner_layer = _relative(inner.name, op.name, owners)
+            raw = inner.name.removeprefix(op.name + "/")
+            entry = BodyOp(
+                key=f"{op.name}/{part}/{raw}",
+                name=f"{path}/{rel}",
+                layer=inner_layer or layer,
+                context=f"{kind} {path}",
+                op=inner,
+            )
+            if inner.type in CONTROL_FLOW_TYPES:
+                result.extend(expand(inner, entry.name, entry.layer, owners))
+            result.append(entry)
+    return result
+
+
+def value_outputs(op: Any) -> list[Any]:
+    """The outputs of an op worth listing (handles left out)."""
+    return [t for t in op.outputs if t.dtype.name not in _UNFETCHABLE]
+
+
+# --- capture -----------------------------------------------------------------------------------
+
+
+def _strip_uid(function_name: str) -> str:
+    """``functional_1_ROI_1_map_while_body_105`` -> ``..._body``: the uid differs between traces."""
+    return re.sub(r"_\d+$", "", function_name)
+
+
+def capture_key(tensor: Any) -> tuple[str, str]:
+    """What identifies a body op across two traces of the same model: its function graph and op name."""
+    return _strip_uid(tensor.graph.name), tensor.op.name
+
+
+@dataclass(frozen=True)
+class Execution:
+    """One value of a body tensor: which iteration produced it."""
+
+    #: Loop counter of the innermost enclosing loop (0 when no loop encloses it, e.g. a top-level branch).
+    iteration: int
+    #: Loop counters of every enclosing loop, outermost first (``()`` outside loops).
+    path: tuple[int, ...]
+    value: np.ndarray
+
+
+def _loop_counters(graph: Any) -> list[Any]:
+    """Loop counter of every loop enclosing ``graph`` (itself included), outermost first."""
+    from tensorflow.python.ops import control_flow_v2_func_graphs as cfg
+
+    counters = []
+    while graph is not None:
+        if isinstance(graph, (cfg.WhileBodyFuncGraph, cfg.WhileCondFuncGraph)):
+            counters.append(graph.inputs[0])  # while_v2 passes the loop counter first
+        graph = getattr(graph, "outer_graph", None)
+    return counters[::-1]
+
+
+@dataclass
+class _Recording:
+    """Values recorded during one execution: (path, sequence number, values of the requested slots)."""
+
+    rows: dict[tuple[str, str], list[tuple[tuple[int, ...], int, list[np.ndarray]]]] = field(default_factory=dict)
+    sequence: int = 0
+
+
+class Capturer:
+    """The model re-traced with recorders on the requested body tensors; call it with one batch's feeds.
+
+    Top-level tensors among ``infos`` are computed by :class:`probe_cli.run.Runner`
+    (a second execution on the same feeds) and come back as a single
+    ``Execution(0, (), value)``, so a mixed request works through one object.
+    """
+
+    def __init__(self, traced: Any, infos: Sequence[TensorInfo]) -> None:
+        tf = _tf.tf()
+        self._tf = tf
+        self.traced = traced
+        self.body = [info for info in infos if info.context is not None]
+        self.top = [info for info in infos if info.context is None]
+        self._runner = None
+        if self.top:
+            from probe_cli.run import Runner
+
+            self._runner = Runner(traced, self.top)
+        self._function = None
+        self._recording = _Recording()
+        #: capture key -> output slots wanted
+        self._wanted: dict[tuple[str, str], list[int]] = {}
+        #: probe name -> (capture key, position among the recorded slots of that op)
+        self._where: dict[str, tuple[tuple[str, str], int]] = {}
+        if self.body:
+            self._plan()
+            self._function = self._retrace()
+
+    def _plan(self) -> None:
+        for info in self.body:
+            tensor = self.traced.graph_tensors.get(info.name)
+            if tensor is None:
+                raise RunError(f"cannot capture {info.name!r}: it is not a tensor of the traced model")
+            key = capture_key(tensor)
+            slots = self._wanted.setdefault(key, [])
+            if tensor.value_index not in slots:
+                slots.append(tensor.value_index)
+        for slots in self._wanted.values():
+            slots.sort()
+        for info in self.body:
+            tensor = self.traced.graph_tensors[info.name]
+            key = capture_key(tensor)
+            self._where[info.name] = (key, self._wanted[key].index(tensor.value_index))
+
+    def _retrace(self) -> Any:
+        """Traces the forward function again with the recording op callback installed."""
+        from tensorflow.python.framework import op_callbacks
+        from tensorflow.python.ops import control_flow_v2_func_graphs as cfg
+
+        tf = self._tf
+        forward = getattr(self.traced, "forward", None)
+        signature = getattr(self.traced, "signature", None)
+        if forward is None or signature is None:
+            name = self.body[0].name
+            raise RunError(
+                f"cannot capture {name!r}: values inside loops and branches need a Keras model to re-trace, "
+                f"and this {self.traced.loaded.model_format} model has none"
+            )
+        function_types = (cfg.WhileBodyFuncGraph, cfg.WhileCondFuncGraph, cfg.CondBranchFuncGraph)
+        seen: dict[tuple[str, str], int] = {}
+        recording = self._recording
+
+        def callback(
+            op_type: str, inputs: Any, attrs: Any, outputs: Any, op_name: str | None = None, graph: Any = None
+        ) -> None:
+            if not isinstance(graph, function_types) or not outputs:
+                return None
+            key = (_strip_uid(graph.name), outputs[0].op.name)
+            slots = self._wanted.get(key)
+            if slots is None:
+                return None
+            seen[key] = seen.get(key, 0) + 1
+            counters = _loop_counters(graph)
+            record = _recorder(recording, key, len(counters))
+            with graph.name_scope(None), graph.name_scope(_SCOPE):
+                tf.numpy_function(record, [*counters, *(outputs[s] for s in slots)], tf.int32, stateful=True)
+            return None
+
+        op_callbacks.add_op_callback(callback)
+        try:
+            function = tf.function(forward, autograph=False).get_concrete_function(*signature)
+        except Exception as exc:  # noqa: BLE001 - tracing runs arbitrary layer code
+            raise RunError(f"cannot re-trace the model to capture loop values: {str(exc).splitlines()[0]}") from exc
+        finally:
+            op_callbacks.remove_op_callback(callback)
+        for info in self.body:
+            key = self._where[info.name][0]
+            if seen.get(key, 0) != 1:
+                why = "was not created" if not seen.get(key) else "was created more than once"
+                raise RunError(f"cannot capture {info.name!r}: its op {key[1]!r} {why} when the model was re-traced")
+        return function
+
+    def __call__(self, feeds: Sequence[Any]) -> dict[str, list[Execution]]:
+        """Every value of each requested tensor for one batch, sorted by loop counters (execution order on ties)."""
+        from probe_cli.run import _run_error
+
+        tf = self._tf
+        result: dict[str, list[Execution]] = {}
+        if self._runner is not None:
+            for name, value in self._runner(feeds).items():
+                result[name] = [Execution(0, (), value)]
+        if self._function is None:
+            return result
+        fed = {feed.name: feed.array for feed in feeds}
+        order = [spec.name for spec in self.traced.index.inputs]
+        self._recording.rows.clear()
+        self._recording.sequence = 0
+        try:
+            self._function(*[tf.constant(fed[name]) for name in order])
+        except (tf.errors.OpError, ValueError, TypeError) as exc:
+            raise _run_error(exc) from exc
+        for info in self.body:
+            key, position = self._where[info.name]
+            rows = sorted(self._recording.rows.get(key, []), key=lambda row: (row[0], row[1]))
+            result[info.name] = [Execution(path[-1] if path else 0, path, values[position]) for path, _, values in rows]
+        return result
+
+
+def _recorder(recording: _Recording, key: tuple[str, str], depth: int) -> Callable[..., np.int32]:
+    """The Python side of one recording op: stores (loop counters, copies of the values)."""
+
+    def record(*args: Any) -> np.int32:
+        path = tuple(int(a) for a in args[:depth])
+        values = [np.array(a, copy=True) for a in args[depth:]]
+        rows = recording.rows.setdefault(key, [])
+        rows.append((path, recording.sequence, values))
+        recording.sequence += 1
+        return np.int32(0)
+
+    return record
+
+
+def capture(traced: Any, infos: Sequence[TensorInfo], feeds: Sequence[Any]) -> dict[str, list[Execution]]:
+    """One execution: every value of each tensor in ``infos`` (by probe name), with its iteration."""
+    return Capturer(traced, infos)(feeds)

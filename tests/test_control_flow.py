@@ -1,0 +1,243 @@
+"""Tensors inside loop bodies and branches: listed under stable names, captured once per execution.
+
+Small models are built in a temporary directory: a custom layer running NMS per
+image inside ``tf.map_fn``, an LSTM followed by a ``tf.cond`` gate and a nested
+``map_fn``. Values are compared with the op computed directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from probe_cli.errors import RunError
+from probe_cli.feed import Feed
+
+LAYERS = """\
+import keras
+import tensorflow as tf
+
+MAX_BOXES = 4
+
+
+@keras.saving.register_keras_serializable(package="probe_cf_tests")
+class MapNms(keras.layers.Layer):
+    \"\"\"NMS per image over the batch, in a tf.map_fn.\"\"\"
+
+    def call(self, x):
+        def one(args):
+            boxes, scores = args
+            keep = tf.image.non_max_suppression(boxes, scores, MAX_BOXES, iou_threshold=0.5)
+            return tf.pad(keep, [[0, MAX_BOXES - tf.shape(keep)[0]]], constant_values=-1)
+
+        return tf.map_fn(one, (x[..., :4], x[..., 4]), fn_output_signature=tf.int32)
+
+
+@keras.saving.register_keras_serializable(package="probe_cf_tests")
+class Gate(keras.layers.Layer):
+    \"\"\"Doubles a positive-sum input, negates any other.\"\"\"
+
+    def call(self, x):
+        return tf.cond(tf.reduce_sum(x) > 0, lambda: x * 2.0, lambda: -x)
+
+
+@keras.saving.register_keras_serializable(package="probe_cf_tests")
+class Nested(keras.layers.Layer):
+    \"\"\"A map_fn inside a map_fn: 2 * x + 1 elementwise.\"\"\"
+
+    def call(self, x):
+        return tf.map_fn(lambda row: tf.map_fn(lambda v: v * 2.0 + 1.0, row), x)
+"""
+
+SEQUENCE = 5
+BATCH = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class Models:
+    layers: Path
+    nms: Path
+    lstm: Path
+    gate: Path
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> Models:
+    from probe_cli import _tf
+
+    keras = _tf.keras()
+    root = tmp_path_factory.mktemp("control_flow")
+    layers_py = root / "cf_layers.py"
+    layers_py.write_text(LAYERS)
+    spec = importlib.util.spec_from_file_location("probe_cf_layers", layers_py)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+
+    keras.utils.set_random_seed(7)
+    dets = keras.Input((6, 5), batch_size=BATCH, name="dets")
+    keras.Model(dets, module.MapNms(name="ROI")(dets)).save(root / "nms.keras")
+
+    seq = keras.Input((SEQUENCE, 3), name="seq")
+    hidden = keras.layers.LSTM(4, return_sequences=True, name="lstm")(seq)
+    keras.Model(seq, module.Nested(name="nested")(hidden)).save(root / "lstm.keras")
+
+    x = keras.Input((2, 3), name="x")
+    keras.Model(x, keras.layers.Dense(3, name="dense")(module.Gate(name="gate")(x))).save(root / "gate.keras")
+    return Models(layers_py, root / "nms.keras", root / "lstm.keras", root / "gate.keras")
+
+
+def _trace(path: Path, layers: Path) -> Any:
+    from probe_cli.load import load
+    from probe_cli.trace import trace
+
+    return trace(load(path, custom_objects=(layers,)))
+
+
+@pytest.fixture(scope="module")
+def nms(models: Models) -> Any:
+    return _trace(models.nms, models.layers)
+
+
+@pytest.fixture(scope="module")
+def lstm(models: Models) -> Any:
+    return _trace(models.lstm, models.layers)
+
+
+@pytest.fixture(scope="module")
+def gate(models: Models) -> Any:
+    return _trace(models.gate, models.layers)
+
+
+def _detections(seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    corner = rng.uniform(0, 1, (BATCH, 6, 2))
+    size = rng.uniform(0.2, 0.6, (BATCH, 6, 2))
+    scores = rng.uniform(0, 1, (BATCH, 6, 1))
+    return np.concatenate([corner, corner + size, scores], axis=-1).astype("float32")
+
+
+NMS_OP = "ROI/map/while/body/non_max_suppression/NonMaxSuppressionV3:0"
+
+
+def test_nms_inside_map_fn_is_listed(nms: Any) -> None:
+    info = nms.index.tensor(NMS_OP)
+    assert info.op_type == "NonMaxSuppressionV3"
+    assert info.layer == "ROI"
+    assert info.context == "loop ROI/map/while/body"
+    assert info.dtype == "int32"
+    # listed right before the outputs of the While op that runs it, cond graph first
+    names = [t.name for t in nms.index.tensors]
+    assert names.index("ROI/map/while/cond/Less:0") < names.index(NMS_OP) < names.index("ROI/map/while:0")
+    # top-level tensors keep no context; every listed name is unique
+    assert nms.index.tensor("ROI/map/while:0").context is None
+    assert len(names) == len(set(names))
+
+
+def test_body_tensors_are_selected_by_the_same_patterns(nms: Any) -> None:
+    from probe_cli.resolve import resolve
+
+    assert [t.name for t in resolve(nms.index, ["ROI/.*NonMaxSuppressionV3"])] == [NMS_OP]
+
+
+def test_names_identical_in_two_traces(models: Models, nms: Any) -> None:
+    again = _trace(models.nms, models.layers)
+    assert [(t.name, t.graph_name, t.context) for t in again.index.tensors] == [
+        (t.name, t.graph_name, t.context) for t in nms.index.tensors
+    ]
+
+
+def test_nms_captured_once_per_image_equal_to_direct_nms(nms: Any) -> None:
+    import tensorflow as tf
+
+    from probe_cli.control_flow import capture
+
+    dets = _detections()
+    output = nms.index.outputs[0]
+    values = capture(nms, [nms.index.tensor(NMS_OP), nms.index.tensor(output)], [Feed("dets", dets, "test")])
+    runs = values[NMS_OP]
+    assert [run.iteration for run in runs] == list(range(BATCH))
+    assert [run.path for run in runs] == [(i,) for i in range(BATCH)]
+    for i, run in enumerate(runs):
+        expected = tf.image.non_max_suppression(dets[i, :, :4], dets[i, :, 4], 4, iou_threshold=0.5).numpy()
+        np.testing.assert_array_equal(run.value, expected)
+    # the top-level output in the same request: one value, the model's own
+    [top] = values[output]
+    assert top.path == () and top.iteration == 0
+    padded = [np.pad(r.value, (0, 4 - len(r.value)), constant_values=-1) for r in runs]
+    np.testing.assert_array_equal(top.value, np.stack(padded))
+
+
+def test_lstm_body_listed_and_captured_once_per_timestep(lstm: Any) -> None:
+    from probe_cli.control_flow import capture
+
+    body = [t for t in lstm.index.tensors if t.context == "loop lstm/while/body"]
+    assert body and {t.layer for t in body} <= {"lstm", "lstm/lstm_cell"}
+    cell = [t for t in body if t.layer == "lstm/lstm_cell"]
+    assert cell and all(t.name.startswith("lstm/while/body/lstm_cell/") for t in cell)
+    # the cell's outputs (h, and the same h as its new state) are the layer's listed outputs
+    [cell_layer] = [layer for layer in lstm.index.layers if layer.name == "lstm/lstm_cell"]
+    assert cell_layer.outputs and set(cell_layer.outputs) <= {t.name for t in cell}
+
+    seq = np.random.default_rng(1).uniform(-1, 1, (2, SEQUENCE, 3)).astype("float32")
+    [lstm_out] = next(layer for layer in lstm.index.layers if layer.name == "lstm").outputs
+    h = cell_layer.outputs[0]
+    values = capture(lstm, [lstm.index.tensor(h), lstm.index.tensor(lstm_out)], [Feed("seq", seq, "test")])
+    runs = values[h]
+    assert len(runs) == SEQUENCE
+    assert [run.iteration for run in runs] == list(range(SEQUENCE))
+    [sequence] = values[lstm_out]
+    for t, run in enumerate(runs):  # h at step t is the LSTM's output at time t
+        np.testing.assert_allclose(run.value, sequence.value[:, t], rtol=1e-6, atol=1e-6)
+
+
+def test_nested_loops_ordered_by_outer_then_inner_counter(lstm: Any) -> None:
+    from probe_cli.control_flow import capture
+
+    name = "nested/map/while/body/map/while/body/add:0"
+    info = lstm.index.tensor(name)
+    assert info.context == "loop nested/map/while/body/map/while/body"
+    seq = np.random.default_rng(2).uniform(-1, 1, (2, SEQUENCE, 3)).astype("float32")
+    [output] = lstm.index.outputs
+    values = capture(lstm, [info, lstm.index.tensor(output)], [Feed("seq", seq, "test")])
+    runs = values[name]
+    # outer loop over the batch (2), inner loop over the time steps
+    assert [run.path for run in runs] == [(b, t) for b in range(2) for t in range(SEQUENCE)]
+    final = values[output][0].value
+    for run in runs:
+        b, t = run.path
+        np.testing.assert_allclose(run.value, final[b, t], rtol=1e-6)
+
+
+@pytest.mark.parametrize(("sign", "ran", "skipped"), [(1.0, "then", "else"), (-1.0, "else", "then")])
+def test_cond_branch_captured_when_it_runs(gate: Any, sign: float, ran: str, skipped: str) -> None:
+    from probe_cli.control_flow import capture
+
+    branch = {
+        kind: [t for t in gate.index.tensors if t.context == f"branch gate/cond/{kind}"] for kind in ("then", "else")
+    }
+    assert branch["then"] and branch["else"]
+    assert all(t.layer == "gate" for t in branch["then"] + branch["else"])
+    x = sign * np.random.default_rng(3).uniform(0.1, 1, (1, 2, 3)).astype("float32")
+    wanted = [t for t in branch[ran] + branch[skipped] if t.op_type != "Const"]
+    values = capture(gate, wanted, [Feed("x", x, "test")])
+    for info in branch[skipped]:
+        if info.op_type != "Const":
+            assert values[info.name] == []
+    [result] = [values[t.name] for t in branch[ran] if t.op_type != "Const"]
+    assert len(result) == 1 and result[0].iteration == 0 and result[0].path == ()
+    np.testing.assert_allclose(result[0].value, x * 2.0 if ran == "then" else -x)
+
+
+def test_model_without_forward_function_gives_run_error(gate: Any) -> None:
+    from probe_cli.control_flow import Capturer
+
+    info = next(t for t in gate.index.tensors if t.context)
+    with pytest.raises(RunError, match="cannot capture"):
+        Capturer(dataclasses.replace(gate, forward=None), [info])
