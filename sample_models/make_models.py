@@ -13,11 +13,14 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from map_fn_layers import MapFnProposals  # noqa: E402
 from mini_rcnn_layers import ProposalLayer  # noqa: E402
+from subclassed_model import TinyClassifier  # noqa: E402
 
 IMAGES_PER_BATCH = 2
 
@@ -70,10 +73,61 @@ def mini_rcnn() -> keras.Model:
     return keras.Model(image, [rois, scores], name="mini_rcnn")
 
 
+def map_fn_nms() -> keras.Model:
+    """Box and score heads on any batch size, NMS per image inside ``tf.map_fn`` in a custom layer."""
+    image = keras.Input(shape=(16, 16, 3), name="image")
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu", name="conv1")(image)
+    # 8x8 feature map, one anchor per cell: 64 candidate boxes per image.
+    boxes = keras.layers.Conv2D(4, 1, activation="sigmoid", name="bbox_conv")(x)
+    boxes = keras.layers.Reshape((64, 4), name="bbox")(boxes)
+    scores = keras.layers.Conv2D(1, 1, activation="sigmoid", name="class_conv")(x)
+    scores = keras.layers.Reshape((64,), name="class")(scores)
+    rois = MapFnProposals(proposal_count=6, nms_threshold=0.5, name="proposals")([boxes, scores])
+    return keras.Model(image, [rois, scores], name="map_fn_nms")
+
+
+def lstm() -> keras.Model:
+    """Integer token ids -> Embedding -> LSTM -> softmax (the LSTM's step ops live in a while loop)."""
+    tokens = keras.Input(shape=(12,), dtype="int32", name="tokens")
+    x = keras.layers.Embedding(input_dim=30, output_dim=8, name="embed")(tokens)
+    x = keras.layers.LSTM(6, name="lstm")(x)
+    probs = keras.layers.Dense(3, activation="softmax", name="probs")(x)
+    return keras.Model(tokens, probs, name="lstm_model")
+
+
+def nested_shared() -> keras.Model:
+    """A Sequential ``inner`` used as a layer; a Dense ``shared`` called on ``inner``'s output and on ``b``."""
+    inner = keras.Sequential(
+        [
+            keras.Input(shape=(6,)),
+            keras.layers.Dense(5, activation="relu", name="d1"),
+            keras.layers.Dense(4, name="d2"),
+        ],
+        name="inner",
+    )
+    shared = keras.layers.Dense(4, activation="tanh", name="shared")
+    a = keras.Input(shape=(6,), name="a")
+    b = keras.Input(shape=(4,), name="b")
+    merged = keras.layers.Add(name="merge")([shared(inner(a)), shared(b)])
+    head = keras.layers.Dense(2, name="head")(merged)
+    return keras.Model([a, b], head, name="outer")
+
+
+def subclassed() -> keras.Model:
+    """A subclassed model (see ``subclassed_model.py``), built by calling it once so its input shape is saved."""
+    model = TinyClassifier(width=8, classes=3, name="tiny")
+    model(np.zeros((2, 5), dtype="float32"))
+    return model
+
+
 MODELS = {
     "cnn.h5": cnn,
     "multi_io.h5": multi_io,
     "mini_rcnn.h5": mini_rcnn,
+    "map_fn_nms.keras": map_fn_nms,
+    "lstm.h5": lstm,
+    "nested_shared.h5": nested_shared,
+    "subclassed.keras": subclassed,
 }
 
 
