@@ -282,7 +282,7 @@ def dump(
 ) -> None:
     """Run the model once and write the selected tensors to an HDF5 archive.
 
-    With no --tensor or --layer, every layer's output is dumped. Inputs not
+    With no --tensor or --layer, every layer output and model output is dumped. Inputs not
     given with --input get seeded random data.
     """
     from probe_cli.pipeline import DumpRequest, InputOptions, parse_bytes

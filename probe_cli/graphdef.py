@@ -9,6 +9,7 @@ placeholders (for a SavedModel, named as in its signature).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,29 @@ def load_saved_model(path: Path, signature: str = DEFAULT_SIGNATURE) -> tuple[An
     }
 
 
+def lowered_loop_frames(ops: Any) -> dict[str, str]:
+    """Ops inside while loops that freezing lowered to Enter/Merge/Switch/NextIteration/Exit.
+
+    Such an op runs once per iteration in one graph execution; a Session or a
+    pruned function cannot return its values ("Retval[0] has already been
+    set"), so probe lists it marked with its frame and refuses to fetch it
+    with a reason instead of a TensorFlow stack trace.
+    """
+    frames: dict[str, str] = {}
+    for enter in (op for op in ops if op.type in ("Enter", "RefEnter")):
+        frame = enter.get_attr("frame_name")
+        frame = frame.decode() if isinstance(frame, bytes) else str(frame)
+        stack = [enter]
+        while stack:
+            op = stack.pop()
+            if op.name in frames or op.type in ("Exit", "RefExit"):
+                continue
+            frames[op.name] = frame
+            stack.extend(c for t in op.outputs for c in t.consumers())
+            stack.extend(op._control_outputs)  # noqa: SLF001 - no public accessor for control consumers
+    return frames
+
+
 def trace_graph_def(loaded: LoadedModel, index_graph: Callable[..., tuple[ModelIndex, dict[str, Any]]]) -> Any:
     """Imports the GraphDef once into a prunable function and indexes it."""
     from probe_cli.trace import TracedModel, shape_of
@@ -83,13 +107,24 @@ def trace_graph_def(loaded: LoadedModel, index_graph: Callable[..., tuple[ModelI
         input_names = loaded.signature["inputs"]
         outputs = [graph.get_tensor_by_name(name) for name in loaded.signature["outputs"]]
     else:
+        # Freezing leaves "unused_control_flow_input" placeholders behind: no consumers, not inputs.
         input_names = {
             op.name: op.outputs[0].name
             for op in ops
-            if op.type in ("Placeholder", "PlaceholderV2") and op.outputs[0].dtype != tf.resource
+            if op.type in ("Placeholder", "PlaceholderV2")
+            and op.outputs[0].dtype not in (tf.resource, tf.variant)
+            and op.outputs[0].consumers()
         }
         consumed = {t.op for op in ops for t in op.inputs} | {c for op in ops for c in op.control_inputs}
-        outputs = [t for op in ops if op not in consumed and op.type not in _NOT_OUTPUTS for t in op.outputs]
+        outputs = [
+            t
+            for op in ops
+            if op not in consumed
+            and op.type not in _NOT_OUTPUTS
+            and op.name not in input_names
+            and op.type not in ("Placeholder", "PlaceholderV2")
+            for t in op.outputs
+        ]
     placeholders = {name: graph.get_tensor_by_name(tensor) for name, tensor in input_names.items()}
     if not outputs:
         raise ModelLoadError(f"graph of {str(loaded.path)!r} has no outputs")
@@ -99,6 +134,10 @@ def trace_graph_def(loaded: LoadedModel, index_graph: Callable[..., tuple[ModelI
         return op.name, by_op.get(op.name)
 
     index, graph_tensors = index_graph(graph, outputs, name_of, loaded.model_format)
+    frames = lowered_loop_frames(ops)
+    tensors = tuple(
+        replace(t, context=f"lowered loop {frames[t.op_name]}") if t.op_name in frames else t for t in index.tensors
+    )
     inputs = tuple(
         InputSpec(name=name, dtype=t.dtype.name, shape=shape_of(t) or (), graph_name=t.name)
         for name, t in placeholders.items()
@@ -116,7 +155,7 @@ def trace_graph_def(loaded: LoadedModel, index_graph: Callable[..., tuple[ModelI
         inputs=inputs,
         outputs=index.outputs,
         layers=layers,
-        tensors=index.tensors,
+        tensors=tensors,
         extra={"signature": loaded.signature["signature"]} if loaded.signature else {},
     )
     return TracedModel(loaded, index, function, graph_tensors, placeholders)

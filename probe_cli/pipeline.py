@@ -17,7 +17,7 @@ import numpy as np
 
 from probe_cli import __version__
 from probe_cli.archive import FORMAT_VERSION, INPUTS, TENSORS, ArchiveWriter, check_destination
-from probe_cli.errors import ArchiveTooBig
+from probe_cli.errors import ArchiveTooBig, RunError
 from probe_cli.feed import DEFAULT_SEED, Feed, InputArg, build_feeds, parse_input_arg, parse_range_arg, parse_shape_arg
 from probe_cli.index import ModelIndex, Shape, TensorInfo
 from probe_cli.resolve import resolve
@@ -234,7 +234,7 @@ def check_size(estimate: int, output: Path, max_bytes: int | None) -> None:
 def dump(request: DumpRequest, progress: Callable[[int, int], None] | None = None) -> DumpResult:
     """Fetches the selected tensors and archives them with their inputs, batch by batch.
 
-    With no ``--tensor``/``--layer`` every layer output is dumped. ``progress``
+    With no ``--tensor``/``--layer`` every layer output and model output is dumped. ``progress``
     is called with (samples done, samples in all) after each batch.
     """
     from probe_cli.feed import iter_batches, plan_batches, sample_count
@@ -248,8 +248,9 @@ def dump(request: DumpRequest, progress: Callable[[int, int], None] | None = Non
         selection = resolve(index, request.tensors, request.layers)
     elif request.check_numerics:
         selection = list(index.tensors)
-    else:
-        selection = resolve(index, layer_patterns=[".*"])
+    else:  # every layer output and every model output (a frozen graph has outputs but no layers)
+        wanted = {t.name for t in resolve(index, layer_patterns=[".*"])} | set(index.outputs)
+        selection = [t for t in index.tensors if t.name in wanted]
     feeds = make_feeds(index, request.inputs)
     samples = sample_count(feeds, index.inputs)
     batch = plan_batches(index.inputs, samples, request.inputs.batch_size)
@@ -265,6 +266,13 @@ def dump(request: DumpRequest, progress: Callable[[int, int], None] | None = Non
     # Tensors inside loop bodies and branches are captured per execution; the rest come from one pruned run.
     runner = Runner(traced, [info for info in selection if info.context is None])
     looped = [info for info in selection if info.context is not None]
+    lowered = [info for info in looped if info.context.startswith("lowered loop")]
+    if lowered:
+        raise RunError(
+            f"{lowered[0].name} runs once per iteration of a while loop that freezing lowered into this graph "
+            f"({lowered[0].context}); a frozen graph cannot return per-iteration values",
+            "dump it from the Keras model (.h5/.keras), where probe captures every iteration",
+        )
     capturer = None
     if looped:
         from probe_cli.control_flow import Capturer

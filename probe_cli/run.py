@@ -87,7 +87,7 @@ class Runner:
                 feeds=[traced.placeholders[name] for name in self.order],
                 fetches=[traced.graph_tensors[info.name] for info in self.computed],
             )
-        except (tf.errors.OpError, ValueError, TypeError) as exc:
+        except Exception as exc:  # noqa: BLE001 - lift_to_graph raises its own UnliftableError, among others
             raise _run_error(exc) from exc
 
     def __call__(self, feeds: Sequence[Feed]) -> dict[str, np.ndarray]:

@@ -1,0 +1,108 @@
+"""SavedModel directories and frozen GraphDef files: names as in the graph, values as in Keras."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from probe_cli.cli import cli
+
+SAMPLES = Path(__file__).resolve().parent.parent / "sample_models"
+RCNN = ["--custom-objects", str(SAMPLES / "mini_rcnn_layers.py")]
+
+
+def probe(*args: object) -> object:
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def _nms_values(archive: Path) -> list[np.ndarray]:
+    with h5py.File(archive) as f:
+        found: list[tuple[str, np.ndarray]] = []
+        f["tensors"].visititems(
+            lambda path, obj: found.append((path, obj[()])) if path.endswith("NonMaxSuppressionV3:0") else None
+        )
+    return [value for _, value in sorted(found)]
+
+
+def test_frozen_graph_and_saved_model_give_the_keras_values(tmp_path: Path) -> None:
+    x = np.random.default_rng(1).random((2, 32, 32, 3), dtype=np.float32)
+    np.save(tmp_path / "x.npy", x)
+    results = {}
+    for label, model, extra in (
+        ("keras", SAMPLES / "mini_rcnn.h5", RCNN),
+        ("frozen", SAMPLES / "mini_rcnn_frozen.pb", []),
+        ("saved", SAMPLES / "mini_rcnn_savedmodel", []),
+    ):
+        out = tmp_path / f"{label}.h5"
+        result = probe("dump", model, *extra, "-t", ".*NonMaxSuppressionV3", "-i", tmp_path / "x.npy", "-o", out)
+        assert result.exit_code == 0, result.stderr
+        results[label] = _nms_values(out)
+    assert len(results["keras"]) == 2
+    for label in ("frozen", "saved"):
+        for got, expected in zip(results[label], results["keras"], strict=True):
+            np.testing.assert_array_equal(got, expected)
+
+
+def test_frozen_graph_names_are_the_graph_names() -> None:
+    result = probe("list", SAMPLES / "mini_rcnn_frozen.pb", "--json", "--match", ".*NonMaxSuppressionV3")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert [t["name"] for t in doc["tensors"]] == [
+        "mini_rcnn_1/ROI_1/rpn_non_max_suppression/NonMaxSuppressionV3:0",
+        "mini_rcnn_1/ROI_1/rpn_non_max_suppression_1/NonMaxSuppressionV3:0",
+    ]
+    assert all(t["name"] == t["graph_name"] for t in doc["tensors"])
+    assert [i["name"] for i in doc["inputs"]] == ["image"]
+
+
+def test_unknown_signature_is_a_usage_error() -> None:
+    result = probe("list", SAMPLES / "mini_rcnn_savedmodel", "--signature", "nope")
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        f"Error: SavedModel {str(SAMPLES / 'mini_rcnn_savedmodel')!r} has no signature 'nope' "
+        "(signatures: serve, serving_default)"
+    ]
+
+
+@pytest.fixture(scope="module")
+def frozen_map_fn(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The map_fn sample frozen: freezing lowers its while loop into the graph."""
+    import keras
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    from probe_cli.load import import_custom_objects
+
+    objects = import_custom_objects([SAMPLES / "map_fn_layers.py"])
+    model = keras.models.load_model(SAMPLES / "map_fn_nms.keras", compile=False, custom_objects=objects)
+    spec = tf.TensorSpec((2, 16, 16, 3), tf.float32, name="image")
+    frozen = convert_variables_to_constants_v2(
+        tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
+    )
+    path = tmp_path_factory.mktemp("frozen") / "map_fn_frozen.pb"
+    path.write_bytes(frozen.graph.as_graph_def().SerializeToString())
+    return path
+
+
+def test_lowered_loop_ops_are_marked_and_refused_with_a_reason(frozen_map_fn: Path, tmp_path: Path) -> None:
+    listing = probe("list", frozen_map_fn, "--json", "--match", ".*NonMaxSuppressionV3")
+    assert listing.exit_code == 0, listing.stderr
+    doc = json.loads(listing.stdout)
+    assert [i["name"] for i in doc["inputs"]] == ["image"]  # no "unused_control_flow_input" placeholders
+    (nms,) = doc["tensors"]
+    assert nms["context"].startswith("lowered loop ") and "per_image/while" in nms["context"]
+    out = tmp_path / "x.h5"
+    result = probe("dump", frozen_map_fn, "-t", ".*NonMaxSuppressionV3", "-o", out)
+    assert result.exit_code == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert "runs once per iteration of a while loop that freezing lowered" in line and "Keras model" in line
+    assert not out.exists()
+    whole = probe("dump", frozen_map_fn, "-o", out)  # the default: the graph's outputs
+    assert whole.exit_code == 0, whole.stderr
+    with h5py.File(out) as f:
+        assert f["tensors/Identity:0"].shape == (2, 6, 4)
