@@ -94,14 +94,23 @@ def run_cmd(cmd: list[str], *, capture: bool = False) -> tuple[float, subprocess
     return elapsed, proc
 
 
+#: Runs a command and prints its peak RSS (KiB). A fresh interpreter between the bench and the
+#: measured process matters: Linux carries a process's peak RSS across fork and exec, so a child
+#: of this (large) bench process would report the bench's own peak.
+RSS_SCRIPT = """
+import resource, subprocess, sys
+code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+print(code, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"""
+
+
 def peak_rss(cmd: list[str]) -> int:
     """Peak resident memory (bytes) of one whole process, from the kernel's own accounting."""
-    proc = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV, cwd=ROOT)
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise CommandFailed(f"{' '.join(str(c) for c in cmd[:3])} ... exited {proc.returncode}")
-    return usage.ru_maxrss * 1024
+    _, proc = run_cmd([sys.executable, "-c", RSS_SCRIPT, *cmd], capture=True)
+    code, kib = (int(v) for v in proc.stdout.split())
+    if code != 0:
+        raise CommandFailed(f"{' '.join(str(c) for c in cmd[:3])} ... exited {code}")
+    return kib * 1024
 
 
 def memory_growth(work: Work, res: Results) -> None:

@@ -8,6 +8,7 @@ a command needs it, so ``probe --help`` stays fast.
 from __future__ import annotations
 
 import functools
+import os
 import shlex
 import sys
 from collections.abc import Callable
@@ -450,9 +451,29 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _terminate)
     try:
         cli.main(prog_name="probe")
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except KeyboardInterrupt:
         click.echo("Error: interrupted; no archive was written", err=True)
-        sys.exit(INTERRUPTED)
+        code = INTERRUPTED
+    _exit_fast(code)
+
+
+def _exit_fast(code: int) -> None:
+    """Skips TensorFlow's interpreter teardown (0.5-0.9 s on ResNet50) once all output is out.
+
+    Everything probe writes is complete by now (archives are committed and
+    closed inside the command); only stdout/stderr need flushing.
+    """
+    if "tensorflow" not in sys.modules:
+        sys.exit(code)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # closed or broken pipe: nothing left to save
+            pass
+    os._exit(code)
 
 
 _ = USAGE  # documented above; exit code 2 comes from ProbeError subclasses and Click itself
