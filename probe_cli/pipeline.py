@@ -279,7 +279,7 @@ def dump(request: DumpRequest, progress: Callable[[int, int], None] | None = Non
 
         capturer = Capturer(traced, looped)
     fixed = next((s.shape[0] for s in index.inputs if s.shape and s.shape[0] is not None), None)
-    stats = {info.name: RunningStats() for info in selection}
+    stats = {info.name: RunningStats(with_std=False) for info in selection}  # dump reports min/max/mean
     shapes: dict[str, tuple[int, ...]] = {}
     layouts: dict[str, bool] = {}
     counts: dict[str, int] = {}  # executions of loop-body tensors

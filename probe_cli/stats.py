@@ -17,10 +17,12 @@ def _mean_std(flat: np.ndarray, chunk: int = 1 << 20) -> tuple[float, float]:
     return mean, float(np.sqrt(squares / flat.size))
 
 
-def summarize(array: np.ndarray) -> dict[str, Any]:
+def summarize(array: np.ndarray, with_std: bool = True) -> dict[str, Any]:
     """min/max/mean/std over the finite values, and how many are NaN or infinite.
 
-    Non-numeric tensors (strings) get None for the statistics.
+    Non-numeric tensors (strings) get None for the statistics. ``with_std=False``
+    skips the one statistic that needs a second pass over the data (``dump``
+    reports min/max/mean; ``show`` adds std).
     """
     array = np.asarray(array)
     out: dict[str, Any] = {"min": None, "max": None, "mean": None, "std": None, "nan": 0, "inf": 0}
@@ -30,7 +32,10 @@ def summarize(array: np.ndarray) -> dict[str, Any]:
         low, high = array.min(), array.max()
         if np.isfinite(low) and np.isfinite(high):  # no NaN/Inf: no masks, no float64 copy
             out["min"], out["max"] = float(low), float(high)
-            out["mean"], out["std"] = _mean_std(array.reshape(-1))
+            if with_std:
+                out["mean"], out["std"] = _mean_std(array.reshape(-1))
+            else:
+                out["mean"] = float(array.mean(dtype=np.float64))
             return out
     values = array.astype(np.float64) if array.dtype.kind in "bf" and array.dtype != np.float64 else array
     if array.dtype.kind == "f":
@@ -44,17 +49,23 @@ def summarize(array: np.ndarray) -> dict[str, Any]:
     out["min"] = float(values.min())
     out["max"] = float(values.max())
     out["mean"] = float(values.mean(dtype=np.float64))
-    out["std"] = float(values.std(dtype=np.float64))
+    if with_std:
+        out["std"] = float(values.std(dtype=np.float64))
     return out
 
 
 class RunningStats:
-    """:func:`summarize` over a tensor that arrives batch by batch, without keeping the batches."""
+    """:func:`summarize` over a tensor that arrives batch by batch, without keeping the batches.
 
-    def __init__(self) -> None:
+    Batches are merged with Chan et al.'s pairwise update of (count, mean, M2),
+    which stays accurate when the mean is large against the spread.
+    """
+
+    def __init__(self, with_std: bool = True) -> None:
+        self.with_std = with_std
         self.count = 0
-        self.total = 0.0
-        self.total_sq = 0.0
+        self.mean = 0.0
+        self.m2 = 0.0
         self.low: float | None = None
         self.high: float | None = None
         self.nan = 0
@@ -62,30 +73,33 @@ class RunningStats:
         self.numeric = True
 
     def update(self, array: np.ndarray) -> None:
-        part = summarize(array)
-        if np.asarray(array).dtype.kind not in "biuf":
+        array = np.asarray(array)
+        if array.dtype.kind not in "biuf":
             self.numeric = False
             return
+        part = summarize(array, self.with_std)
         self.nan += part["nan"]
         self.inf += part["inf"]
         if part["min"] is None:
             return
-        n = int(np.asarray(array).size) - part["nan"] - part["inf"]
-        self.count += n
-        self.total += part["mean"] * n
-        self.total_sq += (part["std"] ** 2 + part["mean"] ** 2) * n
+        n = int(array.size) - part["nan"] - part["inf"]
+        total = self.count + n
+        delta = part["mean"] - self.mean
+        self.mean += delta * n / total
+        if self.with_std:
+            self.m2 += part["std"] ** 2 * n + delta**2 * self.count * n / total
+        self.count = total
         self.low = part["min"] if self.low is None else min(self.low, part["min"])
         self.high = part["max"] if self.high is None else max(self.high, part["max"])
 
     def result(self) -> dict[str, Any]:
         if not self.numeric or self.count == 0:
             return {"min": None, "max": None, "mean": None, "std": None, "nan": self.nan, "inf": self.inf}
-        mean = self.total / self.count
         return {
             "min": self.low,
             "max": self.high,
-            "mean": mean,
-            "std": float(np.sqrt(max(self.total_sq / self.count - mean**2, 0.0))),
+            "mean": self.mean,
+            "std": float(np.sqrt(self.m2 / self.count)) if self.with_std else None,
             "nan": self.nan,
             "inf": self.inf,
         }

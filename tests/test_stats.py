@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from probe_cli.stats import summarize
+from probe_cli.stats import RunningStats, summarize
 
 PURE_IMPORT = (
     "import sys, probe_cli.resolve, probe_cli.feed, probe_cli.archive, probe_cli.names, probe_cli.stats; "
@@ -114,3 +114,22 @@ def test_pure_modules_do_not_import_tensorflow() -> None:
     """Importing the pure modules leaves TensorFlow unimported."""
     result = subprocess.run([sys.executable, "-c", PURE_IMPORT], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_running_stats_merge_stays_accurate_with_a_large_mean() -> None:
+    """Batches merged with Chan's update match numpy on the whole, even for mean 1e6 and std 1e-2."""
+    rng = np.random.default_rng(0)
+    data = 1e6 + 1e-2 * rng.standard_normal(10_000)
+    running = RunningStats()
+    for part in np.array_split(data, 7):
+        running.update(part)
+    result = running.result()
+    assert result["mean"] == pytest.approx(data.mean(), rel=1e-12)
+    assert result["std"] == pytest.approx(data.std(), rel=1e-6)
+    assert (result["min"], result["max"]) == (data.min(), data.max())
+
+
+def test_running_stats_without_std_skips_it() -> None:
+    running = RunningStats(with_std=False)
+    running.update(np.arange(10, dtype=np.float32))
+    assert running.result() == {"min": 0.0, "max": 9.0, "mean": 4.5, "std": None, "nan": 0, "inf": 0}
