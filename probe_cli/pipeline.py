@@ -231,11 +231,60 @@ def check_size(estimate: int, output: Path, max_bytes: int | None) -> None:
         )
 
 
+def select(index: ModelIndex, request: DumpRequest) -> list[TensorInfo]:
+    """What ``dump`` fetches: the patterns' tensors; else every op (``--check-numerics``); else
+    every layer output and every model output (a frozen graph has outputs but no layers)."""
+    if request.tensors or request.layers:
+        return resolve(index, request.tensors, request.layers)
+    if request.check_numerics:
+        return list(index.tensors)
+    wanted = {t.name for t in resolve(index, layer_patterns=[".*"])} | set(index.outputs)
+    return [t for t in index.tensors if t.name in wanted]
+
+
+def _refuse_lowered_loops(selection: Sequence[TensorInfo]) -> None:
+    lowered = [info for info in selection if info.context and info.context.startswith("lowered loop")]
+    if lowered:
+        raise RunError(
+            f"{lowered[0].name} runs once per iteration of a while loop that freezing lowered into this graph "
+            f"({lowered[0].context}); a frozen graph cannot return per-iteration values",
+            "dump it from the Keras model (.h5/.keras), where probe captures every iteration",
+        )
+
+
+@dataclass
+class _Tally:
+    """What dump reports about one tensor, accumulated as its batches are written."""
+
+    info: TensorInfo
+    stats: RunningStats = field(default_factory=lambda: RunningStats(with_std=False))  # the table: min/max/mean
+    shape: tuple[int, ...] | None = None
+    #: top-level tensors: whether axis 0 runs over the samples (decided on the first batch)
+    batched: bool | None = None
+    #: loop-body tensors: how many executions were stored
+    executions: int | None = None
+
+    def add(self, value: np.ndarray) -> None:
+        self.stats.update(value)
+        if self.shape is not None and self.batched:
+            self.shape = (self.shape[0] + value.shape[0], *value.shape[1:])
+        elif self.shape is None:
+            self.shape = tuple(np.shape(value))
+
+    def summary(self, batches: int) -> StoredSummary:
+        if self.info.context is not None:
+            layout = "per_iteration"
+        else:
+            layout = "batch" if self.batched else ("per_batch" if batches > 1 else "single")
+        return StoredSummary(self.info, self.shape or (), self.info.dtype, self.stats.result(), layout, self.executions)
+
+
 def dump(request: DumpRequest, progress: Callable[[int, int], None] | None = None) -> DumpResult:
     """Fetches the selected tensors and archives them with their inputs, batch by batch.
 
-    With no ``--tensor``/``--layer`` every layer output and model output is dumped. ``progress``
-    is called with (samples done, samples in all) after each batch.
+    Top-level tensors come from one pruned execution per batch; tensors inside
+    loop bodies and branches are captured per execution (one more execution).
+    ``progress`` is called with (samples done, samples in all) after each batch.
     """
     from probe_cli.feed import iter_batches, plan_batches, sample_count
 
@@ -244,13 +293,7 @@ def dump(request: DumpRequest, progress: Callable[[int, int], None] | None = Non
         check_destination(output, request.force)  # fail before the slow part
     traced = open_model(request.model)
     index = traced.index
-    if request.tensors or request.layers:
-        selection = resolve(index, request.tensors, request.layers)
-    elif request.check_numerics:
-        selection = list(index.tensors)
-    else:  # every layer output and every model output (a frozen graph has outputs but no layers)
-        wanted = {t.name for t in resolve(index, layer_patterns=[".*"])} | set(index.outputs)
-        selection = [t for t in index.tensors if t.name in wanted]
+    selection = select(index, request)
     feeds = make_feeds(index, request.inputs)
     samples = sample_count(feeds, index.inputs)
     batch = plan_batches(index.inputs, samples, request.inputs.batch_size)
@@ -260,29 +303,19 @@ def dump(request: DumpRequest, progress: Callable[[int, int], None] | None = Non
     if request.dry_run:
         return DumpResult(None, index, feeds, planned=planned, samples=samples, batches=batches, estimate=estimate)
     check_size(estimate, output, request.max_bytes)
+    _refuse_lowered_loops(selection)
 
     from probe_cli.run import Runner
 
-    # Tensors inside loop bodies and branches are captured per execution; the rest come from one pruned run.
     runner = Runner(traced, [info for info in selection if info.context is None])
     looped = [info for info in selection if info.context is not None]
-    lowered = [info for info in looped if info.context.startswith("lowered loop")]
-    if lowered:
-        raise RunError(
-            f"{lowered[0].name} runs once per iteration of a while loop that freezing lowered into this graph "
-            f"({lowered[0].context}); a frozen graph cannot return per-iteration values",
-            "dump it from the Keras model (.h5/.keras), where probe captures every iteration",
-        )
     capturer = None
     if looped:
         from probe_cli.control_flow import Capturer
 
         capturer = Capturer(traced, looped)
     fixed = next((s.shape[0] for s in index.inputs if s.shape and s.shape[0] is not None), None)
-    stats = {info.name: RunningStats(with_std=False) for info in selection}  # dump reports min/max/mean
-    shapes: dict[str, tuple[int, ...]] = {}
-    layouts: dict[str, bool] = {}
-    counts: dict[str, int] = {}  # executions of loop-body tensors
+    tallies = [_Tally(info) for info in selection]
     done = 0
     nonfinite: NonFinite | None = None
     if progress is not None:
@@ -297,57 +330,42 @@ def dump(request: DumpRequest, progress: Callable[[int, int], None] | None = Non
             if request.check_numerics and nonfinite is None:
                 nonfinite = _first_nonfinite(traced, selection, values, fed, number)
             for feed, spec in zip(fed, index.inputs):
-                attrs = {"name": feed.name, "source": feed.source, "seed": request.inputs.seed}
-                writer.stream(
-                    INPUTS,
-                    attrs | {"dtype": str(feed.array.dtype)},
-                    feed.array,
-                    number,
-                    batches,
-                    bool(spec.shape) and feed.array.ndim > 0,
-                )
-            for info in selection:
+                attrs = {
+                    "name": feed.name,
+                    "source": feed.source,
+                    "seed": request.inputs.seed,
+                    "dtype": str(feed.array.dtype),
+                }
+                batched_input = bool(spec.shape) and feed.array.ndim > 0
+                writer.stream(INPUTS, attrs, feed.array, number, batches, batched_input)
+            for tally in tallies:
+                info = tally.info
                 value = values.pop(info.name)  # written, then freed: memory stays one batch
-                if info.context is not None:
+                if info.context is not None:  # a list of Executions
                     writer.executions(_tensor_attrs(info), value, number)
+                    tally.executions = (tally.executions or 0) + len(value)
                     for execution in value:
-                        stats[info.name].update(execution.value)
-                    counts[info.name] = counts.get(info.name, 0) + len(value)
-                    if value:
-                        shapes.setdefault(info.name, tuple(np.shape(value[0].value)))
+                        tally.add(execution.value)
                     continue
-                batched = layouts.setdefault(info.name, _has_batch_axis(info, value, rows, fixed))
-                writer.stream(TENSORS, _tensor_attrs(info), value, number, batches, batched)
-                stats[info.name].update(value)
-                if batched and info.name in shapes:
-                    shapes[info.name] = (shapes[info.name][0] + value.shape[0], *value.shape[1:])
-                else:
-                    shapes.setdefault(info.name, tuple(value.shape))
+                if tally.batched is None:
+                    tally.batched = _has_batch_axis(info, value, rows, fixed)
+                writer.stream(TENSORS, _tensor_attrs(info), value, number, batches, tally.batched)
+                tally.add(value)
             done += rows
             if progress is not None:
                 progress(done, samples)
         if request.check_numerics:
             writer.mark("numerics", nonfinite.document() if nonfinite else {"nonfinite": None})
-    stored = [
-        StoredSummary(
-            info,
-            shapes.get(info.name, ()),
-            info.dtype,
-            stats[info.name].result(),
-            _layout(info, layouts, batches),
-            counts.get(info.name),
-        )
-        for info in selection
-    ]
     return DumpResult(
-        output, index, feeds, stored=stored, samples=samples, batches=batches, estimate=estimate, nonfinite=nonfinite
+        output,
+        index,
+        feeds,
+        stored=[tally.summary(batches) for tally in tallies],
+        samples=samples,
+        batches=batches,
+        estimate=estimate,
+        nonfinite=nonfinite,
     )
-
-
-def _layout(info: TensorInfo, layouts: dict[str, bool], batches: int) -> str:
-    if info.context is not None:
-        return "per_iteration"
-    return "batch" if layouts[info.name] else ("per_batch" if batches > 1 else "single")
 
 
 def _arrays(value: Any) -> list[np.ndarray]:
