@@ -54,6 +54,21 @@ def check_destination(path: Path, force: bool) -> None:
         raise FileProblem(f"output directory {str(parent)!r} is not writable")
 
 
+def tensor_attrs(info: TensorInfo) -> dict[str, Any]:
+    """The attributes every stored tensor carries, whatever its layout."""
+    attrs = {
+        "name": info.name,
+        "graph_name": info.graph_name,
+        "op_type": info.op_type,
+        "layer": info.layer,
+        "dtype": info.dtype,
+        "order": info.order,
+    }
+    if info.context is not None:
+        attrs["context"] = info.context
+    return attrs
+
+
 def dataset_path(tensor_name: str) -> str:
     """The HDF5 path of a tensor: its name under /tensors (``conv1/Relu:0`` -> ``tensors/conv1/Relu:0``)."""
     return f"{TENSORS}/{tensor_name}"
@@ -128,14 +143,7 @@ class ArchiveWriter:
             ds = self.file.create_dataset(dataset_path(info.name), data=_storable(np.asarray(value)))
         except (ValueError, TypeError) as exc:
             raise ArchiveError(f"cannot store tensor {info.name!r}: {exc}") from None
-        ds.attrs.update(
-            name=info.name,
-            graph_name=info.graph_name,
-            op_type=info.op_type,
-            layer=_attr(info.layer),
-            dtype=info.dtype,
-            order=info.order,
-        )
+        ds.attrs.update({k: _attr(v) for k, v in tensor_attrs(info).items()})
 
     def stream(
         self, group: str, info: dict[str, Any], value: np.ndarray, batch: int, batches: int, batched: bool

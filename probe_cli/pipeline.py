@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from probe_cli import __version__
-from probe_cli.archive import FORMAT_VERSION, INPUTS, TENSORS, ArchiveWriter, check_destination
+from probe_cli.archive import FORMAT_VERSION, INPUTS, TENSORS, ArchiveWriter, check_destination, tensor_attrs
 from probe_cli.errors import ArchiveTooBig, RunError
 from probe_cli.feed import DEFAULT_SEED, Feed, InputArg, build_feeds, parse_input_arg, parse_range_arg, parse_shape_arg
 from probe_cli.index import ModelIndex, Shape, TensorInfo
@@ -342,14 +342,14 @@ def dump(request: DumpRequest, progress: Callable[[int, int], None] | None = Non
                 info = tally.info
                 value = values.pop(info.name)  # written, then freed: memory stays one batch
                 if info.context is not None:  # a list of Executions
-                    writer.executions(_tensor_attrs(info), value, number)
+                    writer.executions(tensor_attrs(info), value, number)
                     tally.executions = (tally.executions or 0) + len(value)
                     for execution in value:
                         tally.add(execution.value)
                     continue
                 if tally.batched is None:
                     tally.batched = _has_batch_axis(info, value, rows, fixed)
-                writer.stream(TENSORS, _tensor_attrs(info), value, number, batches, tally.batched)
+                writer.stream(TENSORS, tensor_attrs(info), value, number, batches, tally.batched)
                 tally.add(value)
             done += rows
             if progress is not None:
@@ -391,17 +391,6 @@ def _first_nonfinite(
         stats = tuple((t.name, summarize(values[t.name])) for t in inputs)
         return NonFinite(info, batch, int(np.isnan(value).sum()), int(np.isinf(value).sum()), stats)
     return None
-
-
-def _tensor_attrs(info: TensorInfo) -> dict[str, Any]:
-    return {
-        "name": info.name,
-        "graph_name": info.graph_name,
-        "op_type": info.op_type,
-        "layer": info.layer,
-        "dtype": info.dtype,
-        "order": info.order,
-    }
 
 
 def list_model(options: ModelOptions) -> ModelIndex:
