@@ -312,11 +312,7 @@ def dump(
         result = run_dump(request, progress=progress)
     render_dump(Out(), result, as_json=as_json)
     if result.nonfinite is not None:
-        found = result.nonfinite
-        click.echo(
-            f"Error: NaN/Inf first appears at {found.info.name} (op {found.info.op_type}, layer {found.info.layer})",
-            err=True,
-        )
+        click.echo(f"Error: NaN/Inf first appears at {result.nonfinite.where()}", err=True)
         ctx.exit(NUMERICS)
 
 

@@ -54,6 +54,10 @@ def parse_input_arg(text: str, input_names: Sequence[str] = ()) -> InputArg:
     name, sep, path = text.partition("=")
     if sep and (name in input_names or not input_names) and name and path:
         return InputArg(name, Path(path))
+    if sep and name and path and not Path(text).exists() and Path(path).exists():
+        raise FeedError(
+            f"--input {text!r} names {name!r}, which is no input of the model", _did_you_mean(name, input_names)
+        )
     return InputArg(None, Path(text))
 
 

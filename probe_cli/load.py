@@ -167,6 +167,7 @@ def import_custom_objects(files: Sequence[str | Path]) -> dict[str, Any]:
 
 
 _MISSING_CLASS = re.compile(r"[Cc]ould not (?:locate|deserialize) (?:class|function) '?([\w.>:<-]+)'?")
+_NOT_SAVEABLE = re.compile(r"Could not deserialize '(?:[\w.]+\.)?(\w+)' because it is not a KerasSaveable")
 _UNKNOWN_OBJECT = re.compile(r"Unknown (?:layer|object|class|function)[^']*'([\w.>:<-]+)'")
 
 
@@ -188,7 +189,7 @@ def _translate_keras_error(path: Path, exc: Exception) -> Exception:
             f"{str(path)!r} holds Python code (a Lambda layer or similar) that probe will not run by default",
             "pass --unsafe if you trust this file",
         )
-    missing = _MISSING_CLASS.search(text) or _UNKNOWN_OBJECT.search(text)
+    missing = _MISSING_CLASS.search(text) or _UNKNOWN_OBJECT.search(text) or _NOT_SAVEABLE.search(text)
     if missing:
         package, _, name = missing.group(1).rpartition(">")
         registered = bool(package) or bool(re.search(r"registered_name\W+[^'\">]*>" + re.escape(name) + r"\b", text))

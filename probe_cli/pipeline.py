@@ -7,6 +7,7 @@ here prints or knows about Click.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -114,14 +115,25 @@ class PlannedTensor:
 
 @dataclass(frozen=True)
 class NonFinite:
-    """The first op, in graph order, whose output holds NaN or Inf, and what went into it."""
+    """The first op whose output holds NaN or Inf, and what went into it.
+
+    "First" is graph order, and inside a loop body execution order: the earliest
+    iteration that produced a non-finite value, then graph order within it.
+    """
 
     info: TensorInfo
     batch: int
     nan: int
     inf: int
-    #: (input tensor name, its statistics) for each input of the op
+    #: (input tensor name, its statistics) for each top-level input of the op
     inputs: tuple[tuple[str, dict[str, Any]], ...]
+    #: inside loops: the counters of the enclosing loops at that execution, outermost first
+    iteration: tuple[int, ...] | None = None
+
+    def where(self) -> str:
+        """``name (op T, layer L)``, plus the loop counters for an op inside a loop."""
+        at = f", iteration {'/'.join(map(str, self.iteration))}" if self.iteration else ""
+        return f"{self.info.name} (op {self.info.op_type}, layer {self.info.layer}{at})"
 
     def document(self) -> dict[str, Any]:
         return {
@@ -131,6 +143,7 @@ class NonFinite:
             "batch": self.batch,
             "nan": self.nan,
             "inf": self.inf,
+            "iteration": None if self.iteration is None else list(self.iteration),
             "inputs": [{"name": name, **stats} for name, stats in self.inputs],
         }
 
@@ -368,29 +381,52 @@ def dump(request: DumpRequest, progress: Callable[[int, int], None] | None = Non
     )
 
 
-def _arrays(value: Any) -> list[np.ndarray]:
-    """The arrays of one fetched value: itself, or each execution of a loop-body tensor."""
-    return [e.value for e in value] if isinstance(value, list) else [value]
+_REGION = re.compile(r"^(?:loop|branch) (.+?)/(?:body|cond|then|else|branch_\d+)(?:/|$)")
+
+
+def _region_starts(tensors: Sequence[TensorInfo]) -> dict[str, int]:
+    """Graph position of each outermost loop/branch: where its body tensors sit in graph order."""
+    starts: dict[str, int] = {}
+    for t in tensors:
+        match = _REGION.match(t.context or "")
+        if match:
+            starts.setdefault(match.group(1), t.order)
+    return starts
 
 
 def _first_nonfinite(
-    traced: Any, selection: Sequence[TensorInfo], values: dict[str, np.ndarray], fed: list[Feed], batch: int
+    traced: Any, selection: Sequence[TensorInfo], values: dict[str, Any], fed: list[Feed], batch: int
 ) -> NonFinite | None:
-    """Scans one batch's values in graph order; the inputs of the culprit are fetched if not already."""
+    """The earliest non-finite value of one batch; the inputs of the culprit are fetched if not already."""
+    candidates = []
+    starts: dict[str, int] | None = None
     for info in selection:
-        bad = [a for a in _arrays(values[info.name]) if a.dtype.kind in "fc" and not np.isfinite(a).all()]
-        if not bad:
-            continue
-        value = bad[0]
-        inputs = traced.op_inputs(info)
-        missing = [t for t in inputs if t.name not in values]
-        if missing:
-            from probe_cli.run import Runner
+        value = values[info.name]
+        executions = value if isinstance(value, list) else None
+        for execution in executions or [None]:
+            array = execution.value if execution is not None else value
+            if array.dtype.kind not in "fc" or np.isfinite(array).all():
+                continue
+            if execution is None:
+                key = (info.order, (), info.order)
+            else:
+                starts = starts if starts is not None else _region_starts(traced.index.tensors)
+                match = _REGION.match(info.context or "")
+                key = (starts.get(match.group(1), info.order) if match else info.order, execution.path, info.order)
+            candidates.append((key, info, array, execution))
+            break  # executions come sorted by iteration: the first bad one is this tensor's earliest
+    if not candidates:
+        return None
+    _, info, value, execution = min(candidates, key=lambda c: c[0])
+    inputs = [t for t in traced.op_inputs(info) if t.context is None]
+    missing = [t for t in inputs if t.name not in values]
+    if missing:
+        from probe_cli.run import Runner
 
-            values = {**values, **Runner(traced, missing)(fed)}
-        stats = tuple((t.name, summarize(values[t.name])) for t in inputs)
-        return NonFinite(info, batch, int(np.isnan(value).sum()), int(np.isinf(value).sum()), stats)
-    return None
+        values = {**values, **Runner(traced, missing)(fed)}
+    stats = tuple((t.name, summarize(values[t.name])) for t in inputs if not isinstance(values[t.name], list))
+    path = execution.path if execution is not None else None
+    return NonFinite(info, batch, int(np.isnan(value).sum()), int(np.isinf(value).sum()), stats, path)
 
 
 def list_model(options: ModelOptions) -> ModelIndex:

@@ -238,10 +238,7 @@ def render_dump(out: Out, result: DumpResult, *, as_json: bool) -> None:
     )
     if result.nonfinite is not None:
         found = result.nonfinite
-        out.line(
-            f"NaN/Inf first appears at {found.info.name} (op {found.info.op_type}, layer {found.info.layer}, "
-            f"batch {found.batch}): {found.nan} NaN, {found.inf} Inf"
-        )
+        out.line(f"NaN/Inf first appears at {found.where()} in batch {found.batch}: {found.nan} NaN, {found.inf} Inf")
         for name, stats in found.inputs:
             out.line(
                 f"  input {name}: min {_fmt(stats['min'])} max {_fmt(stats['max'])} mean {_fmt(stats['mean'])} "

@@ -182,3 +182,46 @@ def test_loop_body_tensor_is_stored_per_iteration_and_equals_direct_nms(tmp_path
             ).numpy()
             np.testing.assert_array_equal(group[f"step_{step:06d}"][()], expected)
             assert group[f"step_{step:06d}"].attrs["iteration"] == step % 2
+
+
+LOOP_LAYER = '''
+import keras
+import tensorflow as tf
+
+
+@keras.saving.register_keras_serializable(package="probe_tests")
+class SqrtLoop(keras.layers.Layer):
+    """acc <- sqrt(acc - i) for i = 0, 1, 2: finite in iteration 0, NaN from iteration 1 on."""
+
+    def call(self, x):
+        def body(i, acc):
+            return i + 1, tf.sqrt(acc - tf.cast(i, acc.dtype), name="loop_sqrt")
+
+        return tf.while_loop(lambda i, acc: i < 3, body, (tf.constant(0), x))[1]
+'''
+
+
+def test_check_numerics_inside_a_loop_names_the_op_and_iteration(tmp_path: Path) -> None:
+    import importlib.util
+
+    import keras
+
+    (tmp_path / "sqrt_loop.py").write_text(LOOP_LAYER)
+    spec = importlib.util.spec_from_file_location("sqrt_loop_for_test", tmp_path / "sqrt_loop.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    x = keras.Input((4,), name="x")
+    model = keras.Model(x, module.SqrtLoop(name="ln")(x))
+    model.save(tmp_path / "loopnan.keras")
+    out = tmp_path / "ln.h5"
+    result = probe(
+        "dump", tmp_path / "loopnan.keras", "--custom-objects", tmp_path / "sqrt_loop.py", "--check-numerics",
+        "-o", out, "--json",
+    )  # fmt: skip
+    assert result.exit_code == 3, result.stderr
+    found = json.loads(result.stdout)["numerics"]
+    assert found["name"] == "ln/while/body/loop_sqrt:0" and found["iteration"] == [1] and found["op_type"] == "Sqrt"
+    assert (
+        result.stderr.strip()
+        == "Error: NaN/Inf first appears at ln/while/body/loop_sqrt:0 (op Sqrt, layer ln, iteration 1)"
+    )
