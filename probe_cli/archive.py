@@ -273,6 +273,8 @@ class StoredTensor:
     shape: tuple[int, ...]
     dtype: str
     path: str
+    #: group layouts (per_batch, per_iteration): how many datasets hold the values; None for one dataset
+    parts: int | None = None
 
 
 @contextmanager
@@ -314,10 +316,11 @@ def list_tensors(file: h5py.File) -> list[StoredTensor]:
             attrs = {k: _decode(v) for k, v in obj.attrs.items()}
             name = attrs.get("name") or obj.name[len(TENSORS) + 2 :]
             first = next(iter(obj.values()), None) if per_batch else obj
+            parts = len(obj) if per_batch else None
             if first is None:  # a branch that never ran
-                found.append(StoredTensor(name, attrs, (), str(attrs.get("dtype", "")), obj.name))
+                found.append(StoredTensor(name, attrs, (), str(attrs.get("dtype", "")), obj.name, 0))
             else:
-                found.append(StoredTensor(name, attrs, tuple(first.shape), str(first.dtype), obj.name))
+                found.append(StoredTensor(name, attrs, tuple(first.shape), str(first.dtype), obj.name, parts))
 
     file[TENSORS].visititems(visit)
     found.sort(key=lambda t: (t.attrs.get("order", 0), t.name))

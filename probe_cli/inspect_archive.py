@@ -176,6 +176,8 @@ class TensorSummary:
     shape: tuple[int, ...]
     dtype: str
     stats: dict[str, Any]
+    #: per-batch or per-iteration values: how many are stored (``shape`` is the first one's)
+    parts: int | None = None
 
 
 @dataclass(frozen=True)
@@ -243,6 +245,7 @@ def show_archive(path: str | Path, match: Sequence[str] = ()) -> ArchiveSummary:
                     shape=tensor.shape,
                     dtype=tensor.dtype,
                     stats=dataset_stats(file[tensor.path]),
+                    parts=tensor.parts,
                 )
             )
         return ArchiveSummary(str(path), provenance, extra, read_input_records(file), summaries, len(stored))

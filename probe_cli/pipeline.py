@@ -18,7 +18,7 @@ import numpy as np
 
 from probe_cli import __version__
 from probe_cli.archive import FORMAT_VERSION, INPUTS, TENSORS, ArchiveWriter, check_destination, tensor_attrs
-from probe_cli.errors import ArchiveTooBig, RunError
+from probe_cli.errors import ArchiveTooBig, UsageProblem
 from probe_cli.feed import DEFAULT_SEED, Feed, InputArg, build_feeds, parse_input_arg, parse_range_arg, parse_shape_arg
 from probe_cli.index import ModelIndex, Shape, TensorInfo
 from probe_cli.resolve import resolve
@@ -161,6 +161,8 @@ class DumpResult:
     nonfinite: NonFinite | None = None
     #: estimated archive bytes (tensors of unknown size not counted)
     estimate: int = 0
+    #: selected tensors inside loops freezing lowered into the graph: not fetchable, left out
+    skipped: list[TensorInfo] = field(default_factory=list)
 
 
 def default_output(model_path: Path) -> Path:
@@ -201,7 +203,7 @@ def _planned(info: TensorInfo, batch: int | None) -> PlannedTensor:
     return PlannedTensor(info, shape, math.prod(shape) * np.dtype(info.dtype).itemsize)
 
 
-def provenance(request: DumpRequest, traced: Any) -> dict[str, Any]:
+def provenance(request: DumpRequest, traced: Any, batch_size: int) -> dict[str, Any]:
     """Root attributes of the archive: enough to reproduce the run."""
     from probe_cli import _tf
 
@@ -214,7 +216,7 @@ def provenance(request: DumpRequest, traced: Any) -> dict[str, Any]:
         "model_sha256": traced.loaded.sha256,
         "model_format": traced.loaded.model_format,
         "seed": request.inputs.seed,
-        "batch_size": request.inputs.batch_size,
+        "batch_size": batch_size,
         "command": request.command,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -255,14 +257,22 @@ def select(index: ModelIndex, request: DumpRequest) -> list[TensorInfo]:
     return [t for t in index.tensors if t.name in wanted]
 
 
-def _refuse_lowered_loops(selection: Sequence[TensorInfo]) -> None:
+def _without_lowered_loops(selection: Sequence[TensorInfo]) -> tuple[list[TensorInfo], list[TensorInfo]]:
+    """(what can be fetched, what is inside loops freezing lowered into the graph).
+
+    A frozen graph cannot return per-iteration values of those; asking for
+    nothing else is an error, asking for them among others leaves them out
+    (the CLI warns).
+    """
     lowered = [info for info in selection if info.context and info.context.startswith("lowered loop")]
-    if lowered:
-        raise RunError(
-            f"{lowered[0].name} runs once per iteration of a while loop that freezing lowered into this graph "
-            f"({lowered[0].context}); a frozen graph cannot return per-iteration values",
+    if lowered and len(lowered) == len(selection):
+        example = next((t for t in lowered if t.op_type not in ("Enter", "RefEnter")), lowered[0])
+        raise UsageProblem(
+            f"{example.name} runs once per iteration of a while loop that freezing lowered into this graph "
+            f"({example.context}); a frozen graph cannot return per-iteration values",
             "dump it from the Keras model (.h5/.keras), where probe captures every iteration",
         )
+    return [info for info in selection if info not in lowered], lowered
 
 
 @dataclass
@@ -306,7 +316,7 @@ def dump(request: DumpRequest, progress: Callable[[int, int], None] | None = Non
         check_destination(output, request.force)  # fail before the slow part
     traced = open_model(request.model)
     index = traced.index
-    selection = select(index, request)
+    selection, skipped = _without_lowered_loops(select(index, request))
     feeds = make_feeds(index, request.inputs)
     samples = sample_count(feeds, index.inputs)
     batch = plan_batches(index.inputs, samples, request.inputs.batch_size)
@@ -314,9 +324,10 @@ def dump(request: DumpRequest, progress: Callable[[int, int], None] | None = Non
     planned = [_planned(info, batch) for info in selection]
     estimate = sum(p.nbytes or 0 for p in planned) * batches
     if request.dry_run:
-        return DumpResult(None, index, feeds, planned=planned, samples=samples, batches=batches, estimate=estimate)
+        return DumpResult(
+            None, index, feeds, planned=planned, samples=samples, batches=batches, estimate=estimate, skipped=skipped
+        )
     check_size(estimate, output, request.max_bytes)
-    _refuse_lowered_loops(selection)
 
     from probe_cli.run import Runner
 
@@ -334,7 +345,7 @@ def dump(request: DumpRequest, progress: Callable[[int, int], None] | None = Non
     if progress is not None:
         progress(0, samples)
     with ArchiveWriter(output, force=request.force, compression=request.compression) as writer:
-        writer.set_attrs({"probe_format": FORMAT_VERSION, **provenance(request, traced), "samples": samples})
+        writer.set_attrs({"probe_format": FORMAT_VERSION, **provenance(request, traced, batch), "samples": samples})
         for number, fed in enumerate(iter_batches(feeds, index.inputs, batch)):
             values: dict[str, Any] = runner(fed)
             if capturer is not None:
@@ -378,6 +389,7 @@ def dump(request: DumpRequest, progress: Callable[[int, int], None] | None = Non
         batches=batches,
         estimate=estimate,
         nonfinite=nonfinite,
+        skipped=skipped,
     )
 
 

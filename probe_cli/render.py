@@ -164,11 +164,15 @@ def _feeds_doc(result: DumpResult) -> list[dict[str, Any]]:
     ]
 
 
-def _stored_shape(s: StoredSummary) -> str:
-    """A loop-body tensor shows how many executions were stored: ``3 x (10,)``."""
-    if s.executions is None:
-        return format_shape(s.shape)
-    return f"{s.executions} x {format_shape(s.shape)}" if s.executions else "never ran"
+def parts_shape(shape: Sequence[int], parts: int | None) -> str:
+    """A value stored per batch or per iteration shows how many there are: ``3 x (10,)``."""
+    if parts is None:
+        return format_shape(tuple(shape))
+    return f"{parts} x {format_shape(tuple(shape))}" if parts else "never ran"
+
+
+def _stored_shape(s: StoredSummary, batches: int) -> str:
+    return parts_shape(s.shape, batches if s.layout == "per_batch" else s.executions)
 
 
 def render_dump(out: Out, result: DumpResult, *, as_json: bool) -> None:
@@ -227,14 +231,18 @@ def render_dump(out: Out, result: DumpResult, *, as_json: bool) -> None:
             }
         )
         return
+    # min/max/mean are over finite values; a column appears to say where NaN/Inf were found.
+    nonfinite = any(s.stats["nan"] or s.stats["inf"] for s in result.stored)
+    columns = ["name", "shape", "dtype", "min", "max", "mean"] + (["nan", "inf"] if nonfinite else [])
     out.table(
         f"Stored {len(result.stored)} tensor(s) in {result.archive}",
-        ["name", "shape", "dtype", "min", "max", "mean"],
+        columns,
         [
-            (s.info.name, _stored_shape(s), s.dtype, s.stats["min"], s.stats["max"], s.stats["mean"])
+            (s.info.name, _stored_shape(s, result.batches), s.dtype, s.stats["min"], s.stats["max"], s.stats["mean"])
+            + ((s.stats["nan"], s.stats["inf"]) if nonfinite else ())
             for s in result.stored
         ],
-        right=["min", "max", "mean"],
+        right=["min", "max", "mean", "nan", "inf"],
     )
     if result.nonfinite is not None:
         found = result.nonfinite
@@ -274,6 +282,7 @@ def show_document(summary: ArchiveSummary) -> dict[str, Any]:
                 "op_type": t.op_type,
                 "layer": t.layer,
                 "shape": list(t.shape),
+                "parts": t.parts,
                 "dtype": t.dtype,
                 **t.stats,
             }
@@ -318,7 +327,7 @@ def render_show(out: Out, summary: ArchiveSummary, *, as_json: bool) -> None:
         [
             (
                 t.name,
-                _shape_text(t.shape),
+                parts_shape(t.shape, t.parts),
                 t.dtype,
                 t.stats["min"],
                 t.stats["max"],

@@ -188,6 +188,7 @@ def test_show_tolerates_archives_lacking_newer_attributes(tmp_path: Path) -> Non
             "op_type": None,
             "layer": None,
             "shape": [1, 2],
+            "parts": None,
             "dtype": "float32",
             "min": -1.0,
             "max": 1.0,

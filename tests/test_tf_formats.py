@@ -98,10 +98,15 @@ def test_lowered_loop_ops_are_marked_and_refused_with_a_reason(frozen_map_fn: Pa
     assert nms["context"].startswith("lowered loop ") and "per_image/while" in nms["context"]
     out = tmp_path / "x.h5"
     result = probe("dump", frozen_map_fn, "-t", ".*NonMaxSuppressionV3", "-o", out)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     (line,) = result.stderr.strip().splitlines()
     assert "runs once per iteration of a while loop that freezing lowered" in line and "Keras model" in line
     assert not out.exists()
+    everything = probe("dump", frozen_map_fn, "-t", ".*", "-o", tmp_path / "all.h5")
+    assert everything.exit_code == 0, everything.stderr
+    assert everything.stderr.startswith("Warning: left out ") and "lowered into the graph" in everything.stderr
+    with h5py.File(tmp_path / "all.h5") as f:
+        assert "Identity:0" in f["tensors"] and "image:0" in f["tensors"]
     whole = probe("dump", frozen_map_fn, "-o", out)  # the default: the graph's outputs
     assert whole.exit_code == 0, whole.stderr
     with h5py.File(out) as f:
