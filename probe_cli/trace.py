@@ -318,7 +318,8 @@ def _trace_keras(loaded: LoadedModel) -> TracedModel:
         for spec in inputs
     ]
     for key, layer in recorder.layers.items():
-        outs = [t for t in recorder.outputs[key] if probe_name(t) is not None]
+        named = {probe_name(t): t for t in recorder.outputs[key] if probe_name(t) is not None}  # each tensor once
+        outs = list(named.values())
         try:
             params = int(layer.count_params())
         except (ValueError, AttributeError):
@@ -328,7 +329,7 @@ def _trace_keras(loaded: LoadedModel) -> TracedModel:
                 name=recorder.paths[key],
                 class_name=type(layer).__name__,
                 params=params,
-                outputs=tuple(dict.fromkeys(probe_name(t) for t in outs)),
+                outputs=tuple(named),
                 output_shapes=tuple(shape_of(t) for t in outs),
             )
         )
