@@ -175,23 +175,10 @@ def extra_models(keras: Any, tmp_path_factory: pytest.TempPathFactory) -> ExtraM
     lambda_model.save(out / "lambda.h5")
     lambda_model.save(out / "lambda.keras")
 
-    inner = keras.Sequential(
-        [
-            keras.Input(shape=(6,)),
-            keras.layers.Dense(5, activation="relu", name="d1"),
-            keras.layers.Dense(4, name="d2"),
-        ],
-        name="inner",
-    )
-    shared = keras.layers.Dense(4, activation="tanh", name="shared")
-    a = keras.Input(shape=(6,), name="a")
-    b = keras.Input(shape=(4,), name="b")
-    h = inner(a)
-    s1 = shared(h)
-    s2 = shared(b)
-    merged = keras.layers.Add(name="merge")([s1, s2])
-    out_layer = keras.layers.Dense(2, name="head")(merged)
-    nested = keras.Model([a, b], out_layer, name="outer")
+    sys.path.insert(0, str(SAMPLES))
+    from make_models import nested_shared  # the same builder as sample_models/nested_shared.h5
+
+    nested = nested_shared()
     nested.save(out / "nested.keras")
     nested.save(out / "nested.h5")
 
