@@ -310,12 +310,6 @@ def dump(
     )
     with progress_bar(enabled=not as_json) as progress:
         result = run_dump(request, progress=progress)
-    if result.skipped:
-        click.echo(
-            f"Warning: left out {len(result.skipped)} tensor(s) inside while loops that freezing lowered into the "
-            f"graph (e.g. {result.skipped[-1].name}): a frozen graph cannot return per-iteration values",
-            err=True,
-        )
     render_dump(Out(), result, as_json=as_json)
     if result.nonfinite is not None:
         click.echo(f"Error: NaN/Inf first appears at {result.nonfinite.where()}", err=True)

@@ -8,14 +8,17 @@ placeholders (for a SavedModel, named as in its signature).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from probe_cli import _tf
-from probe_cli.errors import ModelLoadError, UsageProblem
-from probe_cli.index import InputSpec, LayerInfo, ModelIndex
+from probe_cli.errors import ModelLoadError, RunError, UsageProblem
+from probe_cli.index import InputSpec, LayerInfo, ModelIndex, TensorInfo
 from probe_cli.load import LoadedModel
 
 DEFAULT_SIGNATURE = "serving_default"
@@ -159,3 +162,60 @@ def trace_graph_def(loaded: LoadedModel, index_graph: Callable[..., tuple[ModelI
         extra={"signature": loaded.signature["signature"]} if loaded.signature else {},
     )
     return TracedModel(loaded, index, function, graph_tensors, placeholders)
+
+
+class LoweredLoopCapturer:
+    """Values of ops inside lowered while loops, one per execution, from TF1's debugger.
+
+    A Session cannot fetch such an op, but tfdbg v1 can watch it: with
+    ``debug_utils.watch_graph`` the runtime writes every execution of the
+    watched tensors to a dump directory, each with a timestamp. Executions are
+    returned in that order, numbered 0, 1, ... (the iteration order of a loop
+    that runs its iterations one after another). The graph runs once per
+    batch, driven by fetching the model's outputs.
+    """
+
+    def __init__(self, traced: Any, infos: list[TensorInfo]) -> None:
+        tf = _tf.tf()
+        self.infos = infos
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            tf.import_graph_def(traced.loaded.graph_def, name="")
+        self.outputs = [traced.index.tensor(name).graph_name for name in traced.index.outputs]
+        self.feeds = {spec.name: spec.graph_name for spec in traced.index.inputs}
+        names = sorted({info.graph_name.rpartition(":")[0] for info in infos})
+        self.allow = "^(" + "|".join(re.escape(n) for n in names) + ")$"
+        self.session = tf.compat.v1.Session(graph=self.graph)
+
+    def __call__(self, feeds: Sequence[Any]) -> dict[str, list[Any]]:
+        import shutil
+        import tempfile
+
+        from tensorflow.python.debug.lib import debug_data, debug_utils
+
+        from probe_cli.control_flow import Execution
+
+        tf = _tf.tf()
+        root = tempfile.mkdtemp(prefix="probe-tfdbg-")
+        try:
+            options = tf.compat.v1.RunOptions()
+            debug_utils.watch_graph(
+                options, self.graph, debug_urls=f"file://{root}", node_name_regex_allowlist=self.allow
+            )
+            try:
+                self.session.run(self.outputs, feed_dict={self.feeds[f.name]: f.array for f in feeds}, options=options)
+            except tf.errors.OpError as exc:
+                raise RunError(f"running the model failed: {' '.join(exc.message.split())[:300]}") from None
+            dump = debug_data.DebugDumpDir(root)
+            result = {}
+            for info in self.infos:
+                op, _, slot = info.graph_name.rpartition(":")
+                try:
+                    data = dump.watch_key_to_data(f"{op}:{slot}:DebugIdentity")
+                except ValueError:  # never executed (a branch not taken)
+                    data = []
+                data = sorted(data, key=lambda d: d.timestamp)
+                result[info.name] = [Execution(k, (k,), np.asarray(d.get_tensor())) for k, d in enumerate(data)]
+            return result
+        finally:
+            shutil.rmtree(root, ignore_errors=True)

@@ -18,7 +18,7 @@ import numpy as np
 
 from probe_cli import __version__
 from probe_cli.archive import FORMAT_VERSION, INPUTS, TENSORS, ArchiveWriter, check_destination, tensor_attrs
-from probe_cli.errors import ArchiveTooBig, UsageProblem
+from probe_cli.errors import ArchiveTooBig
 from probe_cli.feed import DEFAULT_SEED, Feed, InputArg, build_feeds, parse_input_arg, parse_range_arg, parse_shape_arg
 from probe_cli.index import ModelIndex, Shape, TensorInfo
 from probe_cli.resolve import resolve
@@ -161,8 +161,6 @@ class DumpResult:
     nonfinite: NonFinite | None = None
     #: estimated archive bytes (tensors of unknown size not counted)
     estimate: int = 0
-    #: selected tensors inside loops freezing lowered into the graph: not fetchable, left out
-    skipped: list[TensorInfo] = field(default_factory=list)
 
 
 def default_output(model_path: Path) -> Path:
@@ -257,22 +255,21 @@ def select(index: ModelIndex, request: DumpRequest) -> list[TensorInfo]:
     return [t for t in index.tensors if t.name in wanted]
 
 
-def _without_lowered_loops(selection: Sequence[TensorInfo]) -> tuple[list[TensorInfo], list[TensorInfo]]:
-    """(what can be fetched, what is inside loops freezing lowered into the graph).
+def _capturers(traced: Any, looped: list[TensorInfo]) -> list[Callable[[list[Feed]], dict[str, Any]]]:
+    """What captures loop-body tensors per execution: an op callback on a re-trace of a Keras
+    model, or TF1's debugger for loops that freezing lowered into a GraphDef."""
+    lowered = [info for info in looped if info.context.startswith("lowered loop")]
+    functional = [info for info in looped if info not in lowered]
+    capturers: list[Callable[[list[Feed]], dict[str, Any]]] = []
+    if functional:
+        from probe_cli.control_flow import Capturer
 
-    A frozen graph cannot return per-iteration values of those; asking for
-    nothing else is an error, asking for them among others leaves them out
-    (the CLI warns).
-    """
-    lowered = [info for info in selection if info.context and info.context.startswith("lowered loop")]
-    if lowered and len(lowered) == len(selection):
-        example = next((t for t in lowered if t.op_type not in ("Enter", "RefEnter")), lowered[0])
-        raise UsageProblem(
-            f"{example.name} runs once per iteration of a while loop that freezing lowered into this graph "
-            f"({example.context}); a frozen graph cannot return per-iteration values",
-            "dump it from the Keras model (.h5/.keras), where probe captures every iteration",
-        )
-    return [info for info in selection if info not in lowered], lowered
+        capturers.append(Capturer(traced, functional))
+    if lowered:
+        from probe_cli.graphdef import LoweredLoopCapturer
+
+        capturers.append(LoweredLoopCapturer(traced, lowered))
+    return capturers
 
 
 @dataclass
@@ -316,7 +313,7 @@ def dump(request: DumpRequest, progress: Callable[[int, int], None] | None = Non
         check_destination(output, request.force)  # fail before the slow part
     traced = open_model(request.model)
     index = traced.index
-    selection, skipped = _without_lowered_loops(select(index, request))
+    selection = select(index, request)
     feeds = make_feeds(index, request.inputs)
     samples = sample_count(feeds, index.inputs)
     batch = plan_batches(index.inputs, samples, request.inputs.batch_size)
@@ -324,20 +321,13 @@ def dump(request: DumpRequest, progress: Callable[[int, int], None] | None = Non
     planned = [_planned(info, batch) for info in selection]
     estimate = sum(p.nbytes or 0 for p in planned) * batches
     if request.dry_run:
-        return DumpResult(
-            None, index, feeds, planned=planned, samples=samples, batches=batches, estimate=estimate, skipped=skipped
-        )
+        return DumpResult(None, index, feeds, planned=planned, samples=samples, batches=batches, estimate=estimate)
     check_size(estimate, output, request.max_bytes)
 
     from probe_cli.run import Runner
 
     runner = Runner(traced, [info for info in selection if info.context is None])
-    looped = [info for info in selection if info.context is not None]
-    capturer = None
-    if looped:
-        from probe_cli.control_flow import Capturer
-
-        capturer = Capturer(traced, looped)
+    capturers = _capturers(traced, [info for info in selection if info.context is not None])
     fixed = next((s.shape[0] for s in index.inputs if s.shape and s.shape[0] is not None), None)
     tallies = [_Tally(info) for info in selection]
     done = 0
@@ -348,8 +338,8 @@ def dump(request: DumpRequest, progress: Callable[[int, int], None] | None = Non
         writer.set_attrs({"probe_format": FORMAT_VERSION, **provenance(request, traced, batch), "samples": samples})
         for number, fed in enumerate(iter_batches(feeds, index.inputs, batch)):
             values: dict[str, Any] = runner(fed)
-            if capturer is not None:
-                values.update(capturer(fed))
+            for capture in capturers:
+                values.update(capture(fed))
             rows = fed[0].array.shape[0] if fed and fed[0].array.ndim else 1
             if request.check_numerics and nonfinite is None:
                 nonfinite = _first_nonfinite(traced, selection, values, fed, number)
@@ -389,7 +379,6 @@ def dump(request: DumpRequest, progress: Callable[[int, int], None] | None = Non
         batches=batches,
         estimate=estimate,
         nonfinite=nonfinite,
-        skipped=skipped,
     )
 
 
@@ -414,8 +403,8 @@ def _first_nonfinite(
     starts: dict[str, int] | None = None
     for info in selection:
         value = values[info.name]
-        executions = value if isinstance(value, list) else None
-        for execution in executions or [None]:
+        # a loop-body tensor: its executions (maybe none); else the one value, as a pseudo-execution None
+        for execution in value if isinstance(value, list) else [None]:
             array = execution.value if execution is not None else value
             if array.dtype.kind not in "fc" or np.isfinite(array).all():
                 continue

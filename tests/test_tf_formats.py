@@ -89,25 +89,42 @@ def frozen_map_fn(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def test_lowered_loop_ops_are_marked_and_refused_with_a_reason(frozen_map_fn: Path, tmp_path: Path) -> None:
+def test_lowered_loop_ops_are_captured_per_iteration(frozen_map_fn: Path, tmp_path: Path) -> None:
+    """NMS inside a loop that freezing lowered: listed as such, dumped once per image, each exact."""
+    import keras
+    import tensorflow as tf
+
+    from probe_cli.load import import_custom_objects
+
     listing = probe("list", frozen_map_fn, "--json", "--match", ".*NonMaxSuppressionV3")
     assert listing.exit_code == 0, listing.stderr
     doc = json.loads(listing.stdout)
     assert [i["name"] for i in doc["inputs"]] == ["image"]  # no "unused_control_flow_input" placeholders
     (nms,) = doc["tensors"]
     assert nms["context"].startswith("lowered loop ") and "per_image/while" in nms["context"]
+
+    images = np.random.default_rng(3).random((2, 16, 16, 3), dtype=np.float32)
+    np.save(tmp_path / "x.npy", images)
     out = tmp_path / "x.h5"
-    result = probe("dump", frozen_map_fn, "-t", ".*NonMaxSuppressionV3", "-o", out)
-    assert result.exit_code == 2
-    (line,) = result.stderr.strip().splitlines()
-    assert "runs once per iteration of a while loop that freezing lowered" in line and "Keras model" in line
-    assert not out.exists()
+    result = probe("dump", frozen_map_fn, "-t", ".*NonMaxSuppressionV3", "-i", tmp_path / "x.npy", "-o", out)
+    assert result.exit_code == 0, result.stderr
+    objects = import_custom_objects([SAMPLES / "map_fn_layers.py"])
+    model = keras.models.load_model(SAMPLES / "map_fn_nms.keras", compile=False, custom_objects=objects)
+    layer = model.get_layer("proposals")
+    heads = keras.Model(model.inputs, [model.get_layer("bbox").output, model.get_layer("class").output])
+    boxes, scores = (np.asarray(a) for a in heads(images))
+    with h5py.File(out) as f:
+        group = f[f"tensors/{nms['name']}"]
+        assert group.attrs["layout"] == "per_iteration" and group.attrs["count"] == 2
+        for step in range(2):
+            expected = tf.image.non_max_suppression(
+                boxes[step], scores[step], layer.proposal_count, layer.nms_threshold
+            )
+            np.testing.assert_array_equal(group[f"step_{step:06d}"][()], expected.numpy())
+
     everything = probe("dump", frozen_map_fn, "-t", ".*", "-o", tmp_path / "all.h5")
     assert everything.exit_code == 0, everything.stderr
-    assert everything.stderr.startswith("Warning: left out ") and "lowered into the graph" in everything.stderr
-    with h5py.File(tmp_path / "all.h5") as f:
-        assert "Identity:0" in f["tensors"] and "image:0" in f["tensors"]
-    whole = probe("dump", frozen_map_fn, "-o", out)  # the default: the graph's outputs
+    whole = probe("dump", frozen_map_fn, "-o", tmp_path / "default.h5")  # the default: the graph's outputs
     assert whole.exit_code == 0, whole.stderr
-    with h5py.File(out) as f:
+    with h5py.File(tmp_path / "default.h5") as f:
         assert f["tensors/Identity:0"].shape == (2, 6, 4)
