@@ -169,18 +169,24 @@ class LoweredLoopCapturer:
 
     A Session cannot fetch such an op, but tfdbg v1 can watch it: with
     ``debug_utils.watch_graph`` the runtime writes every execution of the
-    watched tensors to a dump directory, each with a timestamp. Executions are
-    returned in that order, numbered 0, 1, ... (the iteration order of a loop
-    that runs its iterations one after another). The graph runs once per
-    batch, driven by fetching the model's outputs.
+    watched tensors to a dump directory, each with a timestamp. The capture
+    graph runs every loop one iteration at a time (``parallel_iterations=1``),
+    so that order is the iteration order; executions are numbered 0, 1, ...
+    The graph runs once per batch, driven by fetching the model's outputs.
     """
 
     def __init__(self, traced: Any, infos: list[TensorInfo]) -> None:
         tf = _tf.tf()
         self.infos = infos
+        # One iteration at a time, so the order executions are recorded in is the iteration order.
+        graph_def = tf.compat.v1.GraphDef()
+        graph_def.CopyFrom(traced.loaded.graph_def)
+        for node in graph_def.node:
+            if node.op in ("Enter", "RefEnter") and "parallel_iterations" in node.attr:
+                node.attr["parallel_iterations"].i = 1
         self.graph = tf.Graph()
         with self.graph.as_default():
-            tf.import_graph_def(traced.loaded.graph_def, name="")
+            tf.import_graph_def(graph_def, name="")
         self.outputs = [traced.index.tensor(name).graph_name for name in traced.index.outputs]
         self.feeds = {spec.name: spec.graph_name for spec in traced.index.inputs}
         names = sorted({info.graph_name.rpartition(":")[0] for info in infos})
