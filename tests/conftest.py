@@ -251,3 +251,26 @@ def hdf5_tool(name: str) -> str:
     if path is None:
         pytest.skip(f"{name} (hdf5-tools) is not installed")
     return path
+
+
+@pytest.fixture(scope="session")
+def map_fn_nms_reference(keras: Any) -> Callable[[Any], list[Any]]:
+    """NMS of each image computed directly from the map_fn sample's box and score heads."""
+    import numpy as np
+    import tensorflow as tf
+
+    from probe_cli.load import import_custom_objects
+
+    objects = import_custom_objects([SAMPLES / "map_fn_layers.py"])
+    model = keras.models.load_model(SAMPLES / "map_fn_nms.keras", compile=False, custom_objects=objects)
+    layer = model.get_layer("proposals")
+    heads = keras.Model(model.inputs, [model.get_layer("bbox").output, model.get_layer("class").output])
+
+    def per_image(images: Any) -> list[Any]:
+        boxes, scores = (np.asarray(a) for a in heads(images))
+        return [
+            tf.image.non_max_suppression(b, s, layer.proposal_count, layer.nms_threshold).numpy()
+            for b, s in zip(boxes, scores)
+        ]
+
+    return per_image
