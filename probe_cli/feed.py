@@ -95,7 +95,21 @@ def parse_range_arg(text: str) -> tuple[str, tuple[float, float]]:
     return name, (lo, hi)
 
 
-class LazyArray:
+class _ArrayLike:
+    """What a lazily read input shares with an ndarray: ``ndim`` and ``size`` follow from ``shape``."""
+
+    shape: tuple[int, ...]
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+
+class LazyArray(_ArrayLike):
     """A C-order ``.npy`` read slice by slice along axis 0.
 
     Big evaluation sets never sit in memory whole: each batch reads only its
@@ -114,14 +128,6 @@ class LazyArray:
     @property
     def dtype(self) -> np.dtype:
         return self.cast if self.cast is not None else self.file_dtype
-
-    @property
-    def ndim(self) -> int:
-        return len(self.file_shape)
-
-    @property
-    def size(self) -> int:
-        return int(np.prod(self.file_shape))
 
     def __len__(self) -> int:
         return self.file_shape[0]
@@ -173,7 +179,7 @@ def _open_npy(path: Path) -> np.ndarray | LazyArray:
     return LazyArray(path, tuple(shape), dtype, offset)
 
 
-class StackedFiles:
+class StackedFiles(_ArrayLike):
     """A directory or glob of ``.npy`` files read as one array along axis 0, lazily.
 
     Each file holds one sample (its rank is the input's rank minus one) or
@@ -202,14 +208,6 @@ class StackedFiles:
     @property
     def dtype(self) -> np.dtype:
         return self.cast if self.cast is not None else self.parts[0].dtype
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    @property
-    def size(self) -> int:
-        return int(np.prod(self.shape))
 
     def astype(self, dtype: np.dtype) -> StackedFiles:
         return StackedFiles(self.parts, self.label, self.expand, np.dtype(dtype))
