@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -96,10 +96,21 @@ def _storable(array: np.ndarray) -> np.ndarray:
     return array
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _create_temporary(path: Path) -> tuple[Path, h5py.File]:
+    """A new HDF5 file with a unique hidden name beside ``path``, for the rename into place.
+
+    HDF5 creates it (mode ``x``: O_EXCL, no O_TRUNC) rather than opening a file
+    made by ``mkstemp``: on ext4 truncating a file, even an empty one, makes its
+    ``close`` start writing back everything written (auto_da_alloc): 0.3-0.5 s per GiB here.
+    HDF5 creates files with mode 0666 less the umask, like any other file.
+    """
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            return tmp, h5py.File(tmp, "x", track_order=True)
+        except FileExistsError:
+            continue
+    raise ArchiveError(f"cannot create a temporary file beside {str(path)!r}")
 
 
 class ArchiveWriter:
@@ -109,16 +120,12 @@ class ArchiveWriter:
         self.path = Path(path)
         self.compression = None if compression in (None, "none") else compression
         check_destination(self.path, force)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent or ".")
-        os.close(fd)
-        self._tmp = Path(tmp)
+        self._tmp, self.file = _create_temporary(self.path)
         try:
-            os.chmod(self._tmp, 0o666 & ~_umask())  # mkstemp makes 0600; an archive gets a normal file's mode
-            self.file = h5py.File(self._tmp, "w", track_order=True)
             self.file.create_group(INPUTS, track_order=True)
             self.file.create_group(TENSORS, track_order=True)
         except BaseException:  # Ctrl-C included: never leave the temporary file behind
-            self._tmp.unlink(missing_ok=True)
+            self.abort()
             raise
 
     def __enter__(self) -> ArchiveWriter:
