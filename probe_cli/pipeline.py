@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -291,6 +292,11 @@ class _Tally:
         elif self.shape is None:
             self.shape = tuple(np.shape(value))
 
+    def add_executions(self, executions: Sequence[Any]) -> None:
+        self.executions = (self.executions or 0) + len(executions)
+        for execution in executions:
+            self.add(execution.value)
+
     def summary(self, batches: int) -> StoredSummary:
         if self.info.context is not None:
             layout = "per_iteration"
@@ -334,42 +340,51 @@ def dump(request: DumpRequest, progress: Callable[[int, int], None] | None = Non
     nonfinite: NonFinite | None = None
     if progress is not None:
         progress(0, samples)
-    with ArchiveWriter(output, force=request.force, compression=request.compression) as writer:
-        writer.set_attrs({"probe_format": FORMAT_VERSION, **provenance(request, traced, batch), "samples": samples})
-        for number, fed in enumerate(iter_batches(feeds, index.inputs, batch)):
-            values: dict[str, Any] = runner(fed)
-            for capture in capturers:
-                values.update(capture(fed))
-            rows = fed[0].array.shape[0] if fed and fed[0].array.ndim else 1
-            if request.check_numerics and nonfinite is None:
-                nonfinite = _first_nonfinite(traced, selection, values, fed, number)
-            for feed, spec in zip(fed, index.inputs):
-                attrs = {
-                    "name": feed.name,
-                    "source": feed.source,
-                    "seed": request.inputs.seed,
-                    "dtype": str(feed.array.dtype),
-                }
-                batched_input = bool(spec.shape) and feed.array.ndim > 0
-                writer.stream(INPUTS, attrs, feed.array, number, batches, batched_input)
-            for tally in tallies:
-                info = tally.info
-                value = values.pop(info.name)  # written, then freed: memory stays one batch
-                if info.context is not None:  # a list of Executions
-                    writer.executions(tensor_attrs(info), value, number)
-                    tally.executions = (tally.executions or 0) + len(value)
-                    for execution in value:
-                        tally.add(execution.value)
-                    continue
-                if tally.batched is None:
-                    tally.batched = _has_batch_axis(info, value, rows, fixed)
-                writer.stream(TENSORS, tensor_attrs(info), value, number, batches, tally.batched)
-                tally.add(value)
-            done += rows
-            if progress is not None:
-                progress(done, samples)
-        if request.check_numerics:
-            writer.mark("numerics", nonfinite.document() if nonfinite else {"nonfinite": None})
+    # Statistics are computed on a second thread while the main one writes (numpy and HDF5 both release
+    # the GIL): for a dump of every layer output that hides their cost. Each batch waits for its own, so
+    # memory stays one batch.
+    stats_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="probe-stats")
+    try:
+        with ArchiveWriter(output, force=request.force, compression=request.compression) as writer:
+            writer.set_attrs({"probe_format": FORMAT_VERSION, **provenance(request, traced, batch), "samples": samples})
+            for number, fed in enumerate(iter_batches(feeds, index.inputs, batch)):
+                values: dict[str, Any] = runner(fed)
+                for capture in capturers:
+                    values.update(capture(fed))
+                rows = fed[0].array.shape[0] if fed and fed[0].array.ndim else 1
+                if request.check_numerics and nonfinite is None:
+                    nonfinite = _first_nonfinite(traced, selection, values, fed, number)
+                for feed, spec in zip(fed, index.inputs):
+                    attrs = {
+                        "name": feed.name,
+                        "source": feed.source,
+                        "seed": request.inputs.seed,
+                        "dtype": str(feed.array.dtype),
+                    }
+                    batched_input = bool(spec.shape) and feed.array.ndim > 0
+                    writer.stream(INPUTS, attrs, feed.array, number, batches, batched_input)
+                pending = []
+                for tally in tallies:
+                    info = tally.info
+                    value = values.pop(info.name)  # written, then freed: memory stays one batch
+                    if info.context is not None:  # a list of Executions
+                        pending.append(stats_thread.submit(tally.add_executions, value))
+                        writer.executions(tensor_attrs(info), value, number)
+                        continue
+                    if tally.batched is None:
+                        tally.batched = _has_batch_axis(info, value, rows, fixed)
+                    pending.append(stats_thread.submit(tally.add, value))
+                    writer.stream(TENSORS, tensor_attrs(info), value, number, batches, tally.batched)
+                    del value
+                for future in pending:
+                    future.result()
+                done += rows
+                if progress is not None:
+                    progress(done, samples)
+            if request.check_numerics:
+                writer.mark("numerics", nonfinite.document() if nonfinite else {"nonfinite": None})
+    finally:
+        stats_thread.shutdown(wait=True, cancel_futures=True)
     return DumpResult(
         output,
         index,
