@@ -377,3 +377,30 @@ def test_pure_modules_do_not_import_tensorflow() -> None:
     """Importing the pure modules leaves TensorFlow unimported."""
     result = subprocess.run([sys.executable, "-c", PURE_IMPORT], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_fast_attribute_writer_matches_h5py(tmp_path: Path) -> None:
+    """``_set_attrs`` takes a shortcut for strings and integers; readers must not see a difference."""
+    attrs = {
+        "name": "conv1/Relu:0",
+        "layer": "größe ✓",
+        "empty": "",
+        "none": None,
+        "order": 3,
+        "big": -(2**40),
+        "numpy_int": np.int64(7),
+        "flag": True,
+        "ratio": 0.25,
+        "shape": [1, 2],
+        "steps": np.arange(3),
+    }
+    with h5py.File(tmp_path / "a.h5", "w") as file:
+        fast = file.create_dataset("fast", data=np.zeros(2))
+        slow = file.create_dataset("slow", data=np.zeros(2))
+        archive_module._set_attrs(fast, attrs)
+        slow.attrs.update({k: archive_module._attr(v) for k, v in attrs.items()})
+        for key in attrs:
+            a, b = fast.attrs[key], slow.attrs[key]
+            assert type(a) is type(b), key
+            np.testing.assert_array_equal(a, b)
+            assert fast.attrs.get_id(key).get_type() == slow.attrs.get_id(key).get_type(), key
