@@ -157,11 +157,13 @@ def wall(cmd: list[str], repeats: int) -> tuple[float, list[float]]:
 def warm_memory(gib: float) -> float:
     """Touches ``gib`` GiB once and frees it; returns the seconds it took.
 
-    On this VM the first touch of guest RAM that no process has used yet costs
-    about 2.5 s/GiB (host-side faults), later touches about 0.25 s/GiB. Any
-    measurement that allocates fresh GiBs (all-tensor dumps, their raw-write
-    baseline, the page cache) would otherwise mostly time that, depending on
-    what ran before. Warming makes probe and the baselines see the same memory.
+    On this VM the first touch of guest RAM the host has not backed costs
+    about 2.5 s/GiB, later touches about 0.25 s/GiB, and free memory goes back
+    to the host within seconds (virtio-balloon free page reporting, order-9
+    blocks). Any measurement that allocates fresh GiBs (all-tensor dumps, their
+    raw-write baseline, the page cache) would otherwise mostly time that,
+    depending on what ran just before. Warming right before each timed step
+    makes probe and the baselines see the same memory.
     """
     import numpy as np
 
@@ -440,14 +442,19 @@ def in_process(work: Work, res: Results, repeats: int, stages: bool, out: dict[s
             del values
             nbytes = sum(a.nbytes for a in arrays)
             dumps, raw_times = [], []
-            # Interleaved, each into a new file after a flush, so both pay the same for fresh page-cache pages
-            # (on this VM writing a new file is ~3x slower than rewriting an existing one in place).
+            # Interleaved, each into a new file after a flush, and each right after touching as much memory
+            # as a dump needs (its results plus as much page cache), so both sides find it equally warm:
+            # this VM hands memory that sat free for a couple of seconds back to the host, and the first
+            # touch afterwards costs ~2.5 s/GiB, which would otherwise decide the ratio.
+            warm_gib = 2 * nbytes / 2**30 + 0.5
             for _ in range(repeats):
                 work.archive(f"inproc_{key}").unlink(missing_ok=True)
                 drop_dirty_pages()
+                warm_memory(warm_gib)
                 dumps.append(timed_call(lambda kw=kwargs, k=key: dump_in_process(pl, work, k, **kw)))
                 (work.root / "raw.h5").unlink(missing_ok=True)
                 drop_dirty_pages()
+                warm_memory(warm_gib)
                 raw_times.append(timed(lambda a=arrays: raw_write(h5py, work.root / "raw.h5", a))[0])
             (work.root / "raw.h5").unlink(missing_ok=True)
             dump_times = [d[0] for d in dumps]
