@@ -26,7 +26,7 @@ from typing import Any  # noqa: E402
 #: (label, module, class or None, attribute, parent label). Children are reported under their parent.
 TARGETS: list[tuple[str, str, str | None, str, str | None]] = [
     ("load", "probe_cli.load", None, "load", None),
-    ("load: sha256 of the model file", "probe_cli.load", None, "sha256_of", "load"),
+    ("load: sha256 of the model file (own thread)", "probe_cli.load", None, "sha256_of", "load"),
     ("load: keras.models.load_model", "keras.models", None, "load_model", "load"),
     ("trace", "probe_cli.trace", None, "trace", None),
     ("trace: tf.compat.v1.wrap_function", "tensorflow.compat.v1", None, "wrap_function", "trace"),
