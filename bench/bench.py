@@ -45,6 +45,19 @@ import sys, tensorflow, keras
 keras.models.load_model(sys.argv[1], compile=False)
 """
 
+#: Ratios 2 and 3 as whole processes: the least a script must do to produce the same archive without
+#: probe - import, load, one forward pass, and an uncompressed h5py write of the same bytes (arrays of
+#: the dumped tensors' shapes and dtypes, filled, since producing them costs memory too).
+RAW_DUMP_SCRIPT = """
+import sys, json, numpy as np, tensorflow, keras, h5py
+model = keras.models.load_model(sys.argv[1], compile=False)
+x = np.load(sys.argv[2])
+model.predict(x, batch_size=len(x), verbose=0)
+with h5py.File(sys.argv[4], "w") as file:
+    for i, (shape, dtype) in enumerate(json.load(open(sys.argv[3]))):
+        file.create_dataset(f"t{i}", data=np.ones(shape, dtype))
+"""
+
 PREDICT_SCRIPT = """
 import sys, time, json, numpy as np, tensorflow, keras
 model = keras.models.load_model(sys.argv[1], compile=False)
@@ -439,6 +452,7 @@ def in_process(work: Work, res: Results, repeats: int, stages: bool, out: dict[s
             selection = selections[key]
             values = run(traced, feeds, selection)  # warm-up, and the bytes the raw write stores
             arrays = [np.asarray(values[info.name]) for info in selection]
+            out[f"shapes_{key}"] = [(list(a.shape), a.dtype.str) for a in arrays]
             del values
             nbytes = sum(a.nbytes for a in arrays)
             dumps, raw_times = [], []
@@ -553,6 +567,45 @@ def streamed(archive: Path, samples: int) -> tuple[bool, str]:
     if maxshape[0] is not None or chunks is None:
         return False, "tensor is one fixed-size dataset (all samples fed as one batch), not streamed"
     return True, ""
+
+
+def whole_process_dumps(work: Work, res: Results, repeats: int, shapes: dict[str, Any]) -> None:
+    """Ratios 2 and 3 as a user meets them: ``probe dump`` vs the script it replaces, both whole processes."""
+    import numpy as np
+
+    for key, number, target, selection, label in (
+        ("layers", 2, 1.3, ["--layer", ".*"], "all layer outputs"),
+        ("all", 3, 1.5, ["--tensor", ".*"], "all op tensors"),
+    ):
+        if f"shapes_{key}" not in shapes:
+            continue
+        spec = work.root / f"shapes_{key}.json"
+        spec.write_text(json.dumps(shapes[f"shapes_{key}"]))
+        nbytes = sum(int(np.prod(shape)) * np.dtype(dtype).itemsize for shape, dtype in shapes[f"shapes_{key}"])
+        archive, raw = work.archive(f"whole_{key}"), work.root / "raw_whole.h5"
+        cmd = [PROBE, "dump", work.h5, *selection, "--input", work.x8, "-o", archive, "--force"]
+        script = [sys.executable, "-c", RAW_DUMP_SCRIPT, work.h5, work.x8, spec, raw]
+        probe_times, raw_times = [], []
+        for _ in range(repeats):  # interleaved, each from equally warm memory (see warm_memory)
+            for path, times, command in ((archive, probe_times, cmd), (raw, raw_times, script)):
+                path.unlink(missing_ok=True)
+                drop_dirty_pages()
+                warm_memory(2 * nbytes / 2**30 + 0.5)
+                times.append(run_cmd(command)[0])
+        archive.unlink(missing_ok=True)
+        raw.unlink(missing_ok=True)
+        t_probe = res.figure(
+            f"whole_{key}", f"probe dump of {label}, whole process", median(probe_times), runs=probe_times
+        )
+        t_raw = res.figure(
+            f"whole_raw_{key}",
+            "  python: load + forward + raw h5py write of the same bytes",
+            median(raw_times),
+            runs=raw_times,
+        )
+        res.ratio(
+            number, f"dump of {label} / (load + forward + raw write), whole process", t_probe / t_raw, "<=", target
+        )
 
 
 def whole_process(work: Work, res: Results, repeats: int, output_tensor: str, stages: bool) -> dict[str, Any]:
@@ -711,12 +764,18 @@ def main() -> int:
         log(f"  in-process measurements failed: {type(exc).__name__}: {exc}")
     output_tensor = found.pop("output_tensor", None) or "predictions_1/Softmax:0"
     found.pop("n_tensors", None)
+    shapes = {key: found.pop(key) for key in list(found) if key.startswith("shapes_")}
     stages: dict[str, Any] = dict(found)
     try:
         stages.update(whole_process(work, res, args.repeats, output_tensor, not args.no_stages))
     except Exception as exc:  # noqa: BLE001
         res.notes.append(f"whole-process measurements failed: {type(exc).__name__}: {exc}")
         log(f"  whole-process measurements failed: {type(exc).__name__}: {exc}")
+    try:
+        whole_process_dumps(work, res, args.repeats, shapes)
+    except Exception as exc:  # noqa: BLE001
+        res.notes.append(f"whole-process dump measurements failed: {type(exc).__name__}: {exc}")
+        log(f"  whole-process dump measurements failed: {type(exc).__name__}: {exc}")
     try:
         memory_growth(work, res)
     except Exception as exc:  # noqa: BLE001
