@@ -25,6 +25,9 @@ from probe_cli.index import ModelIndex, Shape, TensorInfo
 from probe_cli.resolve import resolve
 from probe_cli.stats import RunningStats, summarize
 
+#: Tensors from this size up get their statistics on the second thread.
+_STATS_THREAD_MIN_BYTES = 1 << 18
+
 #: Default of --max-bytes: a dump estimated larger stops before running.
 DEFAULT_MAX_BYTES = 16 * 1024**3
 
@@ -373,7 +376,10 @@ def dump(request: DumpRequest, progress: Callable[[int, int], None] | None = Non
                         continue
                     if tally.batched is None:
                         tally.batched = _has_batch_axis(info, value, rows, fixed)
-                    pending.append(stats_thread.submit(tally.add, value))
+                    if value.nbytes >= _STATS_THREAD_MIN_BYTES:
+                        pending.append(stats_thread.submit(tally.add, value))
+                    else:  # handing a small one over costs more than its statistics
+                        tally.add(value)
                     writer.stream(TENSORS, tensor_attrs(info), value, number, batches, tally.batched)
                     del value
                 for future in pending:
