@@ -86,6 +86,8 @@ def _attr(value: Any) -> Any:
 _STRING = h5py.string_dtype()
 _STRING_FILE_TYPE = h5py.h5t.py_create(_STRING, logical=True)
 _STRING_MEMORY_TYPE = h5py.h5t.py_create(_STRING)
+_INT64_TYPE = h5py.h5t.py_create(np.dtype(np.int64))
+_SCALAR = h5py.h5s.create(h5py.h5s.SCALAR)
 
 
 def _set_attrs(obj: h5py.HLObject, attrs: Mapping[str, Any]) -> None:
@@ -101,12 +103,11 @@ def _set_attrs(obj: h5py.HLObject, attrs: Mapping[str, Any]) -> None:
         if isinstance(value, str):
             data, file_type, memory_type = np.array(value, dtype=_STRING), _STRING_FILE_TYPE, _STRING_MEMORY_TYPE
         elif isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
-            data = np.asarray(value, dtype=np.int64)
-            file_type = memory_type = h5py.h5t.py_create(data.dtype)
+            data, file_type, memory_type = np.asarray(value, dtype=np.int64), _INT64_TYPE, _INT64_TYPE
         else:
             obj.attrs[key] = value
             continue
-        attr = h5py.h5a.create(obj.id, key.encode(), file_type, h5py.h5s.create(h5py.h5s.SCALAR))
+        attr = h5py.h5a.create(obj.id, key.encode(), file_type, _SCALAR)
         try:
             attr.write(data, mtype=memory_type)
         finally:
