@@ -102,7 +102,7 @@ def _set_attrs(obj: h5py.HLObject, attrs: Mapping[str, Any]) -> None:
         value = _attr(value)
         if isinstance(value, str):
             data, file_type, memory_type = np.array(value, dtype=_STRING), _STRING_FILE_TYPE, _STRING_MEMORY_TYPE
-        elif isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        elif type(value) in (int, np.int64) and -(2**63) <= value < 2**63:  # what h5py stores as int64
             data, file_type, memory_type = np.asarray(value, dtype=np.int64), _INT64_TYPE, _INT64_TYPE
         else:
             obj.attrs[key] = value

@@ -48,22 +48,25 @@ class Digest:
     """
 
     def __init__(self, path: Path) -> None:
-        self._value: str | None = None
-        self._error: OSError | None = None
-        self._thread = threading.Thread(target=self._run, args=(path,), name="probe-sha256", daemon=True)
+        self._path = path
+        self._value = ""
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="probe-sha256", daemon=True)
         self._thread.start()
 
-    def _run(self, path: Path) -> None:
+    def _run(self) -> None:
         try:
-            self._value = sha256_of(path)
-        except OSError as exc:
+            self._value = sha256_of(self._path)
+        except BaseException as exc:  # noqa: BLE001 - handed to the thread that asks
             self._error = exc
 
     def result(self) -> str:
         self._thread.join()
+        if isinstance(self._error, OSError):
+            reason = self._error.strerror or type(self._error).__name__
+            raise FileProblem(f"cannot read model {str(self._error.filename or self._path)!r}: {reason}")
         if self._error is not None:
-            raise FileProblem(f"cannot read model {self._error.filename!r}: {self._error.strerror}")
-        assert self._value is not None
+            raise self._error
         return self._value
 
 

@@ -89,15 +89,25 @@ def _prune(graph: Any, feeds: Sequence[Any], fetches: Sequence[str]) -> Any:
                 c.decode().removeprefix("loc:@") not in keep for c in copy.attr["_class"].list.s
             ):
                 del copy.attr["_class"]  # colocation with an op left out would fail the import
-    used = {source.lstrip("^").split(":", 1)[0] for node in sub.node for source in node.input}
+    data_used = {source.split(":", 1)[0] for node in sub.node for source in node.input if source[0] != "^"}
+    control_used = {source[1:] for node in sub.node for source in node.input if source[0] == "^"}
+    imported = [name for name in fetches if name.rsplit(":", 1)[0] not in captured]
 
     def body(*args: Any) -> Any:
         inner = tf.compat.v1.get_default_graph()
-        input_map = {feed.name: arg for feed, arg in zip(feeds, args) if feed.op.name in used}
+        sources = {feed.op.name: (feed.name, arg) for feed, arg in zip(feeds, args)}
         for name, external in captured.items():
-            if name in used:
-                input_map[f"{name}:0"] = inner.capture(external)
-        return tf.import_graph_def(sub, input_map=input_map, return_elements=list(fetches), name="")
+            if name in data_used or name in control_used or f"{name}:0" in fetches:
+                sources[name] = (f"{name}:0", inner.capture(external))
+        input_map = {}
+        for name, (tensor_name, tensor) in sources.items():
+            if name in data_used:
+                input_map[tensor_name] = tensor
+            if name in control_used:
+                input_map[f"^{name}"] = tensor
+        values = iter(tf.import_graph_def(sub, input_map=input_map, return_elements=imported, name=""))
+        # a captured tensor (a constant or array a layer holds) is the capture itself
+        return [next(values) if name in imported else sources[name.rsplit(":", 1)[0]][1] for name in fetches]
 
     specs = [tf.TensorSpec(feed.shape, feed.dtype) for feed in feeds]
     return tf.compat.v1.wrap_function(body, specs)

@@ -354,3 +354,30 @@ def test_force_overwrites(samples: Samples, out_dir: Path) -> None:
     ok(invoke("dump", samples.cnn_h5, "-l", "probs", "-o", archive, "--force"))
     assert list(tensors_of(archive)) == ["probs/Softmax:0"]
     assert sorted(p.name for p in out_dir.iterdir()) == ["exists.h5"]
+
+
+def test_captured_constants_are_fetched(tmp_path: Path) -> None:
+    """Keras 3's Normalization keeps mean and variance as eager tensors that the trace captures (a small
+    one becomes a constant, a larger one a placeholder); they are tensors like any other."""
+    import keras
+
+    mean = np.linspace(-1, 1, 200, dtype=np.float32)
+    variance = np.linspace(0.5, 2, 200, dtype=np.float32)
+    inputs = keras.Input((200,), name="x")
+    small = keras.layers.Normalization(mean=mean[:3], variance=variance[:3], name="small")(inputs[:, :3])
+    large = keras.layers.Normalization(mean=mean, variance=variance, name="large")(inputs)
+    model = keras.Model(inputs, [small, large])
+    path = tmp_path / "norm.keras"
+    model.save(path)
+    x = np.random.default_rng(0).random((4, 200), dtype=np.float32)
+    np.save(tmp_path / "x.npy", x)
+    expected_small, expected_large = model.predict(x, verbose=0)
+    for patterns in (["-t", "large/.*", "-t", "small/.*"], ["-t", "large/Sub/y:0"], ["-t", ".*"]):
+        out = tmp_path / "out.h5"
+        ok(invoke("dump", path, *patterns, "-i", tmp_path / "x.npy", "-o", out, "--force"))
+        stored = tensors_of(out)
+        np.testing.assert_array_equal(stored["large/Sub/y:0"].reshape(-1), mean)
+        if "large/truediv:0" in stored:
+            np.testing.assert_allclose(stored["large/truediv:0"], expected_large, rtol=1e-6)
+            np.testing.assert_allclose(stored["small/truediv:0"], expected_small, rtol=1e-6)
+            np.testing.assert_array_equal(stored["small/Sub/y:0"].reshape(-1), mean[:3])

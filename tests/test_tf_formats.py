@@ -122,9 +122,9 @@ def test_lowered_loop_ops_are_captured_per_iteration(
         assert f["tensors/Identity:0"].shape == (2, 6, 4)
 
 
-def test_colocated_op_left_out_of_the_prune(tmp_path: Path) -> None:
-    """TF1 graphs carry colocation attributes (``_class: loc:@op``); fetching a tensor colocated with an
-    op it does not need must still work, with the value the op computes."""
+def test_colocation_and_control_inputs_survive_the_prune(tmp_path: Path) -> None:
+    """TF1 graphs carry colocation attributes (``_class: loc:@op``) and control inputs (``^op``): a tensor
+    colocated with an op it does not need, or needing a feed only as a control input, is still fetched."""
     import tensorflow as tf
 
     graph = tf.Graph()
@@ -133,14 +133,18 @@ def test_colocated_op_left_out_of_the_prune(tmp_path: Path) -> None:
         doubled = tf.multiply(x, 2.0, name="doubled")
         with tf.compat.v1.colocate_with(doubled.op):
             shifted = tf.add(x, 3.0, name="shifted")
+        with tf.control_dependencies([x.op]):  # needs the feed only as a control input
+            tf.add(tf.constant(3.0), 4.0, name="seven")
     assert shifted.op.get_attr("_class") == [b"loc:@doubled"]
+    assert any("^x" in node.input for node in graph.as_graph_def().node)
     path = tmp_path / "colocated.pb"
     path.write_bytes(graph.as_graph_def().SerializeToString())
     values = np.arange(6, dtype=np.float32).reshape(2, 3)
     np.save(tmp_path / "x.npy", values)
     out = tmp_path / "out.h5"
-    result = probe("dump", path, "-t", "shifted:0", "-i", tmp_path / "x.npy", "-o", out)
+    result = probe("dump", path, "-t", "shifted:0", "-t", "seven:0", "-i", tmp_path / "x.npy", "-o", out)
     assert result.exit_code == 0, result.output
     with h5py.File(out) as f:
-        assert list(f["tensors"]) == ["shifted:0"]
+        assert list(f["tensors"]) == ["shifted:0", "seven:0"]
         np.testing.assert_array_equal(f["tensors/shifted:0"][()], values + 3.0)
+        assert f["tensors/seven:0"][()] == 7.0
