@@ -63,7 +63,8 @@ def _prune(graph: Any, feeds: Sequence[Any], fetches: Sequence[str]) -> Any:
     (``lift_to_graph``), 0.6 s for ResNet50's layer outputs; serializing the
     graph, walking its NodeDefs and importing the subgraph in C++ takes a third
     of that. Feeds and captured variables are mapped onto the new function's
-    arguments and captures, so nothing is frozen; names stay the graph's own.
+    arguments and captures, so nothing is frozen; ops keep the graph's names
+    (unless one clashes with an argument's, which only error messages show).
     """
     tf = _tf.tf()
     graph_def = graph.as_graph_def()
@@ -91,13 +92,14 @@ def _prune(graph: Any, feeds: Sequence[Any], fetches: Sequence[str]) -> Any:
                 del copy.attr["_class"]  # colocation with an op left out would fail the import
     data_used = {source.split(":", 1)[0] for node in sub.node for source in node.input if source[0] != "^"}
     control_used = {source[1:] for node in sub.node for source in node.input if source[0] == "^"}
-    imported = [name for name in fetches if name.rsplit(":", 1)[0] not in captured]
+    fetched_captures = {name.rsplit(":", 1)[0] for name in fetches} & captured.keys()
+    imported = [name for name in fetches if name.rsplit(":", 1)[0] not in fetched_captures]
 
     def body(*args: Any) -> Any:
         inner = tf.compat.v1.get_default_graph()
         sources = {feed.op.name: (feed.name, arg) for feed, arg in zip(feeds, args)}
         for name, external in captured.items():
-            if name in data_used or name in control_used or f"{name}:0" in fetches:
+            if name in data_used or name in control_used or name in fetched_captures:
                 sources[name] = (f"{name}:0", inner.capture(external))
         input_map = {}
         for name, (tensor_name, tensor) in sources.items():
@@ -107,7 +109,8 @@ def _prune(graph: Any, feeds: Sequence[Any], fetches: Sequence[str]) -> Any:
                 input_map[f"^{name}"] = tensor
         values = iter(tf.import_graph_def(sub, input_map=input_map, return_elements=imported, name=""))
         # a captured tensor (a constant or array a layer holds) is the capture itself
-        return [next(values) if name in imported else sources[name.rsplit(":", 1)[0]][1] for name in fetches]
+        ops = [name.rsplit(":", 1)[0] for name in fetches]
+        return [sources[op][1] if op in fetched_captures else next(values) for op in ops]
 
     specs = [tf.TensorSpec(feed.shape, feed.dtype) for feed in feeds]
     return tf.compat.v1.wrap_function(body, specs)
