@@ -91,12 +91,12 @@ _SCALAR = h5py.h5s.create(h5py.h5s.SCALAR)
 
 
 def _set_attrs(obj: h5py.HLObject, attrs: Mapping[str, Any]) -> None:
-    """Attributes of a new object, as ``obj.attrs.update`` would write them, at a third of the cost.
+    """Attributes of a new object, as ``obj.attrs.update`` would write them, at about half the cost.
 
     ``attrs.update`` checks for, converts and re-creates each attribute in
-    Python; a dump of every op tensor of ResNet50 (1,509 datasets, 7-8
-    attributes each) spent half a second there. Strings and integers go
-    straight to ``H5Acreate``; anything else takes the usual path.
+    Python: for 1,509 datasets with 7 attributes each, 0.37 s against 0.18 s
+    here. Strings and int64-sized integers go straight to ``H5Acreate``;
+    anything else takes the usual path.
     """
     for key, value in attrs.items():
         value = _attr(value)
