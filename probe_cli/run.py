@@ -17,7 +17,7 @@ from probe_cli import _tf
 from probe_cli.errors import RunError
 from probe_cli.feed import Feed
 from probe_cli.index import TensorInfo
-from probe_cli.trace import TracedModel
+from probe_cli.trace import TracedModel, reachable_ops
 
 
 def _run_error(exc: Exception) -> RunError:
@@ -68,17 +68,9 @@ def _prune(graph: Any, feeds: Sequence[Any], fetches: Sequence[str]) -> Any:
     """
     tf = _tf.tf()
     graph_def = graph.as_graph_def()
-    nodes = {node.name: node for node in graph_def.node}
     captured = {internal.op.name: external for external, internal in graph.captures}
-    fed = {tensor.op.name for tensor in feeds}
-    keep: set[str] = set()
-    stack = [name.rsplit(":", 1)[0] for name in fetches]
-    while stack:
-        name = stack.pop()
-        if name in keep or name in fed or name in captured:
-            continue
-        keep.add(name)
-        stack.extend(source.lstrip("^").split(":", 1)[0] for source in nodes[name].input)
+    stop = {tensor.op.name for tensor in feeds} | captured.keys()
+    keep = {op.name for op in reachable_ops([graph.get_tensor_by_name(name) for name in fetches], stop)}
     sub = tf.compat.v1.GraphDef()
     sub.versions.CopyFrom(graph_def.versions)
     sub.library.CopyFrom(graph_def.library)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,13 +60,16 @@ def _op_name(name: str) -> str:
     return cleaned if re.match(r"[A-Za-z0-9.]", cleaned) else f"input_{cleaned}"
 
 
-def _reachable_ops(outputs: Sequence[Any]) -> set[Any]:
-    """Every op the outputs depend on; each op visited once, no depth cap."""
+def reachable_ops(outputs: Sequence[Any], stop: Collection[str] = ()) -> set[Any]:
+    """Every op the outputs depend on; each op visited once, no depth cap.
+
+    Ops named in ``stop`` (fed or captured tensors' ops) are neither included nor walked through.
+    """
     seen: set[Any] = set()
     stack = [t.op for t in outputs]
     while stack:
         op = stack.pop()
-        if op in seen:
+        if op in seen or op.name in stop:
             continue
         seen.add(op)
         stack.extend(t.op for t in op.inputs)
@@ -358,7 +361,7 @@ def _index_graph(
     listed too (:func:`probe_cli.control_flow.expand`), right before the outputs
     of the While/If/Case op that runs them.
     """
-    reachable = _reachable_ops(outputs)
+    reachable = reachable_ops(outputs)
     ops = [op for op in graph.get_operations() if op in reachable]
     inner: dict[Any, list[control_flow.BodyOp]] = {}
     if owners is not None:
