@@ -187,6 +187,11 @@ def warm_memory(gib: float) -> float:
     return time.perf_counter() - start
 
 
+def warm_for_dump(nbytes: int) -> None:
+    """Warms what a dump of ``nbytes`` touches: its results, as much page cache, and some slack."""
+    warm_memory(2 * nbytes / 2**30 + 0.5)
+
+
 def drop_dirty_pages() -> None:
     """Flushes pending writes so each timed write starts from the same state (untimed)."""
     os.sync()
@@ -460,15 +465,14 @@ def in_process(work: Work, res: Results, repeats: int, stages: bool, out: dict[s
             # as a dump needs (its results plus as much page cache), so both sides find it equally warm:
             # this VM hands memory that sat free for a couple of seconds back to the host, and the first
             # touch afterwards costs ~2.5 s/GiB, which would otherwise decide the ratio.
-            warm_gib = 2 * nbytes / 2**30 + 0.5
             for _ in range(repeats):
                 work.archive(f"inproc_{key}").unlink(missing_ok=True)
                 drop_dirty_pages()
-                warm_memory(warm_gib)
+                warm_for_dump(nbytes)
                 dumps.append(timed_call(lambda kw=kwargs, k=key: dump_in_process(pl, work, k, **kw)))
                 (work.root / "raw.h5").unlink(missing_ok=True)
                 drop_dirty_pages()
-                warm_memory(warm_gib)
+                warm_for_dump(nbytes)
                 raw_times.append(timed(lambda a=arrays: raw_write(h5py, work.root / "raw.h5", a))[0])
             (work.root / "raw.h5").unlink(missing_ok=True)
             dump_times = [d[0] for d in dumps]
@@ -590,7 +594,7 @@ def whole_process_dumps(work: Work, res: Results, repeats: int, shapes: dict[str
             for path, times, command in ((archive, probe_times, cmd), (raw, raw_times, script)):
                 path.unlink(missing_ok=True)
                 drop_dirty_pages()
-                warm_memory(2 * nbytes / 2**30 + 0.5)
+                warm_for_dump(nbytes)
                 times.append(run_cmd(command)[0])
         archive.unlink(missing_ok=True)
         raw.unlink(missing_ok=True)
