@@ -176,9 +176,10 @@ class ArchiveWriter:
             group = self._groups[path] = self.file.require_group(path)
         return group
 
-    def _new_dataset(self, path: str, value: np.ndarray, attrs: Mapping[str, Any], **options: Any) -> h5py.Dataset:
+    def _new_dataset(self, path: str, attrs: Mapping[str, Any], **options: Any) -> h5py.Dataset:
+        """A dataset and its attributes; ``options`` go to ``create_dataset`` (``data=`` or a shape)."""
         parent, _, leaf = path.rpartition("/")
-        ds = self._group(parent).create_dataset(leaf, data=value, **options)
+        ds = self._group(parent).create_dataset(leaf, **options)
         _set_attrs(ds, attrs)
         return ds
 
@@ -188,11 +189,11 @@ class ArchiveWriter:
 
     def add_input(self, feed: Feed, seed: int) -> None:
         attrs = {"name": feed.name, "source": feed.source, "seed": seed, "dtype": str(feed.array.dtype)}
-        self._new_dataset(f"{INPUTS}/{feed.name}", _storable(feed.array), attrs)
+        self._new_dataset(f"{INPUTS}/{feed.name}", attrs, data=_storable(feed.array))
 
     def add_tensor(self, info: TensorInfo, value: np.ndarray) -> None:
         try:
-            self._new_dataset(dataset_path(info.name), _storable(np.asarray(value)), tensor_attrs(info))
+            self._new_dataset(dataset_path(info.name), tensor_attrs(info), data=_storable(np.asarray(value)))
         except (ValueError, TypeError) as exc:
             raise ArchiveError(f"cannot store tensor {info.name!r}: {exc}") from None
 
@@ -210,26 +211,25 @@ class ArchiveWriter:
         path = f"{group}/{info['name']}"
         if batches == 1:
             layout = "batch" if batched else "single"
-            self._new_dataset(path, value, {**info, "layout": layout}, compression=self.compression)
+            self._new_dataset(path, {**info, "layout": layout}, data=value, compression=self.compression)
             return
         if not batched:
             if batch == 0:
                 _set_attrs(self._group(path), {**info, "layout": "per_batch", "batches": batches})
-            self._new_dataset(f"{path}/batch_{batch:05d}", value, {}, compression=self.compression)
+            self._new_dataset(f"{path}/batch_{batch:05d}", {}, data=value, compression=self.compression)
             return
         if batch == 0:
             row_bytes = max(int(np.prod(value.shape[1:])) * value.dtype.itemsize, 1)
             rows = max(1, min(value.shape[0] or 1, (1 << 20) // row_bytes))
-            parent, _, leaf = path.rpartition("/")
-            ds = self._group(parent).create_dataset(
-                leaf,
+            self._new_dataset(
+                path,
+                {**info, "layout": "batch"},
                 shape=(0, *value.shape[1:]),
                 maxshape=(None, *value.shape[1:]),
                 dtype=value.dtype,
                 chunks=(rows, *value.shape[1:]) if value.size else True,
                 compression=self.compression,
             )
-            _set_attrs(ds, {**info, "layout": "batch"})
         ds = self.file[path]
         if value.shape[1:] != ds.shape[1:]:
             raise ArchiveError(
@@ -257,8 +257,8 @@ class ArchiveWriter:
         for k, execution in enumerate(executions):
             self._new_dataset(
                 f"{TENSORS}/{info['name']}/step_{start + k:06d}",
-                _storable(np.asarray(execution.value)),
                 {"iteration": execution.iteration, "path": json.dumps(list(execution.path)), "batch": batch},
+                data=_storable(np.asarray(execution.value)),
                 compression=self.compression,
             )
         if executions:
