@@ -274,8 +274,17 @@ class ArchiveWriter:
         self.file.attrs[key] = _attr(value)
 
     def commit(self) -> None:
+        """Closes the temporary file and renames it into place.
+
+        An archive being replaced (``--force``) is removed first: on ext4 a
+        rename over an existing file writes the new one back to disk before it
+        returns (auto_da_alloc), 0.6 s per GiB here. The cost is a moment in
+        which neither exists; the temporary file is never seen half-written.
+        """
         try:
             self.file.close()
+            if self.path.is_file():
+                self.path.unlink()
             os.replace(self._tmp, self.path)
         except OSError as exc:
             self._tmp.unlink(missing_ok=True)
