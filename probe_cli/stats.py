@@ -17,6 +17,21 @@ def _mean_std(flat: np.ndarray, chunk: int = 1 << 20) -> tuple[float, float]:
     return mean, float(np.sqrt(squares / flat.size))
 
 
+def _mean(flat: np.ndarray, block: int = 4096) -> float:
+    """Mean of a float32 vector: float32 sums of blocks (NumPy sums pairwise), then float64 across them.
+
+    Twice as fast as ``mean(dtype=float64)``, which converts every value first
+    (``dump`` computes it for every stored tensor); the error stays near float32
+    rounding of the values' scale. Only called on finite values.
+    """
+    whole = flat.size - flat.size % block
+    total = float(flat[:whole].reshape(-1, block).sum(axis=1).sum(dtype=np.float64)) if whole else 0.0
+    total += float(flat[whole:].sum(dtype=np.float64))
+    if not np.isfinite(total):  # a block's float32 sum overflowed (values near 3.4e38)
+        return float(flat.mean(dtype=np.float64))
+    return total / flat.size
+
+
 def summarize(array: np.ndarray, with_std: bool = True) -> dict[str, Any]:
     """min/max/mean/std over the finite values, and how many are NaN or infinite.
 
@@ -34,8 +49,10 @@ def summarize(array: np.ndarray, with_std: bool = True) -> dict[str, Any]:
             out["min"], out["max"] = float(low), float(high)
             if with_std:
                 out["mean"], out["std"] = _mean_std(array.reshape(-1))
+            elif array.dtype == np.float32:
+                out["mean"] = _mean(array.reshape(-1))
             else:
-                out["mean"] = float(array.mean(dtype=np.float64))
+                out["mean"] = float(array.mean())
             return out
     values = array.astype(np.float64) if array.dtype.kind in "bf" and array.dtype != np.float64 else array
     if array.dtype.kind == "f":

@@ -66,6 +66,24 @@ def test_float16_mean_does_not_overflow() -> None:
     assert out["mean"] == 60000.0 and out["std"] == 0.0 and out["inf"] == 0
 
 
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.random.default_rng(0).normal(1e6, 1e-2, 10**6),  # large mean, small spread
+        np.random.default_rng(1).normal(0, 1, 3 * 4096 + 17),  # blocks and a remainder
+        np.random.default_rng(2).random(100),  # shorter than a block
+        np.full(5000, 3e38),  # float32 block sums overflow
+    ],
+    ids=["large-mean", "remainder", "short", "near-float32-max"],
+)
+def test_float32_mean_without_std_matches_float64(array: np.ndarray) -> None:
+    """dump's statistics (no std) sum float32 in blocks; the mean stays that of the float64 values."""
+    values = array.astype(np.float32)
+    out = summarize(values, with_std=False)
+    assert out["std"] is None
+    assert out["mean"] == pytest.approx(values.astype(np.float64).mean(), rel=1e-6, abs=1e-6 * float(np.abs(values).max()))
+
+
 def test_bool() -> None:
     out = summarize(np.array([True, False, True, True]))
     assert out == {"min": 0.0, "max": 1.0, "mean": 0.75, "std": pytest.approx(math.sqrt(0.1875)), "nan": 0, "inf": 0}
