@@ -20,7 +20,7 @@ import json
 import os
 import secrets
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -278,18 +278,24 @@ class ArchiveWriter:
 
         An archive being replaced (``--force``) is removed first: on ext4 a
         rename over an existing file writes the new one back to disk before it
-        returns (auto_da_alloc), 0.6 s per GiB here. The cost is a moment in
-        which neither exists; the temporary file is never seen half-written.
+        returns (auto_da_alloc), about 0.6 s per GiB here. For a moment neither
+        exists; interrupted in that moment, the complete new archive still
+        takes the old one's place, as ``--force`` asked.
         """
+        removed = False
         try:
             self.file.close()
             if self.path.is_file():
                 self.path.unlink()
+                removed = True
             os.replace(self._tmp, self.path)
         except OSError as exc:
             self._tmp.unlink(missing_ok=True)
             raise ArchiveError(f"cannot write archive {str(self.path)!r}: {exc}") from None
         except BaseException:  # Ctrl-C while closing or renaming
+            if removed and not self.path.exists():
+                with suppress(OSError):
+                    os.replace(self._tmp, self.path)
             self._tmp.unlink(missing_ok=True)
             raise
 

@@ -321,6 +321,27 @@ def test_failure_midway_keeps_existing_archive(written: Path) -> None:
     assert entries(written.parent) == ["out.h5"]
 
 
+def test_ctrl_c_between_removing_the_old_archive_and_the_rename(written: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--force removes the old archive before renaming the new one into place; interrupted right
+    there, the complete new archive still takes its place."""
+    real_replace = os.replace
+    calls = []
+
+    def interrupted_once(src: Any, dst: Any) -> None:
+        calls.append(dst)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    monkeypatch.setattr("probe_cli.archive.os.replace", interrupted_once)
+    with pytest.raises(KeyboardInterrupt):
+        write_archive(written, sample_tensors()[:1], [], {**ROOT_ATTRS, "seed": 99}, seed=99, force=True)
+    assert len(calls) == 2
+    with open_archive(written) as f:
+        assert read_attrs(f)["seed"] == 99
+    assert entries(written.parent) == ["out.h5"]
+
+
 def test_duplicate_tensor_name_is_an_archive_error(tmp_path: Path) -> None:
     tensors = [sample_tensors()[0], sample_tensors()[0]]
     with pytest.raises(ArchiveError) as error:

@@ -81,7 +81,9 @@ def test_float32_mean_without_std_matches_float64(array: np.ndarray) -> None:
     values = array.astype(np.float32)
     out = summarize(values, with_std=False)
     assert out["std"] is None
-    assert out["mean"] == pytest.approx(values.astype(np.float64).mean(), rel=1e-6, abs=1e-6 * float(np.abs(values).max()))
+    assert out["mean"] == pytest.approx(
+        values.astype(np.float64).mean(), rel=1e-6, abs=1e-6 * float(np.abs(values).max())
+    )
 
 
 def test_bool() -> None:
