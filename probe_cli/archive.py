@@ -285,7 +285,7 @@ class ArchiveWriter:
         removed = False
         try:
             self.file.close()
-            if self.path.is_file():
+            with suppress(FileNotFoundError):
                 self.path.unlink()
                 removed = True
             os.replace(self._tmp, self.path)
