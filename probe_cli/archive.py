@@ -69,6 +69,14 @@ def tensor_attrs(info: TensorInfo) -> dict[str, Any]:
     return attrs
 
 
+def layout(batched: bool, batches: int) -> str:
+    """How a top-level tensor is stored (see ``ArchiveWriter.stream``): one growing dataset, one
+    plain dataset, or a dataset per batch."""
+    if batched:
+        return "batch"
+    return "per_batch" if batches > 1 else "single"
+
+
 def dataset_path(tensor_name: str) -> str:
     """The HDF5 path of a tensor: its name under /tensors (``conv1/Relu:0`` -> ``tensors/conv1/Relu:0``)."""
     return f"{TENSORS}/{tensor_name}"
@@ -210,8 +218,8 @@ class ArchiveWriter:
         value = _storable(np.asarray(value))
         path = f"{group}/{info['name']}"
         if batches == 1:
-            layout = "batch" if batched else "single"
-            self._new_dataset(path, {**info, "layout": layout}, data=value, compression=self.compression)
+            attrs = {**info, "layout": layout(batched, batches)}
+            self._new_dataset(path, attrs, data=value, compression=self.compression)
             return
         if not batched:
             if batch == 0:
@@ -248,7 +256,8 @@ class ArchiveWriter:
         ``batch``; the group repeats them as arrays (``iterations``, ``batches``).
         A branch that never ran has ``count`` 0 and no steps (``layout="per_iteration"``).
         """
-        group = self._group(f"{TENSORS}/{info['name']}")
+        path = dataset_path(info["name"])
+        group = self._group(path)
         if "layout" not in group.attrs:
             _set_attrs(group, {**info, "layout": "per_iteration", "count": 0})
             group.attrs["iterations"] = np.zeros(0, dtype=np.int64)
@@ -256,7 +265,7 @@ class ArchiveWriter:
         start = int(group.attrs["count"])
         for k, execution in enumerate(executions):
             self._new_dataset(
-                f"{TENSORS}/{info['name']}/step_{start + k:06d}",
+                f"{path}/step_{start + k:06d}",
                 {"iteration": execution.iteration, "path": json.dumps(list(execution.path)), "batch": batch},
                 data=_storable(np.asarray(execution.value)),
                 compression=self.compression,
@@ -269,9 +278,6 @@ class ArchiveWriter:
                 np.int64
             )
         group.attrs["count"] = start + len(executions)
-
-    def mark(self, key: str, value: Any) -> None:
-        self.file.attrs[key] = _attr(value)
 
     def commit(self) -> None:
         """Closes the temporary file and renames it into place.

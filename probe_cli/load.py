@@ -63,8 +63,7 @@ class Digest:
     def result(self) -> str:
         self._thread.join()
         if isinstance(self._error, OSError):
-            reason = self._error.strerror or type(self._error).__name__
-            raise FileProblem(f"cannot read model {str(self._error.filename or self._path)!r}: {reason}")
+            raise _unreadable(Path(self._error.filename or self._path), self._error)
         if self._error is not None:
             raise self._error
         return self._value
@@ -138,6 +137,10 @@ def _starts_like_graph_def(head: bytes) -> bool:
     return bool(text) and all(32 < byte < 127 for byte in text)
 
 
+def _unreadable(path: Path, exc: OSError) -> FileProblem:
+    return FileProblem(f"cannot read model {str(path)!r}: {exc.strerror or type(exc).__name__}")
+
+
 def detect_format(path: Path) -> str:
     """Which loader reads this path; decided by content, not by extension."""
     if not path.exists():
@@ -152,7 +155,7 @@ def detect_format(path: Path) -> str:
         with path.open("rb") as handle:
             head = handle.read(64)
     except OSError as exc:
-        raise FileProblem(f"cannot read model {str(path)!r}: {exc.strerror}") from None
+        raise _unreadable(path, exc) from None
     if head.startswith(HDF5_MAGIC):
         return KERAS_H5
     if head.startswith(ZIP_MAGIC):

@@ -18,7 +18,15 @@ from typing import Any
 import numpy as np
 
 from probe_cli import __version__
-from probe_cli.archive import FORMAT_VERSION, INPUTS, TENSORS, ArchiveWriter, check_destination, tensor_attrs
+from probe_cli.archive import (
+    FORMAT_VERSION,
+    INPUTS,
+    TENSORS,
+    ArchiveWriter,
+    check_destination,
+    layout,
+    tensor_attrs,
+)
 from probe_cli.errors import ArchiveTooBig
 from probe_cli.feed import DEFAULT_SEED, Feed, InputArg, build_feeds, parse_input_arg, parse_range_arg, parse_shape_arg
 from probe_cli.index import ModelIndex, Shape, TensorInfo
@@ -301,11 +309,8 @@ class _Tally:
             self.add(execution.value)
 
     def summary(self, batches: int) -> StoredSummary:
-        if self.info.context is not None:
-            layout = "per_iteration"
-        else:
-            layout = "batch" if self.batched else ("per_batch" if batches > 1 else "single")
-        return StoredSummary(self.info, self.shape or (), self.info.dtype, self.stats.result(), layout, self.executions)
+        how = "per_iteration" if self.info.context is not None else layout(bool(self.batched), batches)
+        return StoredSummary(self.info, self.shape or (), self.info.dtype, self.stats.result(), how, self.executions)
 
 
 def dump(request: DumpRequest, progress: Callable[[int, int], None] | None = None) -> DumpResult:
@@ -388,7 +393,7 @@ def dump(request: DumpRequest, progress: Callable[[int, int], None] | None = Non
                 if progress is not None:
                     progress(done, samples)
             if request.check_numerics:
-                writer.mark("numerics", nonfinite.document() if nonfinite else {"nonfinite": None})
+                writer.set_attrs({"numerics": nonfinite.document() if nonfinite else {"nonfinite": None}})
     finally:
         stats_thread.shutdown(wait=True, cancel_futures=True)
     return DumpResult(
