@@ -219,10 +219,9 @@ def _loop_counters(graph: Any) -> list[Any]:
 
 @dataclass
 class _Recording:
-    """Values recorded during one execution: (path, sequence number, values of the requested slots)."""
+    """Values recorded during one execution, in execution order: (path, values of the requested slots)."""
 
-    rows: dict[tuple[str, str], list[tuple[tuple[int, ...], int, list[np.ndarray]]]] = field(default_factory=dict)
-    sequence: int = 0
+    rows: dict[tuple[str, str], list[tuple[tuple[int, ...], list[np.ndarray]]]] = field(default_factory=dict)
 
 
 class Capturer:
@@ -293,7 +292,7 @@ class Capturer:
         ) -> None:
             if not isinstance(graph, function_types) or not outputs:
                 return None
-            key = (_strip_uid(graph.name), outputs[0].op.name)
+            key = capture_key(outputs[0])
             slots = self._wanted.get(key)
             if slots is None:
                 return None
@@ -332,15 +331,14 @@ class Capturer:
         fed = {feed.name: feed.array for feed in feeds}
         order = [spec.name for spec in self.traced.index.inputs]
         self._recording.rows.clear()
-        self._recording.sequence = 0
         try:
             self._function(*[tf.constant(fed[name]) for name in order])
         except (tf.errors.OpError, ValueError, TypeError) as exc:
             raise _run_error(exc) from exc
         for info in self.body:
             key, position = self._where[info.name]
-            rows = sorted(self._recording.rows.get(key, []), key=lambda row: (row[0], row[1]))
-            result[info.name] = [Execution(path[-1] if path else 0, path, values[position]) for path, _, values in rows]
+            rows = sorted(self._recording.rows.get(key, []), key=lambda row: row[0])  # stable: ties keep their order
+            result[info.name] = [Execution(path[-1] if path else 0, path, values[position]) for path, values in rows]
         return result
 
 
@@ -350,9 +348,7 @@ def _recorder(recording: _Recording, key: tuple[str, str], depth: int) -> Callab
     def record(*args: Any) -> np.int32:
         path = tuple(int(a) for a in args[:depth])
         values = [np.array(a, copy=True) for a in args[depth:]]
-        rows = recording.rows.setdefault(key, [])
-        rows.append((path, recording.sequence, values))
-        recording.sequence += 1
+        recording.rows.setdefault(key, []).append((path, values))
         return np.int32(0)
 
     return record

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from probe_cli import _tf
-from probe_cli.errors import ModelLoadError, RunError, UsageProblem
+from probe_cli.errors import ModelLoadError, UsageProblem
 from probe_cli.index import InputSpec, LayerInfo, ModelIndex, TensorInfo
 from probe_cli.load import LoadedModel
 
@@ -122,10 +122,7 @@ def trace_graph_def(loaded: LoadedModel, index_graph: Callable[..., tuple[ModelI
         outputs = [
             t
             for op in ops
-            if op not in consumed
-            and op.type not in _NOT_OUTPUTS
-            and op.name not in input_names
-            and op.type not in ("Placeholder", "PlaceholderV2")
+            if op not in consumed and op.type not in _NOT_OUTPUTS and op.type not in ("Placeholder", "PlaceholderV2")
             for t in op.outputs
         ]
     placeholders = {name: graph.get_tensor_by_name(tensor) for name, tensor in input_names.items()}
@@ -200,6 +197,7 @@ class LoweredLoopCapturer:
         from tensorflow.python.debug.lib import debug_data, debug_utils
 
         from probe_cli.control_flow import Execution
+        from probe_cli.run import _run_error
 
         tf = _tf.tf()
         root = tempfile.mkdtemp(prefix="probe-tfdbg-")
@@ -211,7 +209,7 @@ class LoweredLoopCapturer:
             try:
                 self.session.run(self.outputs, feed_dict={self.feeds[f.name]: f.array for f in feeds}, options=options)
             except tf.errors.OpError as exc:
-                raise RunError(f"running the model failed: {' '.join(exc.message.split())[:300]}") from None
+                raise _run_error(exc) from None
             dump = debug_data.DebugDumpDir(root)
             result = {}
             for info in self.infos:

@@ -21,9 +21,6 @@ from probe_cli.index import InputSpec, LayerInfo, ModelIndex, Shape, TensorInfo
 from probe_cli.load import LoadedModel
 from probe_cli.names import Frame, LayerCall, Owner, call_owners, display_name, unique_names
 
-#: Tensors of these dtypes are handles, not values: nothing to dump.
-_UNFETCHABLE = {"resource", "variant"}
-
 
 @dataclass
 class TracedModel:
@@ -321,7 +318,7 @@ def _trace_keras(loaded: LoadedModel) -> TracedModel:
         for spec in inputs
     ]
     for key, layer in recorder.layers.items():
-        named = {probe_name(t): t for t in recorder.outputs[key] if probe_name(t) is not None}  # each tensor once
+        named = {name: t for t in recorder.outputs[key] if (name := probe_name(t)) is not None}  # each tensor once
         outs = list(named.values())
         try:
             params = int(layer.count_params())
@@ -393,9 +390,7 @@ def _index_graph(
                     )
                 )
                 graph_tensors[name] = tensor
-        for tensor in op.outputs:
-            if tensor.dtype.name in _UNFETCHABLE:
-                continue
+        for tensor in control_flow.value_outputs(op):
             name = f"{base}:{tensor.value_index}"
             tensors.append(
                 TensorInfo(
