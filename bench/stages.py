@@ -87,7 +87,7 @@ class StageTimer:
             finally:
                 seconds[label] = seconds.get(label, 0.0) + time.perf_counter() - start
                 calls[label] = calls.get(label, 0) + 1
-            pruned = getattr(runner, "pruned", None)
+            pruned = getattr(runner, "function", None)
             if callable(pruned):
 
                 def timed_pruned(*a: Any, **k: Any) -> Any:
@@ -99,7 +99,7 @@ class StageTimer:
                         seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - begin
                         calls[name] = calls.get(name, 0) + 1
 
-                runner.pruned = timed_pruned
+                runner.function = timed_pruned
                 self._parents[EXECUTE] = child
 
         return timed_init

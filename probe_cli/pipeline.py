@@ -271,7 +271,7 @@ def _capturers(traced: Any, looped: list[TensorInfo]) -> list[Callable[[list[Fee
     """What captures loop-body tensors per execution: an op callback on a re-trace of a Keras
     model, or TF1's debugger for loops that freezing lowered into a GraphDef."""
     lowered = [info for info in looped if info.context.startswith("lowered loop")]
-    functional = [info for info in looped if info not in lowered]
+    functional = [info for info in looped if not info.context.startswith("lowered loop")]
     capturers: list[Callable[[list[Feed]], dict[str, Any]]] = []
     if functional:
         from probe_cli.control_flow import Capturer

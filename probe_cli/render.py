@@ -167,8 +167,8 @@ def _feeds_doc(result: DumpResult) -> list[dict[str, Any]]:
 def parts_shape(shape: Sequence[int], parts: int | None) -> str:
     """A value stored per batch or per iteration shows how many there are: ``3 x (10,)``."""
     if parts is None:
-        return format_shape(tuple(shape))
-    return f"{parts} x {format_shape(tuple(shape))}" if parts else "never ran"
+        return _shape_text(shape)
+    return f"{parts} x {_shape_text(shape)}" if parts else "never ran"
 
 
 def _stored_shape(s: StoredSummary, batches: int) -> str:
