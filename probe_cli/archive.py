@@ -161,6 +161,8 @@ class ArchiveWriter:
         check_destination(self.path, force)
         self._tmp, self.file = _create_temporary(self.path)
         self._groups: dict[str, h5py.Group] = {}
+        #: per-iteration tensors: their steps' iterations and batches, by dataset path
+        self._steps: dict[str, tuple[list[int], list[int]]] = {}
         try:
             self.file.create_group(INPUTS, track_order=True)
             self.file.create_group(TENSORS, track_order=True)
@@ -253,31 +255,36 @@ class ArchiveWriter:
         ``/tensors/<name>/step_000000``, ``step_000001``, ... in a fixed order (by the
         enclosing loops' counters, then by batch); each step's attrs say its
         ``iteration``, the counters of all enclosing loops (``path``, JSON) and its
-        ``batch``; the group repeats them as arrays (``iterations``, ``batches``).
-        A branch that never ran has ``count`` 0 and no steps (``layout="per_iteration"``).
+        ``batch``; the group repeats them as arrays (``iterations``, ``batches``),
+        written when the archive is committed. A branch that never ran has
+        ``count`` 0 and no steps (``layout="per_iteration"``).
         """
         path = dataset_path(info["name"])
-        group = self._group(path)
-        if "layout" not in group.attrs:
-            _set_attrs(group, {**info, "layout": "per_iteration", "count": 0})
-            group.attrs["iterations"] = np.zeros(0, dtype=np.int64)
-            group.attrs["batches"] = np.zeros(0, dtype=np.int64)
-        start = int(group.attrs["count"])
-        for k, execution in enumerate(executions):
+        steps = self._steps.get(path)
+        if steps is None:
+            parent, _, leaf = path.rpartition("/")
+            # track_order gives the group dense attribute storage: ``iterations`` of an LSTM run over
+            # thousands of samples outgrows the 64 KiB an attribute may take in an object header.
+            group = self._groups[path] = self._group(parent).create_group(leaf, track_order=True)
+            _set_attrs(group, {**info, "layout": "per_iteration"})
+            steps = self._steps[path] = ([], [])
+        iterations, batches = steps
+        for execution in executions:
             self._new_dataset(
-                f"{path}/step_{start + k:06d}",
+                f"{path}/step_{len(iterations):06d}",
                 {"iteration": execution.iteration, "path": json.dumps(list(execution.path)), "batch": batch},
                 data=_storable(np.asarray(execution.value)),
                 compression=self.compression,
             )
-        if executions:
-            group.attrs["iterations"] = np.concatenate(
-                [group.attrs["iterations"], [e.iteration for e in executions]]
-            ).astype(np.int64)
-            group.attrs["batches"] = np.concatenate([group.attrs["batches"], [batch] * len(executions)]).astype(
-                np.int64
-            )
-        group.attrs["count"] = start + len(executions)
+            iterations.append(execution.iteration)
+            batches.append(batch)
+
+    def _finish_executions(self) -> None:
+        for path, (iterations, batches) in self._steps.items():
+            group = self._groups[path]
+            group.attrs["count"] = len(iterations)
+            group.attrs["iterations"] = np.asarray(iterations, dtype=np.int64)
+            group.attrs["batches"] = np.asarray(batches, dtype=np.int64)
 
     def commit(self) -> None:
         """Closes the temporary file and renames it into place.
@@ -290,7 +297,10 @@ class ArchiveWriter:
         """
         removed = False
         try:
-            self.file.close()
+            try:
+                self._finish_executions()
+            finally:
+                self.file.close()
             with suppress(FileNotFoundError):
                 self.path.unlink()
                 removed = True

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,10 @@ from probe_cli.archive import (
     open_archive,
     read_attrs,
     read_inputs,
+    tensor_attrs,
     write_archive,
 )
+from probe_cli.control_flow import Execution
 from probe_cli.errors import USAGE, ArchiveError, ArchiveExists, FileProblem
 from probe_cli.feed import Feed
 from probe_cli.index import TensorInfo
@@ -428,3 +431,41 @@ def test_fast_attribute_writer_matches_h5py(tmp_path: Path) -> None:
             assert type(a) is type(b), key
             np.testing.assert_array_equal(a, b)
             assert fast.attrs.get_id(key).get_type() == slow.attrs.get_id(key).get_type(), key
+
+
+def test_executions_across_batches_and_a_branch_that_never_ran(tmp_path: Path) -> None:
+    """Steps numbered across batches; the group's arrays say each step's iteration and batch."""
+    body = replace(info("ROI/map/while/body/NonMaxSuppressionV3:0", 1), context="loop ROI/map/while/body")
+    branch = replace(info("gate/cond/then/Relu:0", 2), context="branch gate/cond/then")
+    with ArchiveWriter(tmp_path / "w.h5") as writer:
+        writer.set_attrs(ROOT_ATTRS)
+        for batch, iterations in enumerate(([0, 1, 2], [0, 1])):
+            runs = [Execution(i, (i,), np.full(2, 10 * batch + i, np.float32)) for i in iterations]
+            writer.executions(tensor_attrs(body), runs, batch)
+            writer.executions(tensor_attrs(branch), [], batch)
+    with h5py.File(tmp_path / "w.h5", "r") as f:
+        group = f[dataset_path(body.name)]
+        assert group.attrs["layout"] == "per_iteration" and group.attrs["count"] == 5
+        assert group.attrs["iterations"].tolist() == [0, 1, 2, 0, 1]
+        assert group.attrs["batches"].tolist() == [0, 0, 0, 1, 1]
+        assert [group[f"step_{k:06d}"][0] for k in range(5)] == [0, 1, 2, 10, 11]
+        assert group["step_000004"].attrs["path"] == "[1]" and group["step_000004"].attrs["batch"] == 1
+        never = f[dataset_path(branch.name)]
+        assert never.attrs["count"] == 0 and len(never) == 0 and never.attrs["iterations"].tolist() == []
+
+
+def test_executions_beyond_what_an_attribute_header_holds(tmp_path: Path) -> None:
+    """An LSTM over thousands of samples: 9,000 steps need 72 KiB of ``iterations``, more than the
+    64 KiB an attribute can take in an object header."""
+    body = replace(info("lstm/while/body/Tanh:0", 1), context="loop lstm/while/body")
+    with ArchiveWriter(tmp_path / "w.h5") as writer:
+        writer.set_attrs(ROOT_ATTRS)
+        for batch in range(3):
+            writer.executions(tensor_attrs(body), [Execution(i, (i,), np.float32(i)) for i in range(3000)], batch)
+    with open_archive(tmp_path / "w.h5") as f:
+        group = f[dataset_path(body.name)]
+        assert group.attrs["count"] == 9000
+        assert group.attrs["iterations"].tolist() == list(range(3000)) * 3
+        assert group.attrs["batches"].tolist() == [0] * 3000 + [1] * 3000 + [2] * 3000
+        (stored,) = list_tensors(f)
+        assert stored.parts == 9000
