@@ -234,6 +234,7 @@ class Capturer:
 
     def __init__(self, traced: Any, infos: Sequence[TensorInfo]) -> None:
         tf = _tf.tf()
+        _tf.without_grappler()
         self._tf = tf
         self.traced = traced
         self.body = [info for info in infos if info.context is not None]

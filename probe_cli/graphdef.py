@@ -188,7 +188,7 @@ class LoweredLoopCapturer:
         self.feeds = {spec.name: spec.graph_name for spec in traced.index.inputs}
         names = sorted({info.graph_name.rpartition(":")[0] for info in infos})
         self.allow = "^(" + "|".join(re.escape(n) for n in names) + ")$"
-        self.session = tf.compat.v1.Session(graph=self.graph)
+        self.session = tf.compat.v1.Session(graph=self.graph, config=_tf.session_config())
 
     def __call__(self, feeds: Sequence[Any]) -> dict[str, list[Any]]:
         import shutil

@@ -49,13 +49,6 @@ def _to_numpy(tensor: object) -> np.ndarray:
         return tensor.numpy()  # type: ignore[attr-defined]
 
 
-def _quiet_optimizer(tf: object) -> None:
-    """Grappler off: values then do not depend on which tensors are fetched (fetching a tensor blocks
-    fusions such as Conv+BiasAdd+Relu, which changes rounding and NaN handling), and the first
-    call of a freshly pruned function is 0.3-0.9 s cheaper on ResNet50 (see make bench)."""
-    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})  # type: ignore[attr-defined]
-
-
 def _prune(graph: Any, feeds: Sequence[Any], fetches: Sequence[str]) -> Any:
     """A function of ``feeds`` computing ``fetches``: the ops they need, imported from ``graph``'s GraphDef.
 
@@ -113,7 +106,7 @@ class Runner:
 
     def __init__(self, traced: TracedModel, fetches: Sequence[TensorInfo]) -> None:
         tf = _tf.tf()
-        _quiet_optimizer(tf)
+        _tf.without_grappler()
         self._tf = tf
         self.traced = traced
         inputs = {traced.placeholders[spec.name].name: spec.name for spec in traced.index.inputs}
