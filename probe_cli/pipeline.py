@@ -54,8 +54,6 @@ def human_bytes(n: int | None) -> str:
 
 def parse_bytes(text: str) -> int:
     """'500M', '2G', '1.5GiB', '1000' -> bytes."""
-    import re
-
     match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmMgGtT]?)(i?[bB])?\s*", text)
     if not match:
         raise ValueError(f"{text!r} is not a size like 500M or 2G")
@@ -295,6 +293,11 @@ class _Tally:
     batched: bool | None = None
     #: loop-body tensors: how many executions were stored
     executions: int | None = None
+    #: what the archive stores beside its values (built once, not per batch)
+    attrs: dict[str, Any] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.attrs = tensor_attrs(self.info)
 
     def add(self, value: np.ndarray) -> None:
         self.stats.update(value)
@@ -377,7 +380,7 @@ def dump(request: DumpRequest, progress: Callable[[int, int], None] | None = Non
                     value = values.pop(info.name)  # written, then freed: memory stays one batch
                     if info.context is not None:  # a list of Executions
                         pending.append(stats_thread.submit(tally.add_executions, value))
-                        writer.executions(tensor_attrs(info), value, number)
+                        writer.executions(tally.attrs, value, number)
                         continue
                     if tally.batched is None:
                         tally.batched = _has_batch_axis(info, value, rows, fixed)
@@ -385,7 +388,7 @@ def dump(request: DumpRequest, progress: Callable[[int, int], None] | None = Non
                         pending.append(stats_thread.submit(tally.add, value))
                     else:  # handing a small one over costs more than its statistics
                         tally.add(value)
-                    writer.stream(TENSORS, tensor_attrs(info), value, number, batches, tally.batched)
+                    writer.stream(TENSORS, tally.attrs, value, number, batches, tally.batched)
                     del value
                 for future in pending:
                     future.result()
@@ -408,16 +411,27 @@ def dump(request: DumpRequest, progress: Callable[[int, int], None] | None = Non
     )
 
 
-_REGION = re.compile(r"^(?:loop|branch) (.+?)/(?:body|cond|then|else|branch_\d+)(?:/|$)")
-
-
 def _region_starts(tensors: Sequence[TensorInfo]) -> dict[str, int]:
-    """Graph position of each outermost loop/branch: where its body tensors sit in graph order."""
+    """For each body tensor, the graph position of the outermost loop or branch it runs in.
+
+    That is the position of the region's first body tensor (a control-flow op's
+    body tensors are listed right before it). The region is the top-level
+    control-flow op whose name prefixes the tensor's context path, so a scope
+    named ``body`` or ``then`` cannot be mistaken for a region boundary.
+    """
+    from probe_cli.control_flow import CONTROL_FLOW_TYPES
+
+    tops = {t.op_name for t in tensors if t.context is None and t.op_type in CONTROL_FLOW_TYPES}
+    tops_longest_first = sorted(tops, key=len, reverse=True)
+    first: dict[str, int] = {}
     starts: dict[str, int] = {}
     for t in tensors:
-        match = _REGION.match(t.context or "")
-        if match:
-            starts.setdefault(match.group(1), t.order)
+        if t.context is None:
+            continue
+        path = t.context.partition(" ")[2] + "/"  # "loop ROI/map/while/body" -> "ROI/map/while/body/"
+        top = next((op for op in tops_longest_first if path.startswith(op + "/")), None)
+        if top is not None:
+            starts[t.name] = first.setdefault(top, t.order)
     return starts
 
 
@@ -438,8 +452,7 @@ def _first_nonfinite(
                 key = (info.order, (), info.order)
             else:
                 starts = starts if starts is not None else _region_starts(traced.index.tensors)
-                match = _REGION.match(info.context or "")
-                key = (starts.get(match.group(1), info.order) if match else info.order, execution.path, info.order)
+                key = (starts.get(info.name, info.order), execution.path, info.order)
             candidates.append((key, info, array, execution))
             break  # executions come sorted by iteration: the first bad one is this tensor's earliest
     if not candidates:

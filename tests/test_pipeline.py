@@ -1,0 +1,52 @@
+"""Pure helpers of ``probe_cli.pipeline`` (no TensorFlow)."""
+
+from __future__ import annotations
+
+import pytest
+
+from probe_cli.index import TensorInfo
+from probe_cli.pipeline import _region_starts, human_bytes, parse_bytes
+
+
+def tensor(name: str, order: int, context: str | None = None, op_type: str = "Relu") -> TensorInfo:
+    return TensorInfo(name, name, op_type, "float32", (), None, order, context)
+
+
+def test_region_starts_are_not_fooled_by_scopes_named_like_region_parts() -> None:
+    """Layers named ``body`` and ``then``: each loop still starts at its own first body tensor,
+    and a nested loop's tensors belong to the outermost loop."""
+    tensors = [
+        tensor("outer/body/map/while/body/x:0", 0, "loop outer/body/map/while/body"),
+        tensor("outer/body/map/while:0", 1, op_type="While"),
+        tensor("outer/then/while/body/y:0", 2, "loop outer/then/while/body"),
+        tensor("outer/then/while/body/inner/while/body/z:0", 3, "loop outer/then/while/body/inner/while/body"),
+        tensor("outer/then/while/body/inner/while:0", 4, "loop outer/then/while/body"),
+        tensor("outer/then/while:0", 5, op_type="While"),
+        tensor("gate/cond/then/w:0", 6, "branch gate/cond/then"),
+        tensor("gate/cond:0", 7, op_type="StatelessIf"),
+        tensor("frozen/while/body/v:0", 8, "lowered loop frozen/while/while_context"),
+    ]
+    assert _region_starts(tensors) == {
+        "outer/body/map/while/body/x:0": 0,
+        "outer/then/while/body/y:0": 2,
+        "outer/then/while/body/inner/while/body/z:0": 2,
+        "outer/then/while/body/inner/while:0": 2,
+        "gate/cond/then/w:0": 6,
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), [("1000", 1000), ("500M", 500 * 1024**2), ("2G", 2 * 1024**3), ("1.5GiB", 3 * 1024**3 // 2)]
+)
+def test_parse_bytes(text: str, expected: int) -> None:
+    assert parse_bytes(text) == expected
+
+
+def test_parse_bytes_refuses_what_is_not_a_size() -> None:
+    with pytest.raises(ValueError, match="not a size"):
+        parse_bytes("lots")
+
+
+@pytest.mark.parametrize(("n", "expected"), [(None, "?"), (512, "512 B"), (1536, "1.5 KiB"), (3 * 1024**3, "3.0 GiB")])
+def test_human_bytes(n: int | None, expected: str) -> None:
+    assert human_bytes(n) == expected
