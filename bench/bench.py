@@ -192,9 +192,12 @@ def warm_for_dump(nbytes: int) -> None:
     warm_memory(2 * nbytes / 2**30 + 0.5)
 
 
-def drop_dirty_pages() -> None:
-    """Flushes pending writes so each timed write starts from the same state (untimed)."""
+def fresh_start(path: Path, nbytes: int) -> None:
+    """Before each timed write of ``nbytes`` to ``path`` (untimed): no old file, no pending writes
+    (flushed, so each write starts from the same state), warm memory."""
+    path.unlink(missing_ok=True)
     os.sync()
+    warm_for_dump(nbytes)
 
 
 def fmt_s(seconds: float | None) -> str:
@@ -466,13 +469,9 @@ def in_process(work: Work, res: Results, repeats: int, stages: bool, out: dict[s
             # this VM hands memory that sat free for a couple of seconds back to the host, and the first
             # touch afterwards costs ~2.5 s/GiB, which would otherwise decide the ratio.
             for _ in range(repeats):
-                work.archive(f"inproc_{key}").unlink(missing_ok=True)
-                drop_dirty_pages()
-                warm_for_dump(nbytes)
+                fresh_start(work.archive(f"inproc_{key}"), nbytes)
                 dumps.append(timed_call(lambda kw=kwargs, k=key: dump_in_process(pl, work, k, **kw)))
-                (work.root / "raw.h5").unlink(missing_ok=True)
-                drop_dirty_pages()
-                warm_for_dump(nbytes)
+                fresh_start(work.root / "raw.h5", nbytes)
                 raw_times.append(timed(lambda a=arrays: raw_write(h5py, work.root / "raw.h5", a))[0])
             (work.root / "raw.h5").unlink(missing_ok=True)
             dump_times = [d[0] for d in dumps]
@@ -592,9 +591,7 @@ def whole_process_dumps(work: Work, res: Results, repeats: int, shapes: dict[str
         probe_times, raw_times = [], []
         for _ in range(repeats):  # interleaved, each from equally warm memory (see warm_memory)
             for path, times, command in ((archive, probe_times, cmd), (raw, raw_times, script)):
-                path.unlink(missing_ok=True)
-                drop_dirty_pages()
-                warm_for_dump(nbytes)
+                fresh_start(path, nbytes)
                 times.append(run_cmd(command)[0])
         archive.unlink(missing_ok=True)
         raw.unlink(missing_ok=True)
