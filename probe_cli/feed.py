@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from probe_cli.errors import FeedError, FileProblem, UsageProblem
+from probe_cli.errors import FeedError, FileProblem, ProbeError, UsageProblem
 from probe_cli.index import InputSpec, Shape, format_shape
 
 DEFAULT_SEED = 0
@@ -271,29 +271,29 @@ def read_array_file(path: Path) -> dict[str | None, Any]:
         raise FileProblem(f"input file {str(path)!r} does not exist")
     if path.is_dir():
         raise FileProblem(f"input {str(path)!r} is a directory, not a .npy/.npz file")
+    head = b""
     try:
+        # numpy is handed our handle, so a corrupt .npz cannot leave its own open (np.load leaks it)
         with path.open("rb") as handle:
             head = handle.read(8)
-        if head == b"\x89HDF\r\n\x1a\n":
-            return _archive_inputs(path)
-        loaded = _open_npy(path) if head.startswith(b"\x93NUMPY") else np.load(path, allow_pickle=False)
+            if head == b"\x89HDF\r\n\x1a\n":
+                return _archive_inputs(path)
+            if head.startswith(b"\x93NUMPY"):
+                return {None: _open_npy(path)}
+            handle.seek(0)
+            loaded = np.load(handle, allow_pickle=False)
+            if isinstance(loaded, np.ndarray):
+                return {None: loaded}
+            with loaded:
+                return {key: loaded[key] for key in loaded.files}
+    except ProbeError:  # already says what is wrong (e.g. an HDF5 file that is not a probe archive)
+        raise
     except ValueError as exc:
         raise _unreadable(path, exc, head) from None
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
         raise FileProblem(f"cannot read input file {str(path)!r}: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - a corrupt header fails inside numpy's parser (SyntaxError, TokenError)
         raise FileProblem(f"input file {str(path)!r} is not a readable .npy/.npz file: {exc}") from None
-    if isinstance(loaded, (np.ndarray, LazyArray)):
-        return {None: loaded}
-    with loaded:
-        try:
-            return {key: loaded[key] for key in loaded.files}
-        except ValueError as exc:
-            raise _unreadable(path, exc, b"") from None
-        except (OSError, EOFError, zipfile.BadZipFile) as exc:
-            raise FileProblem(f"cannot read input file {str(path)!r}: {exc}") from None
-        except Exception as exc:  # noqa: BLE001 - as above, for a member of the .npz
-            raise FileProblem(f"input file {str(path)!r} is not a readable .npy/.npz file: {exc}") from None
 
 
 def _unreadable(path: Path, exc: ValueError, head: bytes) -> FileProblem:

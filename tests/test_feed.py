@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import io
+import os
 import pickle
 import subprocess
 import sys
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 
@@ -573,10 +575,25 @@ def test_bad_magic_only(tmp_path: Path) -> None:
     read_problem(path)
 
 
-def test_corrupt_npz(tmp_path: Path) -> None:
+def open_files() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+def test_corrupt_npz_is_a_file_problem_and_leaves_no_file_open(tmp_path: Path) -> None:
     path = tmp_path / "bad.npz"
     path.write_bytes(b"PK\x03\x04" + b"\x00" * 40)
-    read_problem(path)
+    before = open_files()
+    assert read_problem(path).message == f"cannot read input file {str(path)!r}: File is not a zip file"
+    assert open_files() == before  # np.load(path) itself leaks its handle on a corrupt zip
+
+
+def test_hdf5_file_that_is_not_a_probe_archive(tmp_path: Path) -> None:
+    """Its problem is said once, not wrapped in a second "not a readable .npy/.npz" message."""
+    path = tmp_path / "other.h5"
+    h5py.File(path, "w").close()
+    expected = f"{str(path)!r} is an HDF5 file but not a probe archive (no probe_version attribute)"
+    assert read_problem(path).message == expected
 
 
 def test_missing_input_file(tmp_path: Path) -> None:
