@@ -17,8 +17,11 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
+import h5py
+import numpy as np
 import pytest
 from click.testing import CliRunner, Result
 
@@ -124,6 +127,47 @@ def assert_one_line_error(result: Result, code: int, *needles: str) -> str:
     return line
 
 
+def tensors_of(archive: Path) -> dict[str, np.ndarray]:
+    """Every tensor stored as one dataset under /tensors, by its ``name`` attribute.
+
+    The step/batch datasets of ``per_iteration`` and ``per_batch`` groups carry no ``name``
+    and are left out: read those with ``steps_of``.
+    """
+    found: dict[str, np.ndarray] = {}
+    with h5py.File(archive, "r") as f:
+
+        def visit(_: str, obj: Any) -> None:
+            if isinstance(obj, h5py.Dataset) and "name" in obj.attrs:
+                found[str(obj.attrs["name"])] = obj[()]
+
+        f["tensors"].visititems(visit)
+    return found
+
+
+def steps_of(archive: Path, name: str) -> list[np.ndarray]:
+    """The values of a ``per_iteration`` or ``per_batch`` tensor, in stored order."""
+    with h5py.File(archive, "r") as f:
+        group = f[f"tensors/{name}"]
+        assert isinstance(group, h5py.Group), f"{name} is stored as one dataset, not per step"
+        return [group[key][()] for key in sorted(group)]
+
+
+def inputs_of(archive: Path) -> dict[str, np.ndarray]:
+    """The fed inputs stored under /inputs, by name."""
+    with h5py.File(archive, "r") as f:
+        return {name: ds[()] for name, ds in f["inputs"].items()}
+
+
+def import_file(path: Path, module_name: str) -> ModuleType:
+    """Imports a Python file as module ``module_name`` (registering any Keras classes it defines)."""
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def leftovers(directory: Path) -> list[str]:
     """Temporary archive files left in ``directory``."""
     return sorted(p.name for p in directory.glob(".*.tmp"))
@@ -184,10 +228,7 @@ def extra_models(keras: Any, tmp_path_factory: pytest.TempPathFactory) -> ExtraM
 
     layers_file = out / "custom_layers.py"
     layers_file.write_text(CUSTOM_LAYERS)
-    spec = importlib.util.spec_from_file_location("probe_tests_custom_layers", layers_file)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = import_file(layers_file, "probe_tests_custom_layers")
     c = keras.Input(shape=(3,), name="c")
     custom = keras.Model(c, module.Identity(name="triple")(keras.layers.Dense(2, name="d")(c)), name="custom")
     custom.save(out / "custom.keras")
@@ -238,8 +279,6 @@ def out_dir(tmp_path: Path) -> Iterator[Path]:
 
 def datasets(group: Any) -> list[Any]:
     """Every h5py dataset below ``group``, in visiting order."""
-    import h5py
-
     found: list[Any] = []
     group.visititems(lambda _, obj: found.append(obj) if isinstance(obj, h5py.Dataset) else None)
     return found
@@ -256,7 +295,6 @@ def hdf5_tool(name: str) -> str:
 @pytest.fixture(scope="session")
 def map_fn_nms_reference(keras: Any) -> Callable[[Any], list[Any]]:
     """NMS of each image computed directly from the map_fn sample's box and score heads."""
-    import numpy as np
     import tensorflow as tf
 
     from probe_cli.load import import_custom_objects

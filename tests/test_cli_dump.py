@@ -14,28 +14,20 @@ from typing import Any
 import h5py
 import numpy as np
 import pytest
-from conftest import RCNN, Samples, assert_one_line_error, datasets, hdf5_tool, invoke, leftovers, ok
+from conftest import (
+    RCNN,
+    Samples,
+    assert_one_line_error,
+    datasets,
+    hdf5_tool,
+    inputs_of,
+    invoke,
+    leftovers,
+    ok,
+    tensors_of,
+)
 
 from probe_cli import __version__
-
-
-def tensors_of(archive: Path) -> dict[str, np.ndarray]:
-    """Every dataset under /tensors, by its ``name`` attribute."""
-    found: dict[str, np.ndarray] = {}
-    with h5py.File(archive, "r") as f:
-
-        def visit(_: str, obj: Any) -> None:
-            if isinstance(obj, h5py.Dataset):
-                found[str(obj.attrs["name"])] = obj[()]
-
-        f["tensors"].visititems(visit)
-    return found
-
-
-def inputs_of(archive: Path) -> dict[str, np.ndarray]:
-    """The fed inputs stored under /inputs, by name."""
-    with h5py.File(archive, "r") as f:
-        return {name: ds[()] for name, ds in f["inputs"].items()}
 
 
 @pytest.fixture(scope="module")
@@ -107,9 +99,7 @@ def test_inner_ops_equal_keras(cnn_archive: Path, cnn_input: Path, reference_mod
     expected = tf.nn.conv2d(x, kernel, strides=1, padding="VALID").numpy()
     values = tensors_of(cnn_archive)
     np.testing.assert_allclose(values["conv1/convolution:0"], expected, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(
-        values["conv1/Relu:0"], np.maximum(values["conv1/convolution:0"] + bias, 0), rtol=1e-5, atol=1e-5
-    )
+    np.testing.assert_allclose(values["conv1/Relu:0"], np.maximum(expected + bias, 0), rtol=1e-5, atol=1e-5)
 
 
 def test_multi_io_outputs_equal_predict(
@@ -356,28 +346,51 @@ def test_force_overwrites(samples: Samples, out_dir: Path) -> None:
     assert sorted(p.name for p in out_dir.iterdir()) == ["exists.h5"]
 
 
-def test_captured_constants_are_fetched(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def normalization_model(keras: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[str, Any]]:
     """Keras 3's Normalization keeps mean and variance as eager tensors that the trace captures (a small
-    one becomes a constant, a larger one a placeholder); they are tensors like any other."""
-    import keras
-
+    one becomes a constant, a larger one a placeholder). Returns the model, an input file and the
+    expected value of each tensor the tests check, computed by Keras or given directly."""
+    root = tmp_path_factory.mktemp("norm")
     mean = np.linspace(-1, 1, 200, dtype=np.float32)
     variance = np.linspace(0.5, 2, 200, dtype=np.float32)
     inputs = keras.Input((200,), name="x")
     small = keras.layers.Normalization(mean=mean[:3], variance=variance[:3], name="small")(inputs[:, :3])
     large = keras.layers.Normalization(mean=mean, variance=variance, name="large")(inputs)
     model = keras.Model(inputs, [small, large])
-    path = tmp_path / "norm.keras"
-    model.save(path)
+    model.save(root / "norm.keras")
     x = np.random.default_rng(0).random((4, 200), dtype=np.float32)
-    np.save(tmp_path / "x.npy", x)
+    np.save(root / "x.npy", x)
     expected_small, expected_large = model.predict(x, verbose=0)
-    for patterns in (["-t", "large/.*", "-t", "small/.*"], ["-t", "large/Sub/y:0"], ["-t", ".*"]):
-        out = tmp_path / "out.h5"
-        ok(invoke("dump", path, *patterns, "-i", tmp_path / "x.npy", "-o", out, "--force"))
-        stored = tensors_of(out)
-        np.testing.assert_array_equal(stored["large/Sub/y:0"].reshape(-1), mean)
-        if patterns != ["-t", "large/Sub/y:0"]:
-            np.testing.assert_allclose(stored["large/truediv:0"], expected_large, rtol=1e-6)
-            np.testing.assert_allclose(stored["small/truediv:0"], expected_small, rtol=1e-6)
-            np.testing.assert_array_equal(stored["small/Sub/y:0"].reshape(-1), mean[:3])
+    expected = {
+        "large/Sub/y:0": mean,
+        "small/Sub/y:0": mean[:3],
+        "large/truediv:0": expected_large,
+        "small/truediv:0": expected_small,
+    }
+    return root / "norm.keras", root / "x.npy", expected
+
+
+@pytest.mark.parametrize(
+    ("patterns", "checked"),
+    [
+        (
+            ["-t", "large/.*", "-t", "small/.*"],
+            ["large/Sub/y:0", "small/Sub/y:0", "large/truediv:0", "small/truediv:0"],
+        ),
+        (["-t", "large/Sub/y:0"], ["large/Sub/y:0"]),
+        (["-t", ".*"], ["large/Sub/y:0", "small/Sub/y:0", "large/truediv:0", "small/truediv:0"]),
+    ],
+    ids=["layers", "one-constant", "everything"],
+)
+def test_captured_constants_are_fetched(
+    normalization_model: tuple[Path, Path, dict[str, Any]], tmp_path: Path, patterns: list[str], checked: list[str]
+) -> None:
+    """The captured mean (and the outputs computed from it) are tensors like any other."""
+    path, x, expected = normalization_model
+    out = tmp_path / "out.h5"
+    ok(invoke("dump", path, *patterns, "-i", x, "-o", out))
+    stored = tensors_of(out)
+    assert set(checked) <= set(stored), sorted(stored)
+    for name in checked:
+        np.testing.assert_allclose(stored[name].reshape(expected[name].shape), expected[name], rtol=1e-6)

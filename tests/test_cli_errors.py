@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 import pytest
 from click.testing import Result
-from conftest import RCNN, ExtraModels, Samples, assert_one_line_error, datasets, invoke, leftovers, ok
+from conftest import RCNN, ExtraModels, Samples, assert_one_line_error, datasets, inputs_of, invoke, leftovers, ok
 
 BAD_MODELS = "bad_models"
 
@@ -151,13 +151,17 @@ def test_custom_layer_with_builtin_name_missing(
 
 
 @pytest.mark.parametrize("kind", ["custom_keras", "custom_h5"])
-def test_custom_layer_given(extra_models: ExtraModels, tmp_path: Path, kind: str) -> None:
+def test_custom_layer_given(extra_models: ExtraModels, keras: Any, tmp_path: Path, kind: str) -> None:
     archive = tmp_path / "custom.h5"
     model = getattr(extra_models, kind)
     ok(invoke("dump", model, "--custom-objects", extra_models.custom_layers, "-l", "d", "-l", "triple", "-o", archive))
     with h5py.File(archive, "r") as f:
         layers = {str(ds.attrs["layer"]): ds[()] for ds in datasets(f["tensors"])}
-    np.testing.assert_allclose(layers["triple"], 3 * layers["d"], rtol=1e-6)
+    reference = keras.models.load_model(model, compile=False)  # its class was registered by ``extra_models``
+    kernel, bias = (np.asarray(w) for w in reference.get_layer("d").weights)
+    dense = inputs_of(archive)["c"] @ kernel + bias
+    np.testing.assert_allclose(layers["d"], dense, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(layers["triple"], 3 * dense, rtol=1e-5, atol=1e-6)
 
 
 def test_lambda_function_missing_then_given(extra_models: ExtraModels, tmp_path: Path, dest: Path) -> None:
@@ -188,7 +192,7 @@ def test_lambda_needs_unsafe(extra_models: ExtraModels, dest: Path, kind: str) -
 
 
 @pytest.mark.parametrize("kind", ["lambda_h5", "lambda_keras"])
-def test_lambda_loads_with_unsafe(extra_models: ExtraModels, tmp_path: Path, kind: str) -> None:
+def test_lambda_loads_with_unsafe(extra_models: ExtraModels, keras: Any, tmp_path: Path, kind: str) -> None:
     model = getattr(extra_models, kind)
     doc = json.loads(ok(invoke("list", model, "--unsafe", "--json")).stdout)
     assert "double" in {layer["name"] for layer in doc["layers"]}
@@ -196,7 +200,11 @@ def test_lambda_loads_with_unsafe(extra_models: ExtraModels, tmp_path: Path, kin
     ok(invoke("dump", model, "--unsafe", "-l", "dense", "-l", "double", "-o", archive))
     with h5py.File(archive, "r") as f:
         layers = {str(ds.attrs["layer"]): ds[()] for ds in datasets(f["tensors"])}
-    np.testing.assert_allclose(layers["double"], 2 * layers["dense"], rtol=1e-6)
+    reference = keras.models.load_model(model, compile=False, safe_mode=False)
+    kernel, bias = (np.asarray(w) for w in reference.get_layer("dense").weights)
+    dense = inputs_of(archive)["x"] @ kernel + bias
+    np.testing.assert_allclose(layers["dense"], dense, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(layers["double"], 2 * dense, rtol=1e-5, atol=1e-6)
 
 
 # ---------------------------------------------------------------- inputs

@@ -6,39 +6,33 @@ import json
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
 import pytest
-from click.testing import CliRunner
-
-from probe_cli.cli import cli
-
-SAMPLES = Path(__file__).resolve().parent.parent / "sample_models"
+from conftest import CNN_H5, MULTI_IO_H5, RCNN, SAMPLES, import_file, inputs_of, invoke, ok, tensors_of
 
 
-def probe(*args: object) -> object:
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
-def test_inputs_from_feeds_the_stored_inputs_again(tmp_path: Path) -> None:
+def test_inputs_from_feeds_the_stored_inputs_again(tmp_path: Path, reference_models: dict[str, Any]) -> None:
     first, second = tmp_path / "a.h5", tmp_path / "b.h5"
-    assert probe("dump", SAMPLES / "multi_io.h5", "-l", "label", "--seed", "7", "-o", first).exit_code == 0
-    result = probe("dump", SAMPLES / "multi_io.h5", "-l", "label", "--inputs-from", first, "-o", second)
-    assert result.exit_code == 0, result.stderr
-    with h5py.File(first) as a, h5py.File(second) as b:
+    ok(invoke("dump", MULTI_IO_H5, "-l", "label", "--seed", "7", "-o", first))
+    ok(invoke("dump", MULTI_IO_H5, "-l", "label", "--inputs-from", first, "-o", second))
+    stored = inputs_of(first)
+    with h5py.File(second) as b:
         for name in ("image", "tokens"):
-            np.testing.assert_array_equal(a[f"inputs/{name}"][()], b[f"inputs/{name}"][()])
+            np.testing.assert_array_equal(b[f"inputs/{name}"][()], stored[name])
             assert b[f"inputs/{name}"].attrs["source"] == f"{first}:{name}"
-        np.testing.assert_array_equal(a["tensors/label/Softmax:0"][()], b["tensors/label/Softmax:0"][()])
-    assert probe("diff", first, second).exit_code == 0
+    # both runs equal Keras on the inputs stored in the first archive
+    label, _ = reference_models["multi_io"].predict([stored["image"], stored["tokens"]], verbose=0)
+    for archive in (first, second):
+        np.testing.assert_allclose(tensors_of(archive)["label/Softmax:0"], label, rtol=1e-5, atol=1e-6)
+    assert invoke("diff", first, second).exit_code == 0
 
 
 @pytest.fixture(scope="module")
-def nan_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def nan_model(keras: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A Dense layer whose kernel holds one NaN: the first non-finite op is that kernel's read."""
-    import keras
-
     x = keras.Input((4,), name="x")
     h = keras.layers.Dense(4, name="d1")(x)
     model = keras.Model(x, keras.layers.Dense(2, name="d2")(h))
@@ -52,7 +46,7 @@ def nan_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_check_numerics_names_the_first_nonfinite_op(nan_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "n.h5"
-    result = probe("dump", nan_model, "--check-numerics", "--json", "-o", out)
+    result = invoke("dump", nan_model, "--check-numerics", "--json", "-o", out)
     assert result.exit_code == 3
     assert result.stderr.strip().splitlines() == [
         "Error: NaN/Inf first appears at d1/Cast/ReadVariableOp:0 (op ReadVariableOp, layer d1)"
@@ -65,29 +59,25 @@ def test_check_numerics_names_the_first_nonfinite_op(nan_model: Path, tmp_path: 
 
 
 def test_check_numerics_passes_a_healthy_model(tmp_path: Path) -> None:
-    result = probe("dump", SAMPLES / "cnn.h5", "--check-numerics", "-o", tmp_path / "ok.h5")
-    assert result.exit_code == 0, result.stderr
+    ok(invoke("dump", CNN_H5, "--check-numerics", "-o", tmp_path / "ok.h5"))
     with h5py.File(tmp_path / "ok.h5") as f:
         assert json.loads(f.attrs["numerics"]) == {"nonfinite": None}
 
 
 def test_max_bytes_stops_before_running(tmp_path: Path) -> None:
     out = tmp_path / "big.h5"
-    result = probe("dump", SAMPLES / "cnn.h5", "-t", ".*", "--max-bytes", "1K", "-o", out)
+    result = invoke("dump", CNN_H5, "-t", ".*", "--max-bytes", "1K", "-o", out)
     assert result.exit_code == 2
     assert "more than --max-bytes 1.0 KiB" in result.stderr
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
-def test_many_samples_stream_into_one_dataset(tmp_path: Path) -> None:
-    import keras
-
+def test_many_samples_stream_into_one_dataset(tmp_path: Path, reference_models: dict[str, Any]) -> None:
     x = np.random.default_rng(3).random((10, 28, 28, 1), dtype=np.float32)
     np.save(tmp_path / "x.npy", x)
     out = tmp_path / "s.h5"
-    result = probe("dump", SAMPLES / "cnn.h5", "-l", "probs", "-i", tmp_path / "x.npy", "--batch-size", "4", "-o", out)
-    assert result.exit_code == 0, result.stderr
-    expected = keras.models.load_model(SAMPLES / "cnn.h5", compile=False).predict(x, verbose=0)
+    ok(invoke("dump", CNN_H5, "-l", "probs", "-i", tmp_path / "x.npy", "--batch-size", "4", "-o", out))
+    expected = reference_models["cnn"].predict(x, verbose=0)
     with h5py.File(out) as f:
         ds = f["tensors/probs/Softmax:0"]
         assert ds.attrs["layout"] == "batch" and ds.shape == (10, 10) and ds.maxshape[0] is None
@@ -95,21 +85,17 @@ def test_many_samples_stream_into_one_dataset(tmp_path: Path) -> None:
         np.testing.assert_array_equal(f["inputs/image"][()], x)
 
 
-def test_tensors_without_batch_axis_are_stored_per_batch(tmp_path: Path) -> None:
+def test_tensors_without_batch_axis_are_stored_per_batch(
+    tmp_path: Path, reference_models: dict[str, Any], keras: Any, tf: Any
+) -> None:
     """6 images through the fixed-batch-2 sample: 3 batches; NMS indices stored once per batch, each exact."""
-    import keras
-    import tensorflow as tf
-
     images = np.random.default_rng(5).random((6, 32, 32, 3), dtype=np.float32)
     np.save(tmp_path / "images.npy", images)
     out = tmp_path / "r.h5"
     nms = "ROI/rpn_non_max_suppression/NonMaxSuppressionV3:0"
-    result = probe(
-        "dump", SAMPLES / "mini_rcnn.h5", "--custom-objects", SAMPLES / "mini_rcnn_layers.py",
-        "-t", nms, "-l", "rpn_class", "-i", tmp_path / "images.npy", "--compression", "gzip", "-o", out,
-    )  # fmt: skip
-    assert result.exit_code == 0, result.stderr
-    model = keras.models.load_model(SAMPLES / "mini_rcnn.h5", compile=False, custom_objects=_rcnn_objects())
+    ok(invoke("dump", *RCNN, "-t", nms, "-l", "rpn_class", "-i", tmp_path / "images.npy",
+              "--compression", "gzip", "-o", out))  # fmt: skip
+    model = reference_models["mini_rcnn"]
     heads = keras.Model(model.inputs, [model.get_layer("rpn_bbox").output, model.get_layer("rpn_class").output])
     with h5py.File(out) as f:
         group = f[f"tensors/{nms}"]
@@ -124,13 +110,7 @@ def test_tensors_without_batch_axis_are_stored_per_batch(tmp_path: Path) -> None
             np.testing.assert_allclose(scores_ds[2 * batch : 2 * batch + 2], scores, rtol=1e-6, atol=1e-7)
 
 
-def _rcnn_objects() -> dict[str, object]:
-    from probe_cli.load import import_custom_objects
-
-    return import_custom_objects([SAMPLES / "mini_rcnn_layers.py"])
-
-
-def test_directory_of_samples_streams_like_one_file(tmp_path: Path) -> None:
+def test_directory_of_samples_streams_like_one_file(tmp_path: Path, reference_models: dict[str, Any]) -> None:
     x = np.random.default_rng(9).random((5, 28, 28, 1), dtype=np.float32)
     (tmp_path / "set").mkdir()
     for i, sample in enumerate(x):
@@ -139,12 +119,12 @@ def test_directory_of_samples_streams_like_one_file(tmp_path: Path) -> None:
     outs = []
     for source in (tmp_path / "set", tmp_path / "all.npy"):
         out = tmp_path / f"{source.stem}.h5"
-        result = probe("dump", SAMPLES / "cnn.h5", "-l", "probs", "-i", source, "--batch-size", "2", "-o", out)
-        assert result.exit_code == 0, result.stderr
+        ok(invoke("dump", CNN_H5, "-l", "probs", "-i", source, "--batch-size", "2", "-o", out))
         outs.append(out)
-    with h5py.File(outs[0]) as a, h5py.File(outs[1]) as b:
-        np.testing.assert_array_equal(a["inputs/image"][()], x)
-        np.testing.assert_array_equal(a["tensors/probs/Softmax:0"][()], b["tensors/probs/Softmax:0"][()])
+    expected = reference_models["cnn"].predict(x, verbose=0)
+    for out in outs:
+        np.testing.assert_array_equal(inputs_of(out)["image"], x)
+        np.testing.assert_allclose(tensors_of(out)["probs/Softmax:0"], expected, rtol=1e-5, atol=1e-6)
 
 
 def test_loop_body_tensor_is_stored_per_iteration_and_equals_direct_nms(
@@ -157,11 +137,10 @@ def test_loop_body_tensor_is_stored_per_iteration_and_equals_direct_nms(
     out = tmp_path / "loop.h5"
     custom = SAMPLES / "map_fn_layers.py"
     nms = "proposals/per_image/while/body/non_max_suppression/NonMaxSuppressionV3:0"
-    result = probe(
+    result = ok(invoke(
         "dump", SAMPLES / "map_fn_nms.keras", "--custom-objects", custom, "-t", re.escape(nms), "-l", "class",
         "-i", tmp_path / "images.npy", "--batch-size", "2", "-o", out, "--json",
-    )  # fmt: skip
-    assert result.exit_code == 0, result.stderr
+    ))  # fmt: skip
     stored = {t["name"]: t for t in json.loads(result.stdout)["tensors"]}
     assert (stored[nms]["layout"], stored[nms]["executions"]) == ("per_iteration", 5)
     expected = map_fn_nms_reference(images)
@@ -192,20 +171,14 @@ class SqrtLoop(keras.layers.Layer):
 '''
 
 
-def test_check_numerics_inside_a_loop_names_the_op_and_iteration(tmp_path: Path) -> None:
-    import importlib.util
-
-    import keras
-
+def test_check_numerics_inside_a_loop_names_the_op_and_iteration(tmp_path: Path, keras: Any) -> None:
     (tmp_path / "sqrt_loop.py").write_text(LOOP_LAYER)
-    spec = importlib.util.spec_from_file_location("sqrt_loop_for_test", tmp_path / "sqrt_loop.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = import_file(tmp_path / "sqrt_loop.py", "sqrt_loop_for_test")
     x = keras.Input((4,), name="x")
     model = keras.Model(x, module.SqrtLoop(name="ln")(x))
     model.save(tmp_path / "loopnan.keras")
     out = tmp_path / "ln.h5"
-    result = probe(
+    result = invoke(
         "dump", tmp_path / "loopnan.keras", "--custom-objects", tmp_path / "sqrt_loop.py", "--check-numerics",
         "-o", out, "--json",
     )  # fmt: skip

@@ -2,19 +2,18 @@
 
 Small models are built in a temporary directory: a custom layer running NMS per
 image inside ``tf.map_fn``, an LSTM followed by a ``tf.cond`` gate and a nested
-``map_fn``. Values are compared with the op computed directly.
+``map_fn``. Values are compared with the op computed directly, or with Keras.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from conftest import import_file
 
 from probe_cli.errors import RunError
 from probe_cli.feed import Feed
@@ -68,17 +67,11 @@ class Models:
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> Models:
-    from probe_cli import _tf
-
-    keras = _tf.keras()
+def models(keras: Any, tmp_path_factory: pytest.TempPathFactory) -> Models:
     root = tmp_path_factory.mktemp("control_flow")
     layers_py = root / "cf_layers.py"
     layers_py.write_text(LAYERS)
-    spec = importlib.util.spec_from_file_location("probe_cf_layers", layers_py)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    module = import_file(layers_py, "probe_cf_layers")
 
     keras.utils.set_random_seed(7)
     dets = keras.Input((6, 5), batch_size=BATCH, name="dets")
@@ -113,6 +106,31 @@ def lstm(models: Models) -> Any:
 @pytest.fixture(scope="module")
 def gate(models: Models) -> Any:
     return _trace(models.gate, models.layers)
+
+
+@pytest.fixture(scope="module")
+def lstm_keras(models: Models, keras: Any) -> Any:
+    """The LSTM model loaded with Keras (its custom layer was registered by ``models``)."""
+    return keras.models.load_model(models.lstm, compile=False)
+
+
+def lstm_by_numpy(layer: Any, seq: np.ndarray) -> list[dict[str, np.ndarray]]:
+    """The LSTM cell recomputed with numpy from the layer's weights, starting from zero state. Per time
+    step: the gate pre-activations ``z = x W + h U + b``, the new carry ``c`` and the output ``h``."""
+    kernel, recurrent, bias = (np.asarray(w, np.float64) for w in layer.get_weights())
+
+    def sigmoid(v: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-v))
+
+    h = c = np.zeros((len(seq), recurrent.shape[0]))
+    steps = []
+    for t in range(seq.shape[1]):
+        z = seq[:, t] @ kernel + h @ recurrent + bias
+        i, f, g, o = np.split(z, 4, axis=-1)  # Keras' gate order
+        c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
+        h = sigmoid(o) * np.tanh(c)
+        steps.append({"z": z, "c": c, "h": h})
+    return steps
 
 
 def _detections(seed: int = 0) -> np.ndarray:
@@ -167,52 +185,75 @@ def test_nms_captured_once_per_image_equal_to_direct_nms(nms: Any) -> None:
     for i, run in enumerate(runs):
         expected = tf.image.non_max_suppression(dets[i, :, :4], dets[i, :, 4], 4, iou_threshold=0.5).numpy()
         np.testing.assert_array_equal(run.value, expected)
-    # the top-level output in the same request: one value, the model's own
+    # the top-level output in the same request: one value, the direct NMS of each image padded with -1
     [top] = values[output]
     assert top.path == () and top.iteration == 0
-    padded = [np.pad(r.value, (0, 4 - len(r.value)), constant_values=-1) for r in runs]
+    padded = [
+        np.pad(keep, (0, 4 - len(keep)), constant_values=-1)
+        for keep in (
+            tf.image.non_max_suppression(dets[i, :, :4], dets[i, :, 4], 4, iou_threshold=0.5).numpy()
+            for i in range(BATCH)
+        )
+    ]
     np.testing.assert_array_equal(top.value, np.stack(padded))
 
 
-def test_lstm_body_listed_and_captured_once_per_timestep(lstm: Any) -> None:
+LSTM_GATES = "lstm/while/body/lstm_cell/call_1/BiasAdd:0"
+
+
+def test_lstm_body_listed_and_captured_once_per_timestep(lstm: Any, lstm_keras: Any, keras: Any) -> None:
     from probe_cli.control_flow import capture
 
     body = [t for t in lstm.index.tensors if t.context == "loop lstm/while/body"]
     assert body and {t.layer for t in body} <= {"lstm", "lstm/lstm_cell"}
     cell = [t for t in body if t.layer == "lstm/lstm_cell"]
     assert cell and all(t.name.startswith("lstm/while/body/lstm_cell/") for t in cell)
-    # the cell's outputs (h, and the same h as its new state) are the layer's listed outputs
+    # the cell's outputs (h, and the carry c) are the layer's listed outputs
     [cell_layer] = [layer for layer in lstm.index.layers if layer.name == "lstm/lstm_cell"]
     assert cell_layer.outputs and set(cell_layer.outputs) <= {t.name for t in cell}
+    h, c = cell_layer.outputs
 
     seq = np.random.default_rng(1).uniform(-1, 1, (2, SEQUENCE, 3)).astype("float32")
     [lstm_out] = next(layer for layer in lstm.index.layers if layer.name == "lstm").outputs
-    h = cell_layer.outputs[0]
-    values = capture(lstm, [lstm.index.tensor(h), lstm.index.tensor(lstm_out)], [Feed("seq", seq, "test")])
-    runs = values[h]
-    assert len(runs) == SEQUENCE
-    assert [run.iteration for run in runs] == list(range(SEQUENCE))
-    [sequence] = values[lstm_out]
-    for t, run in enumerate(runs):  # h at step t is the LSTM's output at time t
-        np.testing.assert_allclose(run.value, sequence.value[:, t], rtol=1e-6, atol=1e-6)
+    wanted = [lstm.index.tensor(name) for name in (LSTM_GATES, c, h, lstm_out)]
+    values = capture(lstm, wanted, [Feed("seq", seq, "test")])
+    for name in (LSTM_GATES, c, h):
+        assert [run.iteration for run in values[name]] == list(range(SEQUENCE)), name
+    # Keras' own per-step outputs (the layer has return_sequences=True) ...
+    layer = lstm_keras.get_layer("lstm")
+    sequence = np.asarray(keras.Model(lstm_keras.inputs, layer.output)(seq))
+    [top] = values[lstm_out]
+    np.testing.assert_allclose(top.value, sequence, rtol=1e-5, atol=1e-6)
+    # ... and the cell redone with numpy from the layer's weights, step by step
+    for t, step in enumerate(lstm_by_numpy(layer, seq)):
+        np.testing.assert_allclose(values[h][t].value, sequence[:, t], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(values[h][t].value, step["h"], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(values[c][t].value, step["c"], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(values[LSTM_GATES][t].value, step["z"], rtol=1e-5, atol=1e-6)
 
 
-def test_nested_loops_ordered_by_outer_then_inner_counter(lstm: Any) -> None:
+def test_nested_loops_ordered_by_outer_then_inner_counter(lstm: Any, lstm_keras: Any, keras: Any) -> None:
     from probe_cli.control_flow import capture
 
-    name = "nested/map/while/body/map/while/body/add:0"
-    info = lstm.index.tensor(name)
-    assert info.context == "loop nested/map/while/body/map/while/body"
+    inner = "nested/map/while/body/map/while/body/"
+    names = {"element": inner + "TensorArrayV2Read/TensorListGetItem:0", "mul": inner + "mul:0", "add": inner + "add:0"}
+    for name in names.values():
+        assert lstm.index.tensor(name).context == "loop nested/map/while/body/map/while/body"
     seq = np.random.default_rng(2).uniform(-1, 1, (2, SEQUENCE, 3)).astype("float32")
     [output] = lstm.index.outputs
-    values = capture(lstm, [info, lstm.index.tensor(output)], [Feed("seq", seq, "test")])
-    runs = values[name]
-    # outer loop over the batch (2), inner loop over the time steps
-    assert [run.path for run in runs] == [(b, t) for b in range(2) for t in range(SEQUENCE)]
-    final = values[output][0].value
-    for run in runs:
-        b, t = run.path
-        np.testing.assert_allclose(run.value, final[b, t], rtol=1e-6)
+    wanted = [lstm.index.tensor(name) for name in (*names.values(), output)]
+    values = capture(lstm, wanted, [Feed("seq", seq, "test")])
+    # outer loop over the batch (2), inner loop over the time steps; each step sees the LSTM's output
+    # at (b, t), as Keras computes it, and maps it to 2 * v + 1
+    hidden = np.asarray(keras.Model(lstm_keras.inputs, lstm_keras.get_layer("lstm").output)(seq))
+    for kind, name in names.items():
+        runs = values[name]
+        assert [run.path for run in runs] == [(b, t) for b in range(2) for t in range(SEQUENCE)], kind
+        for run in runs:
+            v = hidden[run.path]
+            expected = {"element": v, "mul": v * 2.0, "add": v * 2.0 + 1.0}[kind]
+            np.testing.assert_allclose(run.value, expected, rtol=1e-5, atol=1e-6, err_msg=f"{kind} {run.path}")
+    np.testing.assert_allclose(values[output][0].value, np.asarray(lstm_keras(seq)), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize(("sign", "ran", "skipped"), [(1.0, "then", "else"), (-1.0, "else", "then")])

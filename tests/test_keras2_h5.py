@@ -14,9 +14,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from click.testing import CliRunner
-
-from probe_cli.cli import cli
+from conftest import invoke, ok
 
 
 def _init(name: str) -> dict[str, object]:
@@ -148,16 +146,11 @@ def test_keras2_h5_lists_and_dumps_exact_values(config, tmp_path: Path) -> None:
     _write(model, config())
     x = np.random.default_rng(4).random((3, 8, 8, 1), dtype=np.float32)
     np.save(tmp_path / "x.npy", x)
-    runner = CliRunner()
-    listing = runner.invoke(cli, ["list", str(model), "--json"])
-    assert listing.exit_code == 0, listing.stderr
-    doc = json.loads(listing.stdout)
+    doc = json.loads(ok(invoke("list", model, "--json")).stdout)
     assert [layer["name"] for layer in doc["layers"]][1:] == ["conv2d", "batch_normalization", "flatten", "dense"]
     assert all(not t["name"].startswith(("sequential", "model/", "model_1")) for t in doc["tensors"])
     out = tmp_path / "out.h5"
-    dumped = runner.invoke(cli, ["dump", str(model), "-l", "conv2d|batch_normalization|dense",
-                                 "-i", str(tmp_path / "x.npy"), "-o", str(out)])  # fmt: skip
-    assert dumped.exit_code == 0, dumped.stderr
+    ok(invoke("dump", model, "-l", "conv2d|batch_normalization|dense", "-i", tmp_path / "x.npy", "-o", out))
     layer_outputs = {layer["name"]: layer["outputs"][0] for layer in doc["layers"]}
     with h5py.File(out) as f:
         for layer, expected in _expected(x).items():

@@ -7,21 +7,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner, Result
+from conftest import assert_one_line_error, invoke
 from test_show_diff import make_archive
 
 from probe_cli import plot as plot_module
-from probe_cli.cli import cli
 
 image = pytest.importorskip("matplotlib.image")
 
 ROW = int(plot_module.ROW_HEIGHT * plot_module.DPI)  # pixels per tensor
 HIST = int(plot_module.HIST_WIDTH * plot_module.DPI)
 MAPS = int(plot_module.MAPS_WIDTH * plot_module.DPI)
-
-
-def run(*args: str | Path) -> Result:
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 def tensors() -> dict[str, np.ndarray]:
@@ -53,7 +48,7 @@ def archive(tmp_path: Path) -> Path:
 
 def test_one_png_with_one_row_per_tensor_and_channel_maps(archive: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.png"
-    result = run("plot", archive, "--tensor", "conv/Relu", "--tensor", "dense/.*", "-o", out)
+    result = invoke("plot", archive, "--tensor", "conv/Relu", "--tensor", "dense/.*", "-o", out)
     assert result.exit_code == 0, result.output
     assert result.stdout == f"Plotted 2 tensor(s), channel maps for 1: {out}\n"
     pixels = read_png(out)
@@ -68,7 +63,7 @@ def test_one_png_with_one_row_per_tensor_and_channel_maps(archive: Path, tmp_pat
 
 def test_without_image_like_tensors_the_png_is_histograms_only(archive: Path, tmp_path: Path) -> None:
     out = tmp_path / "h.png"
-    result = run("plot", archive, "-t", "probs/Softmax:0", "-t", "dense/BiasAdd:0", "-o", out)
+    result = invoke("plot", archive, "-t", "probs/Softmax:0", "-t", "dense/BiasAdd:0", "-o", out)
     assert result.exit_code == 0, result.output
     assert read_png(out).shape[:2] == (2 * ROW, HIST)
 
@@ -76,7 +71,7 @@ def test_without_image_like_tensors_the_png_is_histograms_only(archive: Path, tm
 def test_output_directory_gets_one_png_per_tensor(archive: Path, tmp_path: Path) -> None:
     out = tmp_path / "pngs"
     out.mkdir()
-    result = run("plot", archive, "--tensor", ".*", "-o", out)
+    result = invoke("plot", archive, "--tensor", ".*", "-o", out)
     assert result.exit_code == 0, result.output
     names = sorted(p.name for p in out.iterdir())
     assert names == ["conv__Relu_0.png", "dense__BiasAdd_0.png", "probs__Softmax_0.png", "x_0.png"]
@@ -89,15 +84,15 @@ def test_default_output_is_named_after_the_archive(
     archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    result = run("plot", archive, "-t", "x:0", "--sample", "1", "--max-channels", "2", "--bins", "5")
+    result = invoke("plot", archive, "-t", "x:0", "--sample", "1", "--max-channels", "2", "--bins", "5")
     assert result.exit_code == 0, result.output
     assert read_png(tmp_path / "run.png").shape[:2] == (ROW, HIST + MAPS)
 
 
 def test_sample_maps_differ_by_sample(archive: Path, tmp_path: Path) -> None:
     first, second = tmp_path / "s0.png", tmp_path / "s1.png"
-    assert run("plot", archive, "-t", "conv/Relu:0", "-o", first).exit_code == 0
-    assert run("plot", archive, "-t", "conv/Relu:0", "--sample", "1", "-o", second).exit_code == 0
+    assert invoke("plot", archive, "-t", "conv/Relu:0", "-o", first).exit_code == 0
+    assert invoke("plot", archive, "-t", "conv/Relu:0", "--sample", "1", "-o", second).exit_code == 0
     a, b = read_png(first), read_png(second)
     assert np.array_equal(a[:, :HIST], b[:, :HIST])  # same histogram of the whole tensor
     assert not np.array_equal(a[:, HIST:], b[:, HIST:])  # other channel maps
@@ -109,27 +104,24 @@ def test_non_numeric_and_all_nan_tensors_still_plot(tmp_path: Path) -> None:
         {"nan/Log:0": np.full(4, np.nan, np.float32), "flag/Equal:0": np.array([True, False, True])},
     )
     out = tmp_path / "odd.png"
-    result = run("plot", archive, "-t", ".*", "-o", out)
+    result = invoke("plot", archive, "-t", ".*", "-o", out)
     assert result.exit_code == 0, result.output
     assert read_png(out).shape[:2] == (2 * ROW, HIST)
 
 
-def error_line(result: Result, code: int) -> str:
-    assert result.exit_code == code, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    return lines[0]
-
-
 def test_usage_errors(archive: Path, tmp_path: Path) -> None:
-    assert "Missing option '-t' / '--tensor'" in run("plot", archive).stderr
-    line = error_line(run("plot", archive, "-t", "x:0", "--sample", "2", "-o", tmp_path / "p.png"), 2)
+    missing_option = invoke("plot", archive)
+    assert missing_option.exit_code == 2 and "Missing option '-t' / '--tensor'" in missing_option.stderr
+    line = assert_one_line_error(invoke("plot", archive, "-t", "x:0", "--sample", "2", "-o", tmp_path / "p.png"), 2)
     assert line == "Error: --sample 2 is out of range for 'x:0', which holds 2 sample(s)"
-    line = error_line(run("plot", archive, "-t", "Relu", "-o", tmp_path / "p.png"), 2)
+    line = assert_one_line_error(invoke("plot", archive, "-t", "Relu", "-o", tmp_path / "p.png"), 2)
     assert line.startswith("Error: --tensor 'Relu' matches no tensor")
     missing = tmp_path / "none.h5"
-    assert error_line(run("plot", missing, "-t", "x:0"), 2) == f"Error: archive {str(missing)!r} does not exist"
-    line = error_line(run("plot", archive, "-t", "x:0", "-o", tmp_path / "no" / "p.png"), 2)
+    assert (
+        assert_one_line_error(invoke("plot", missing, "-t", "x:0"), 2)
+        == f"Error: archive {str(missing)!r} does not exist"
+    )
+    line = assert_one_line_error(invoke("plot", archive, "-t", "x:0", "-o", tmp_path / "no" / "p.png"), 2)
     assert line == f"Error: output directory {str(tmp_path / 'no')!r} does not exist"
     assert not (tmp_path / "p.png").exists()
 
@@ -139,6 +131,6 @@ def test_missing_matplotlib_says_how_to_install_it(
 ) -> None:
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # makes the import fail
     monkeypatch.setitem(sys.modules, "matplotlib.backends.backend_agg", None)
-    result = run("plot", archive, "-t", "x:0", "-o", tmp_path / "p.png")
-    assert error_line(result, 2) == "Error: probe plot needs matplotlib (pip install 'probe-cli[plot]')"
+    result = invoke("plot", archive, "-t", "x:0", "-o", tmp_path / "p.png")
+    assert assert_one_line_error(result, 2) == "Error: probe plot needs matplotlib (pip install 'probe-cli[plot]')"
     assert not (tmp_path / "p.png").exists()

@@ -13,12 +13,11 @@ from typing import Any
 import h5py
 import numpy as np
 import pytest
-from click.testing import CliRunner, Result
+from conftest import assert_one_line_error, invoke
 
 from probe_cli import cli as cli_module
 from probe_cli import inspect_archive
 from probe_cli.archive import write_archive
-from probe_cli.cli import cli
 from probe_cli.feed import Feed
 from probe_cli.index import TensorInfo
 from probe_cli.stats import summarize
@@ -78,21 +77,9 @@ def make_archive(
     return write_archive(path, pairs, feeds, {**PROVENANCE, "seed": seed}, seed=seed)
 
 
-def run(*args: str | Path) -> Result:
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
 def rows(text: str) -> list[list[str]]:
     """Plain (piped) tables as split rows, so column widths do not matter."""
     return [line.split() for line in text.splitlines()]
-
-
-def one_line_error(result: Result, code: int) -> str:
-    assert result.exit_code == code, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    assert "Traceback" not in result.output
-    return lines[0]
 
 
 # --------------------------------------------------------------------------- show
@@ -100,7 +87,7 @@ def one_line_error(result: Result, code: int) -> str:
 
 def test_show_prints_provenance_and_tensors_in_graph_order(tmp_path: Path) -> None:
     archive = make_archive(tmp_path / "a.h5")
-    result = run("show", archive)
+    result = invoke("show", archive)
     assert result.exit_code == 0, result.output
     out = result.stdout
     assert f"Archive:  {archive}" in out
@@ -120,7 +107,7 @@ def test_show_prints_provenance_and_tensors_in_graph_order(tmp_path: Path) -> No
 
 def test_show_json_has_stable_keys_and_exact_statistics(tmp_path: Path) -> None:
     archive = make_archive(tmp_path / "a.h5", seed=3)
-    result = run("show", archive, "--json")
+    result = invoke("show", archive, "--json")
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc["provenance"]["model_sha256"] == "ab" * 32
@@ -140,32 +127,32 @@ def test_show_json_has_stable_keys_and_exact_statistics(tmp_path: Path) -> None:
 
 def test_show_match_uses_the_resolver_semantics(tmp_path: Path) -> None:
     archive = make_archive(tmp_path / "a.h5")
-    by_op_name = json.loads(run("show", archive, "--match", "zeta/Conv2D", "--json").stdout)
+    by_op_name = json.loads(invoke("show", archive, "--match", "zeta/Conv2D", "--json").stdout)
     assert [t["name"] for t in by_op_name["tensors"]] == ["zeta/Conv2D:0"]
     assert by_op_name["total_tensors"] == 4
-    several = json.loads(run("show", archive, "--match", ".*/.*", "--match", "x:0", "--json").stdout)
+    several = json.loads(invoke("show", archive, "--match", ".*/.*", "--match", "x:0", "--json").stdout)
     assert [t["name"] for t in several["tensors"]] == ["x:0", "zeta/Conv2D:0", "beta/Relu:0", "alpha/Softmax:0"]
-    plain = run("show", archive, "--match", "beta/.*")
+    plain = invoke("show", archive, "--match", "beta/.*")
     assert "Tensors (1 of 4):" in plain.stdout
     # a partial match is no match, as in dump; the error names the fix
-    line = one_line_error(run("show", archive, "--match", "Conv2D"), 2)
+    line = assert_one_line_error(invoke("show", archive, "--match", "Conv2D"), 2)
     assert line.startswith("Error: --match 'Conv2D' matches no tensor")
     assert "'.*Conv2D.*'" in line
-    bad = run("show", archive, "--match", "(")
+    bad = invoke("show", archive, "--match", "(")
     assert bad.exit_code == 2
     assert "not a valid regular expression" in bad.stderr
 
 
 def test_show_errors_on_missing_and_foreign_files(tmp_path: Path) -> None:
     missing = tmp_path / "nope.h5"
-    assert one_line_error(run("show", missing), 2) == f"Error: archive {str(missing)!r} does not exist"
+    assert assert_one_line_error(invoke("show", missing), 2) == f"Error: archive {str(missing)!r} does not exist"
     text = tmp_path / "notes.h5"
     text.write_text("hello")
-    assert "is not an HDF5 file, so not a probe archive" in one_line_error(run("show", text), 2)
+    assert "is not an HDF5 file, so not a probe archive" in assert_one_line_error(invoke("show", text), 2)
     foreign = tmp_path / "weights.h5"
     with h5py.File(foreign, "w") as f:
         f["layer/kernel"] = np.ones(3)
-    assert "is an HDF5 file but not a probe archive" in one_line_error(run("show", foreign), 2)
+    assert "is an HDF5 file but not a probe archive" in assert_one_line_error(invoke("show", foreign), 2)
 
 
 def test_show_tolerates_archives_lacking_newer_attributes(tmp_path: Path) -> None:
@@ -174,12 +161,12 @@ def test_show_tolerates_archives_lacking_newer_attributes(tmp_path: Path) -> Non
         f.attrs["probe_version"] = "0.0.1"
         f["tensors/conv/Relu:0"] = np.array([[1.0, -1.0]], dtype=np.float32)
         f["inputs/x"] = np.zeros((1, 2), dtype=np.float32)  # no attributes at all
-    result = run("show", old)
+    result = invoke("show", old)
     assert result.exit_code == 0, result.output
     assert "Model:    -" in result.stdout
     assert "Versions: probe 0.0.1" in result.stdout
     assert ["x", "(1,", "2)", "float32", "-", "-"] in rows(result.stdout)
-    doc = json.loads(run("show", old, "--json").stdout)
+    doc = json.loads(invoke("show", old, "--json").stdout)
     assert doc["provenance"]["seed"] is None
     assert doc["tensors"] == [
         {
@@ -250,11 +237,11 @@ def test_archive_commands_do_not_import_tensorflow(tmp_path: Path) -> None:
 
 def test_identical_archives_exit_0(tmp_path: Path) -> None:
     a, b = make_archive(tmp_path / "a.h5"), make_archive(tmp_path / "b.h5")
-    result = run("diff", a, b)
+    result = invoke("diff", a, b)
     assert result.exit_code == 0, result.output
     assert "Same: all 4 common tensor(s) within tolerance." in result.stdout
     assert result.stderr == ""
-    doc = json.loads(run("diff", a, b, "--json").stdout)
+    doc = json.loads(invoke("diff", a, b, "--json").stdout)
     assert doc["same"] is True and doc["first_divergence"] is None
     assert [t["name"] for t in doc["tensors"]] == ["x:0", "zeta/Conv2D:0", "beta/Relu:0", "alpha/Softmax:0"]
     # NaN and Inf at the same positions are equal
@@ -269,7 +256,7 @@ def test_first_divergence_is_the_earliest_perturbed_tensor(tmp_path: Path) -> No
     tensors["zeta/Conv2D:0"][1, 2, 3] += 0.5  # 24 -> 24.5 in B, exact in float32
     tensors["alpha/Softmax:0"][0, 0] += 2.0  # later in graph order, larger: still not the first
     b = make_archive(tmp_path / "b.h5", tensors)
-    result = run("diff", a, b, "--json")
+    result = invoke("diff", a, b, "--json")
     assert result.exit_code == 1, result.output
     doc = json.loads(result.stdout)
     assert doc["first_divergence"] == "zeta/Conv2D:0"
@@ -282,7 +269,7 @@ def test_first_divergence_is_the_earliest_perturbed_tensor(tmp_path: Path) -> No
     assert doc["tensors"][3]["max_abs_error"] == 2.0
     assert [t["status"] for t in doc["tensors"]] == ["ok", "differs", "ok", "differs"]
 
-    text = run("diff", a, b)
+    text = invoke("diff", a, b)
     assert text.exit_code == 1
     assert (
         "First divergence: zeta/Conv2D:0 (op Conv2D, layer zeta): max abs error 0.5 at [1, 2, 3], "
@@ -296,20 +283,20 @@ def test_tolerance_follows_numpy_isclose(tmp_path: Path) -> None:
     a = make_archive(tmp_path / "a.h5", {"t:0": np.array([1.0, 2.0], dtype=np.float64)})
     b = make_archive(tmp_path / "b.h5", {"t:0": np.array([1.5, 2.0], dtype=np.float64)})
     # |a - b| = 0.5 <= atol + rtol * |b| = 0.2 + 0.2 * 1.5 = 0.5: within (the bound is inclusive)
-    assert run("diff", a, b, "--atol", "0.2", "--rtol", "0.2").exit_code == 0
-    assert run("diff", a, b, "--atol", "0.5", "--rtol", "0").exit_code == 0
-    assert run("diff", a, b, "--atol", "0.25", "--rtol", "0").exit_code == 1
+    assert invoke("diff", a, b, "--atol", "0.2", "--rtol", "0.2").exit_code == 0
+    assert invoke("diff", a, b, "--atol", "0.5", "--rtol", "0").exit_code == 0
+    assert invoke("diff", a, b, "--atol", "0.25", "--rtol", "0").exit_code == 1
     # the defaults (1e-5, 1e-4) accept a tiny difference
     c = make_archive(tmp_path / "c.h5", {"t:0": np.array([1.0 + 1e-6, 2.0], dtype=np.float64)})
-    assert run("diff", a, c).exit_code == 0
-    assert run("diff", a, c, "--atol", "0", "--rtol", "0").exit_code == 1
-    assert run("diff", a, b, "--atol", "-1").exit_code == 2
+    assert invoke("diff", a, c).exit_code == 0
+    assert invoke("diff", a, c, "--atol", "0", "--rtol", "0").exit_code == 1
+    assert invoke("diff", a, b, "--atol", "-1").exit_code == 2
 
 
 def test_nan_in_one_archive_only_is_a_difference(tmp_path: Path) -> None:
     a = make_archive(tmp_path / "a.h5", {"t:0": np.array([1.0, 2.0, np.inf], dtype=np.float32)})
     b = make_archive(tmp_path / "b.h5", {"t:0": np.array([1.0, np.nan, -np.inf], dtype=np.float32)})
-    result = run("diff", a, b, "--json")
+    result = invoke("diff", a, b, "--json")
     assert result.exit_code == 1
     t = json.loads(result.stdout)["tensors"][0]
     assert (t["out_of_tolerance"], t["nonfinite_mismatches"], t["max_abs_error"]) == (2, 2, 0.0)
@@ -318,7 +305,7 @@ def test_nan_in_one_archive_only_is_a_difference(tmp_path: Path) -> None:
 def test_shape_and_dtype_mismatches_are_differences(tmp_path: Path) -> None:
     a = make_archive(tmp_path / "a.h5", {"s:0": np.zeros((2, 3), np.float32), "d:0": np.ones(4, np.float32)})
     b = make_archive(tmp_path / "b.h5", {"s:0": np.zeros((3, 2), np.float32), "d:0": np.ones(4, np.float64)})
-    result = run("diff", a, b, "--json")
+    result = invoke("diff", a, b, "--json")
     assert result.exit_code == 1
     doc = json.loads(result.stdout)
     s, d = doc["tensors"]
@@ -327,10 +314,10 @@ def test_shape_and_dtype_mismatches_are_differences(tmp_path: Path) -> None:
     assert (d["dtype_a"], d["dtype_b"]) == ("float32", "float64")
     assert doc["first_divergence"] == "s:0"
     # a dtype change alone (values equal) is reported and fails the diff, but is no divergence of values
-    only_dtype = run("diff", a, b, "--match", "d:0", "--json")
+    only_dtype = invoke("diff", a, b, "--match", "d:0", "--json")
     assert only_dtype.exit_code == 1
     assert json.loads(only_dtype.stdout)["first_divergence"] is None
-    text = run("diff", a, b).stdout
+    text = invoke("diff", a, b).stdout
     assert "First divergence: s:0 (op s): shape (2, 3) in A, (3, 2) in B" in text
 
 
@@ -340,40 +327,40 @@ def test_tensors_in_only_one_archive_are_listed(tmp_path: Path) -> None:
     del tensors["beta/Relu:0"]
     tensors["extra/Add:0"] = np.zeros(2, np.float32)
     b = make_archive(tmp_path / "b.h5", tensors)
-    result = run("diff", a, b)
+    result = invoke("diff", a, b)
     assert result.exit_code == 1
     assert "Only in A (1):\n  beta/Relu:0\n" in result.stdout
     assert "Only in B (1):\n  extra/Add:0\n" in result.stdout
     assert "Different: all 3 common tensor(s) within tolerance; 1 only in A, 1 only in B." in result.stdout
-    doc = json.loads(run("diff", a, b, "--json").stdout)
+    doc = json.loads(invoke("diff", a, b, "--json").stdout)
     assert (doc["only_in_a"], doc["only_in_b"], doc["first_divergence"]) == (["beta/Relu:0"], ["extra/Add:0"], None)
     # --match narrows both sides: the common tensors alone are the same
-    assert run("diff", a, b, "--match", "x.*", "--match", "zeta/.*").exit_code == 0
+    assert invoke("diff", a, b, "--match", "x.*", "--match", "zeta/.*").exit_code == 0
 
 
 def test_different_inputs_are_warned(tmp_path: Path) -> None:
     a = make_archive(tmp_path / "a.h5", seed=0)
     b = make_archive(tmp_path / "b.h5", seed=1)
-    result = run("diff", a, b, "--json")
+    result = invoke("diff", a, b, "--json")
     assert result.exit_code == 0  # same tensors: the warning alone does not fail the diff
     warning = "input 'x' has different values in A and B (A: random, seed 0; B: random, seed 1)"
     assert result.stderr == f"Warning: {warning}\n"
     assert json.loads(result.stdout)["warnings"] == [warning]
 
     c = make_archive(tmp_path / "c.h5", inputs={"x": np.zeros((2, 3), np.float32), "y": np.ones(2)}, source="in.npz")
-    lines = run("diff", a, c).stderr.splitlines()
+    lines = invoke("diff", a, c).stderr.splitlines()
     assert lines == [
         "Warning: input 'y' was fed only in B",
         "Warning: input 'x' has different values in A and B (A: random, seed 0; B: in.npz)",
     ]
     d = make_archive(tmp_path / "d.h5", inputs={"x": np.zeros((1, 3), np.float32)})
-    assert "input 'x' differs: float32 [2, 3] in A, float32 [1, 3] in B" in run("diff", a, d).stderr
+    assert "input 'x' differs: float32 [2, 3] in A, float32 [1, 3] in B" in invoke("diff", a, d).stderr
 
 
 def test_seeds_are_compared_when_no_inputs_are_recorded(tmp_path: Path) -> None:
     a = make_archive(tmp_path / "a.h5", seed=0, inputs={})
     b = make_archive(tmp_path / "b.h5", seed=5, inputs={})
-    assert run("diff", a, b).stderr == (
+    assert invoke("diff", a, b).stderr == (
         "Warning: the archives record no inputs and were made with different seeds (0 vs 5)\n"
     )
 
@@ -408,17 +395,17 @@ def test_per_batch_values_are_compared_batch_by_batch(tmp_path: Path) -> None:
 def test_diff_trouble_exits_2(tmp_path: Path) -> None:
     a = make_archive(tmp_path / "a.h5")
     missing = tmp_path / "missing.h5"
-    assert one_line_error(run("diff", a, missing), 2) == f"Error: archive {str(missing)!r} does not exist"
+    assert assert_one_line_error(invoke("diff", a, missing), 2) == f"Error: archive {str(missing)!r} does not exist"
     text = tmp_path / "x.txt"
     text.write_text("not hdf5")
-    assert "not a probe archive" in one_line_error(run("diff", text, a), 2)
-    assert "--match 'nothing' matches no tensor" in one_line_error(run("diff", a, a, "--match", "nothing"), 2)
-    assert run("diff", a, a, "--match", "[").exit_code == 2
-    assert run("diff", a).exit_code == 2
+    assert "not a probe archive" in assert_one_line_error(invoke("diff", text, a), 2)
+    assert "--match 'nothing' matches no tensor" in assert_one_line_error(invoke("diff", a, a, "--match", "nothing"), 2)
+    assert invoke("diff", a, a, "--match", "[").exit_code == 2
+    assert invoke("diff", a).exit_code == 2
 
 
 def test_diff_help_documents_defaults_and_exit_codes() -> None:
-    result = run("diff", "--help")
+    result = invoke("diff", "--help")
     assert result.exit_code == 0
     flat = " ".join(result.stdout.split())
     assert "Absolute tolerance. [default: 1e-05; x>=0]" in flat

@@ -2,57 +2,114 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from conftest import SAMPLES, invoke, ok, steps_of, tensors_of
 
-from probe_cli.cli import cli
+RCNN_SAVED = SAMPLES / "mini_rcnn_savedmodel"
+RCNN_FROZEN = SAMPLES / "mini_rcnn_frozen.pb"
+#: Inner tensors checked in both formats, relative to the prefix, computed by ``rcnn_expected``.
+RCNN_INNER = (
+    "conv1_1/convolution:0",
+    "conv1_1/Relu:0",
+    "conv3_1/Relu:0",
+    "rpn_bbox_1/Reshape:0",
+    "rpn_class_1/Reshape:0",
+    "ROI_1/rpn_non_max_suppression/NonMaxSuppressionV3:0",
+    "ROI_1/rpn_non_max_suppression_1/NonMaxSuppressionV3:0",
+)
 
-SAMPLES = Path(__file__).resolve().parent.parent / "sample_models"
-RCNN = ["--custom-objects", str(SAMPLES / "mini_rcnn_layers.py")]
+
+def assert_values(got: np.ndarray, expected: Any) -> None:
+    """Same dtype and shape, values to float32 rounding (exact for small integers such as NMS indices)."""
+    expected = np.asarray(expected)
+    assert got.dtype == expected.dtype, (got.dtype, expected.dtype)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
 
 
-def probe(*args: object) -> object:
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+@pytest.fixture(scope="module")
+def rcnn_expected(
+    reference_models: dict[str, Any], keras: Any, tf: Any
+) -> Callable[[np.ndarray], tuple[dict[str, Any], dict[str, Any]]]:
+    """The Keras sample the SavedModel and frozen graph were exported from, evaluated directly: inner
+    tensors by ``RCNN_INNER`` name, and the two model outputs by their graph names."""
+    model = reference_models["mini_rcnn"]
+    heads = keras.Model(
+        model.inputs, [model.get_layer(name).output for name in ("conv1", "conv3", "rpn_bbox", "rpn_class")]
+    )
+    kernel = np.asarray(model.get_layer("conv1").weights[0])
 
-
-def _nms_values(archive: Path) -> list[np.ndarray]:
-    with h5py.File(archive) as f:
-        found: list[tuple[str, np.ndarray]] = []
-        f["tensors"].visititems(
-            lambda path, obj: found.append((path, obj[()])) if path.endswith("NonMaxSuppressionV3:0") else None
+    def compute(images: np.ndarray) -> tuple[dict[str, Any], dict[str, Any]]:
+        conv1, conv3, boxes, scores = (np.asarray(a) for a in heads(images))
+        nms = [tf.image.non_max_suppression(b, s, 10, 0.5).numpy() for b, s in zip(boxes, scores, strict=True)]
+        rois, probs = model.predict(images, verbose=0)
+        inner = dict(
+            zip(
+                RCNN_INNER,
+                [tf.nn.conv2d(images, kernel, 1, "SAME").numpy(), conv1, conv3, boxes, scores, *nms],
+                strict=True,
+            )
         )
-    return [value for _, value in sorted(found)]
+        return inner, {"Identity:0": rois, "Identity_1:0": probs}
+
+    return compute
 
 
-def test_frozen_graph_and_saved_model_give_the_keras_values(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("path", "prefix"),
+    [(RCNN_FROZEN, "mini_rcnn_1/"), (RCNN_SAVED, "StatefulPartitionedCall/mini_rcnn_1/")],
+    ids=["frozen", "saved"],
+)
+def test_frozen_graph_and_saved_model_give_the_keras_values(
+    path: Path,
+    prefix: str,
+    tmp_path: Path,
+    rcnn_expected: Callable[[np.ndarray], tuple[dict[str, Any], dict[str, Any]]],
+) -> None:
+    """Outputs and inner tensors (convolutions, the heads, NMS per image) of the exported sample equal
+    the Keras model it was exported from; ``prefix`` is where the model's ops sit in the graph."""
     x = np.random.default_rng(1).random((2, 32, 32, 3), dtype=np.float32)
     np.save(tmp_path / "x.npy", x)
-    results = {}
-    for label, model, extra in (
-        ("keras", SAMPLES / "mini_rcnn.h5", RCNN),
-        ("frozen", SAMPLES / "mini_rcnn_frozen.pb", []),
-        ("saved", SAMPLES / "mini_rcnn_savedmodel", []),
-    ):
-        out = tmp_path / f"{label}.h5"
-        result = probe("dump", model, *extra, "-t", ".*NonMaxSuppressionV3", "-i", tmp_path / "x.npy", "-o", out)
-        assert result.exit_code == 0, result.stderr
-        results[label] = _nms_values(out)
-    assert len(results["keras"]) == 2
-    for label in ("frozen", "saved"):
-        for got, expected in zip(results[label], results["keras"], strict=True):
-            np.testing.assert_array_equal(got, expected)
+    out = tmp_path / "out.h5"
+    inner = "|".join(re.escape(name.removesuffix(":0")) for name in RCNN_INNER)
+    ok(invoke("dump", path, "-t", f"{re.escape(prefix)}({inner})", "-t", "Identity(_1)?", "-i", tmp_path / "x.npy",
+              "-o", out))  # fmt: skip
+    values = tensors_of(out)
+    inner_expected, outputs = rcnn_expected(x)
+    expected = {**{prefix + name: value for name, value in inner_expected.items()}, **outputs}
+    assert set(values) == set(expected)
+    for name, want in expected.items():
+        assert_values(values[name], want)
+
+
+@pytest.fixture(scope="module")
+def saved_signature(tf: Any) -> Any:
+    return tf.saved_model.load(str(RCNN_SAVED)).signatures["serving_default"]
+
+
+def test_saved_model_default_dump_equals_its_signature(tmp_path: Path, saved_signature: Any) -> None:
+    """With no --tensor/--layer, the signature's outputs, equal to calling the signature directly."""
+    x = np.random.default_rng(2).random((2, 32, 32, 3), dtype=np.float32)
+    np.save(tmp_path / "x.npy", x)
+    out = tmp_path / "default.h5"
+    ok(invoke("dump", RCNN_SAVED, "-i", tmp_path / "x.npy", "-o", out))
+    values = tensors_of(out)
+    called = saved_signature(image=x)
+    assert {"Identity:0", "Identity_1:0"} <= set(values)
+    assert_values(values["Identity:0"], called["output_0"].numpy())
+    assert_values(values["Identity_1:0"], called["output_1"].numpy())
 
 
 def test_frozen_graph_names_are_the_graph_names() -> None:
-    result = probe("list", SAMPLES / "mini_rcnn_frozen.pb", "--json", "--match", ".*NonMaxSuppressionV3")
-    assert result.exit_code == 0, result.stderr
-    doc = json.loads(result.stdout)
+    doc = json.loads(ok(invoke("list", RCNN_FROZEN, "--json", "--match", ".*NonMaxSuppressionV3")).stdout)
     assert [t["name"] for t in doc["tensors"]] == [
         "mini_rcnn_1/ROI_1/rpn_non_max_suppression/NonMaxSuppressionV3:0",
         "mini_rcnn_1/ROI_1/rpn_non_max_suppression_1/NonMaxSuppressionV3:0",
@@ -62,19 +119,28 @@ def test_frozen_graph_names_are_the_graph_names() -> None:
 
 
 def test_unknown_signature_is_a_usage_error() -> None:
-    result = probe("list", SAMPLES / "mini_rcnn_savedmodel", "--signature", "nope")
+    result = invoke("list", RCNN_SAVED, "--signature", "nope")
     assert result.exit_code == 2
     assert result.stderr.strip().splitlines() == [
-        f"Error: SavedModel {str(SAMPLES / 'mini_rcnn_savedmodel')!r} has no signature 'nope' "
-        "(signatures: serve, serving_default)"
+        f"Error: SavedModel {str(RCNN_SAVED)!r} has no signature 'nope' (signatures: serve, serving_default)"
     ]
 
 
+@dataclasses.dataclass(frozen=True)
+class FrozenMapFn:
+    path: Path
+    #: The Keras model the graph was frozen from.
+    model: Any
+
+
+#: Prefixes of the frozen map_fn sample's ops: the model's, and its lowered loop body's.
+MAP_FN = "map_fn_nms_1/"
+MAP_FN_BODY = "map_fn_nms_1/proposals_1/per_image/while/body/_1/map_fn_nms_1/proposals_1/per_image/while/"
+
+
 @pytest.fixture(scope="module")
-def frozen_map_fn(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def frozen_map_fn(keras: Any, tf: Any, tmp_path_factory: pytest.TempPathFactory) -> FrozenMapFn:
     """The map_fn sample frozen: freezing lowers its while loop into the graph."""
-    import keras
-    import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
     from probe_cli.load import import_custom_objects
@@ -87,46 +153,106 @@ def frozen_map_fn(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     path = tmp_path_factory.mktemp("frozen") / "map_fn_frozen.pb"
     path.write_bytes(frozen.graph.as_graph_def().SerializeToString())
+    return FrozenMapFn(path, model)
+
+
+@pytest.fixture(scope="module")
+def map_fn_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("map_fn_images") / "x.npy"
+    np.save(path, np.random.default_rng(3).random((2, 16, 16, 3), dtype=np.float32))
     return path
 
 
 def test_lowered_loop_ops_are_captured_per_iteration(
-    frozen_map_fn: Path, tmp_path: Path, map_fn_nms_reference: Callable[[np.ndarray], list[np.ndarray]]
+    frozen_map_fn: FrozenMapFn,
+    map_fn_images: Path,
+    tmp_path: Path,
+    map_fn_nms_reference: Callable[[np.ndarray], list[np.ndarray]],
 ) -> None:
     """NMS inside a loop that freezing lowered: listed as such, dumped once per image, each exact."""
-
-    listing = probe("list", frozen_map_fn, "--json", "--match", ".*NonMaxSuppressionV3")
-    assert listing.exit_code == 0, listing.stderr
+    listing = ok(invoke("list", frozen_map_fn.path, "--json", "--match", ".*NonMaxSuppressionV3"))
     doc = json.loads(listing.stdout)
     assert [i["name"] for i in doc["inputs"]] == ["image"]  # no "unused_control_flow_input" placeholders
     (nms,) = doc["tensors"]
+    assert nms["name"] == MAP_FN_BODY + "non_max_suppression/NonMaxSuppressionV3:0"
     assert nms["context"].startswith("lowered loop ") and "per_image/while" in nms["context"]
 
-    images = np.random.default_rng(3).random((2, 16, 16, 3), dtype=np.float32)
-    np.save(tmp_path / "x.npy", images)
     out = tmp_path / "x.h5"
-    result = probe("dump", frozen_map_fn, "-t", ".*NonMaxSuppressionV3", "-i", tmp_path / "x.npy", "-o", out)
-    assert result.exit_code == 0, result.stderr
-    expected = map_fn_nms_reference(images)
+    ok(invoke("dump", frozen_map_fn.path, "-t", ".*NonMaxSuppressionV3", "-i", map_fn_images, "-o", out))
+    expected = map_fn_nms_reference(np.load(map_fn_images))
     with h5py.File(out) as f:
         group = f[f"tensors/{nms['name']}"]
         assert group.attrs["layout"] == "per_iteration" and group.attrs["count"] == 2
         for step in range(2):
             np.testing.assert_array_equal(group[f"step_{step:06d}"][()], expected[step])
 
-    everything = probe("dump", frozen_map_fn, "-t", ".*", "-o", tmp_path / "all.h5")
-    assert everything.exit_code == 0, everything.stderr
-    whole = probe("dump", frozen_map_fn, "-o", tmp_path / "default.h5")  # the default: the graph's outputs
-    assert whole.exit_code == 0, whole.stderr
-    with h5py.File(tmp_path / "default.h5") as f:
-        assert f["tensors/Identity:0"].shape == (2, 6, 4)
+
+def test_every_tensor_of_a_lowered_loop_graph_equals_keras(
+    frozen_map_fn: FrozenMapFn,
+    map_fn_images: Path,
+    tmp_path: Path,
+    keras: Any,
+    tf: Any,
+    map_fn_nms_reference: Callable[[np.ndarray], list[np.ndarray]],
+) -> None:
+    """``-t '.*'``: every listed tensor is stored; the outputs, the layers on the way and the loop body's
+    tensors (per image) equal the Keras model the graph was frozen from."""
+    out = tmp_path / "all.h5"
+    ok(invoke("dump", frozen_map_fn.path, "-t", ".*", "-i", map_fn_images, "-o", out))
+    listed = {t["name"] for t in json.loads(ok(invoke("list", frozen_map_fn.path, "--json")).stdout)["tensors"]}
+    with h5py.File(out) as f:
+        stored: set[str] = set()
+        f["tensors"].visititems(lambda _, obj: stored.add(str(obj.attrs["name"])) if "name" in obj.attrs else None)
+    assert stored == listed
+
+    images = np.load(map_fn_images)
+    model = frozen_map_fn.model
+    layers = ("conv1", "bbox", "class")
+    conv1, boxes, scores = (
+        np.asarray(a) for a in keras.Model(model.inputs, [model.get_layer(n).output for n in layers])(images)
+    )
+    rois, probs = (np.asarray(a) for a in model(images))
+    kernel = np.asarray(model.get_layer("conv1").weights[0])
+    values = tensors_of(out)
+    for name, want in {
+        "Identity:0": rois,
+        "Identity_1:0": probs,
+        MAP_FN + "conv1_1/convolution/ReadVariableOp:0": kernel,
+        MAP_FN + "conv1_1/convolution:0": tf.nn.conv2d(images, kernel, 2, "SAME").numpy(),
+        MAP_FN + "conv1_1/Relu:0": conv1,
+        MAP_FN + "bbox_1/Reshape:0": boxes,
+        MAP_FN + "class_1/Reshape:0": scores,
+    }.items():
+        assert_values(values[name], want)
+    keep = map_fn_nms_reference(images)
+    for name, per_image in {
+        "non_max_suppression/NonMaxSuppressionV3:0": keep,
+        "GatherV2:0": [b[k] for b, k in zip(boxes, keep, strict=True)],
+        "Pad:0": list(rois),
+    }.items():
+        got = steps_of(out, MAP_FN_BODY + name)
+        assert len(got) == len(per_image) == 2, name
+        for step, want in zip(got, per_image, strict=True):
+            assert_values(step, want)
 
 
-def test_colocation_and_control_inputs_survive_the_prune(tmp_path: Path) -> None:
+def test_default_dump_of_a_frozen_graph_stores_its_outputs(
+    frozen_map_fn: FrozenMapFn, map_fn_images: Path, tmp_path: Path
+) -> None:
+    """With no --tensor/--layer: the graph's outputs, equal to the Keras model's."""
+    out = tmp_path / "default.h5"
+    ok(invoke("dump", frozen_map_fn.path, "-i", map_fn_images, "-o", out))
+    values = tensors_of(out)
+    assert {"Identity:0", "Identity_1:0"} <= set(values)
+    rois, probs = (np.asarray(a) for a in frozen_map_fn.model(np.load(map_fn_images)))
+    assert values["Identity:0"].shape == (2, 6, 4)
+    assert_values(values["Identity:0"], rois)
+    assert_values(values["Identity_1:0"], probs)
+
+
+def test_colocation_and_control_inputs_survive_the_prune(tmp_path: Path, tf: Any) -> None:
     """TF1 graphs carry colocation attributes (``_class: loc:@op``) and control inputs (``^op``): a tensor
     colocated with an op it does not need, or needing a feed only as a control input, is still fetched."""
-    import tensorflow as tf
-
     graph = tf.Graph()
     with graph.as_default():
         x = tf.compat.v1.placeholder(tf.float32, (2, 3), name="x")
@@ -142,8 +268,7 @@ def test_colocation_and_control_inputs_survive_the_prune(tmp_path: Path) -> None
     values = np.arange(6, dtype=np.float32).reshape(2, 3)
     np.save(tmp_path / "x.npy", values)
     out = tmp_path / "out.h5"
-    result = probe("dump", path, "-t", "shifted:0", "-t", "seven:0", "-i", tmp_path / "x.npy", "-o", out)
-    assert result.exit_code == 0, result.output
+    ok(invoke("dump", path, "-t", "shifted:0", "-t", "seven:0", "-i", tmp_path / "x.npy", "-o", out))
     with h5py.File(out) as f:
         assert list(f["tensors"]) == ["shifted:0", "seven:0"]
         np.testing.assert_array_equal(f["tensors/shifted:0"][()], values + 3.0)
