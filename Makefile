@@ -37,9 +37,11 @@ lint: $(STAMP)
 models: $(STAMP)
 	$(BIN)/python sample_models/make_models.py
 
-## Performance figures and ratios (see README, "Performance").
+## Performance figures and ratios (see README, "Performance"); BENCH_MODEL=DenseNet121 for another
+## keras.applications model.
+BENCH_MODEL = ResNet50
 bench: $(STAMP)
-	$(BIN)/python bench/bench.py
+	$(BIN)/python bench/bench.py --model $(BENCH_MODEL)
 
 ## A longer fuzzing run than the one in the test suite.
 fuzz: $(STAMP)

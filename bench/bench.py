@@ -1,11 +1,12 @@
-"""``make bench``: probe's speed on a ResNet50 with random weights, as the ratios of issue 4.
+"""``make bench``: probe's speed on a ResNet50 (or another keras.applications model) with random weights,
+as the ratios of issue 4.
 
 One run builds (or reuses) the model, its SavedModel export and the inputs in
 the work dir, measures every figure, prints each ratio against its target with
 PASS/MISS, a stage breakdown of where probe's time goes, and writes everything
 to ``<workdir>/results.json``. Timings are medians; nothing here is a test.
 
-    .venv/bin/python bench/bench.py [--workdir build/bench] [--repeats 3] [--no-stages]
+    .venv/bin/python bench/bench.py [--model ResNet50] [--workdir build/bench/resnet50] [--repeats 3] [--no-stages]
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ BATCH = 8
 BIG_N = 256
 BIG_BATCH = 32
 PROBE_N = 64  # samples of the cheap run that tells whether dump streams yet
-EARLY_LAYER = "conv1_conv"
+DEFAULT_MODEL = "ResNet50"
 
 #: Subprocesses get the same quiet environment; probe sets this itself anyway.
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONWARNINGS": "ignore"}
@@ -126,13 +127,13 @@ def peak_rss(cmd: list[str]) -> int:
     return kib * 1024
 
 
-def memory_growth(work: Work, res: Results) -> None:
+def memory_growth(work: Work, res: Results, output_tensor: str) -> None:
     """Peak memory of streaming N=64 vs N=1024 samples through the same dump: must not grow with N."""
     import numpy as np
 
     big = work.root / "x1024.npy"
-    if not big.is_file():
-        source = np.load(work.x_big, mmap_mode="r")
+    source = np.load(work.x_big, mmap_mode="r")
+    if not big.is_file() or np.load(big, mmap_mode="r").shape != (1024, *source.shape[1:]):
         out = np.lib.format.open_memmap(big, mode="w+", dtype=np.float32, shape=(1024, *source.shape[1:]))
         for start in range(0, 1024, BIG_N):
             out[start : start + BIG_N] = source
@@ -145,8 +146,8 @@ def memory_growth(work: Work, res: Results) -> None:
             PROBE,
             "dump",
             work.h5,
-            "--layer",
-            "predictions",
+            "--tensor",
+            re.escape(output_tensor),
             "-i",
             path,
             "--batch-size",
@@ -260,10 +261,12 @@ def versions() -> dict[str, str]:
 
 
 class Work:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, model: str) -> None:
         self.root = root
-        self.h5 = root / "resnet50.h5"
-        self.saved_model = root / "resnet50_savedmodel"
+        #: a keras.applications constructor, e.g. ResNet50
+        self.model = model
+        self.h5 = root / f"{model.lower()}.h5"
+        self.saved_model = root / f"{model.lower()}_savedmodel"
         self.x8 = root / f"x{BATCH}.npy"
         self.x_big = root / f"x{BIG_N}.npy"
         self.x_probe = root / f"x{PROBE_N}.npy"
@@ -288,7 +291,7 @@ def build(work: Work) -> None:
     import keras
 
     keras.utils.set_random_seed(SEED)
-    model = keras.applications.ResNet50(weights=None)
+    model = getattr(keras.applications, work.model)(weights=None)
     work.root.mkdir(parents=True, exist_ok=True)
     tmp_h5 = work.h5.with_suffix(".tmp.h5")
     model.save(tmp_h5)
@@ -297,8 +300,9 @@ def build(work: Work) -> None:
         shutil.rmtree(work.saved_model)
     model.export(str(work.saved_model), verbose=False)
     rng = np.random.default_rng(SEED)
-    np.save(work.x8, rng.random((BATCH, 224, 224, 3), dtype=np.float32))
-    big = rng.random((BIG_N, 224, 224, 3), dtype=np.float32)
+    sample = tuple(d or 224 for d in model.input_shape[1:])  # MobileNetV3 leaves height and width open
+    np.save(work.x8, rng.random((BATCH, *sample), dtype=np.float32))
+    big = rng.random((BIG_N, *sample), dtype=np.float32)
     np.save(work.x_big, big)
     np.save(work.x_probe, big[:PROBE_N])
 
@@ -306,9 +310,23 @@ def build(work: Work) -> None:
 def ensure_artifacts(work: Work) -> float | None:
     if work.complete():
         return None
-    log(f"building ResNet50 (weights=None, seed {SEED}) into {work.root} ...")
-    elapsed, _ = run_cmd([sys.executable, __file__, "--build-only", "--workdir", work.root])
+    log(f"building {work.model} (weights=None, seed {SEED}) into {work.root} ...")
+    elapsed, _ = run_cmd([sys.executable, __file__, "--build-only", "--model", work.model, "--workdir", work.root])
     return elapsed
+
+
+def application_names() -> set[str]:
+    """The model constructors of keras.applications (ResNet50, DenseNet121, ...), without importing Keras
+    into this process: its import would then not be the quiet one probe does."""
+    code = "import keras, inspect; print(*(n for n, f in vars(keras.applications).items() if inspect.isfunction(f)))"
+    _, proc = run_cmd([sys.executable, "-c", code], capture=True)
+    return set(proc.stdout.split())
+
+
+def model_output(work: Work) -> str:
+    """The model's first output as probe names it (when the in-process part did not get that far)."""
+    _, proc = run_cmd([PROBE, "list", work.h5, "--json"], capture=True)
+    return json.loads(proc.stdout)["outputs"][0]
 
 
 def signature_input_key(work: Work) -> str:
@@ -382,6 +400,12 @@ class Results:
 # ---------------------------------------------------------------- in-process measurements
 
 
+def first_conv(index: Any) -> str:
+    """Ratio 1's early tensor: the first convolution's output (ResNet50's conv1_conv), else the first layer's."""
+    layers = [layer for layer in index.layers if layer.outputs and layer.class_name != "InputLayer"]
+    return next((layer.name for layer in layers if "Conv" in layer.class_name), layers[0].name)
+
+
 def in_process(work: Work, res: Results, repeats: int, stages: bool, out: dict[str, Any]) -> None:
     """Ratios 1-3: the probe library after load and trace, against a tf.function forward pass.
 
@@ -408,8 +432,9 @@ def in_process(work: Work, res: Results, repeats: int, stages: bool, out: dict[s
     out["output_tensor"] = index.outputs[0]
     feeds = pl.make_feeds(index, pl.InputOptions(files=(str(work.x8),)))
     feeds = [dataclasses.replace(f, array=np.asarray(f.array)) for f in feeds]  # in memory, as one batch is
+    early_layer = first_conv(index)
     selections = {
-        "early": resolve(index, layer_patterns=[EARLY_LAYER]),
+        "early": resolve(index, layer_patterns=[re.escape(early_layer)]),
         "layers": resolve(index, layer_patterns=[".*"]),
         "all": resolve(index, tensor_patterns=[".*"]),
     }
@@ -425,12 +450,12 @@ def in_process(work: Work, res: Results, repeats: int, stages: bool, out: dict[s
     # Ratio 1: run() (prune + one execution) of the first conv's output alone.
     early = selections["early"]
     t_first, _ = timed(lambda: run(traced, feeds, early))
-    res.figure("run_early_first", f"probe run() of {EARLY_LAYER} output, first call", t_first)
+    res.figure("run_early_first", f"probe run() of {early_layer} output, first call", t_first)
     early_times = [timed(lambda: run(traced, feeds, early))[0] for _ in range(repeats)]
     t_early = res.figure(
-        "run_early", f"probe run() of {EARLY_LAYER} output (prune + execute)", median(early_times), runs=early_times
+        "run_early", f"probe run() of {early_layer} output (prune + execute)", median(early_times), runs=early_times
     )
-    res.ratio(1, f"run() of one early tensor ({EARLY_LAYER}) / forward pass", t_early / t_fwd, "<=", 1.0)
+    res.ratio(1, f"run() of one early tensor ({early_layer}) / forward pass", t_early / t_fwd, "<=", 1.0)
     try:
         from probe_cli.run import Runner
 
@@ -449,9 +474,10 @@ def in_process(work: Work, res: Results, repeats: int, stages: bool, out: dict[s
     pl.open_model = lambda _options: traced
     try:
         dump_times = [
-            timed(lambda: dump_in_process(pl, work, "early", layers=(EARLY_LAYER,)))[0] for _ in range(repeats)
+            timed(lambda: dump_in_process(pl, work, "early", layers=(re.escape(early_layer),)))[0]
+            for _ in range(repeats)
         ]
-        res.figure("dump_early", f"probe dump of {EARLY_LAYER} in-process (after set-up)", median(dump_times))
+        res.figure("dump_early", f"probe dump of {early_layer} in-process (after set-up)", median(dump_times))
 
         for key, number, target, kwargs, label in (
             ("layers", 2, 1.3, {"layers": (".*",)}, "all layer outputs"),
@@ -496,8 +522,10 @@ def in_process(work: Work, res: Results, repeats: int, stages: bool, out: dict[s
             }
             del arrays
 
-        # Ratio 6, steady state: both sides after set-up, predict warm (its function traced on one batch first).
+        # Ratio 6, steady state: both sides after set-up, predict warm (its function traced on one batch first),
+        # with Grappler on as in any script of the user's (probe switched it off for this process).
         big = np.load(work.x_big)
+        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": False})
         model.predict(big[:BIG_BATCH], batch_size=BIG_BATCH, verbose=0)
         t_pred, _ = timed(lambda: model.predict(big, batch_size=BIG_BATCH, verbose=0))
         res.figure(
@@ -620,7 +648,7 @@ def whole_process(work: Work, res: Results, repeats: int, output_tensor: str, st
 
     # 4: probe list vs import tensorflow + load_model
     t_list, runs = wall([PROBE, "list", work.h5], repeats)
-    res.figure("list", "probe list resnet50.h5 (stdout to /dev/null)", t_list, runs=runs)
+    res.figure("list", f"probe list {work.h5.name} (stdout to /dev/null)", t_list, runs=runs)
     t_load, runs = wall([sys.executable, "-c", LOAD_SCRIPT, work.h5], repeats)
     res.figure("load_script", "python: import tensorflow + keras.models.load_model", t_load, runs=runs)
     res.ratio(4, "probe list / (import tensorflow + load_model)", t_list / t_load, "<=", 1.3)
@@ -722,7 +750,13 @@ def print_stages(stages: dict[str, Any]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workdir", type=Path, default=ROOT / "build" / "bench")
+    parser.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help="a keras.applications model, built with random weights (no download); not ConvNeXt, whose "
+        "LayerScale layer Keras cannot load back from .h5",
+    )
+    parser.add_argument("--workdir", type=Path, help="where the model, inputs and results go (build/bench/<model>)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-stages", action="store_true", help="skip the stage breakdown (saves about a minute)")
     parser.add_argument(
@@ -730,7 +764,12 @@ def main() -> int:
     )
     parser.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    work = Work(args.workdir.resolve())
+    known = {name.lower(): name for name in application_names()}
+    if args.model.lower() not in known:
+        parser.error(f"--model {args.model!r} is not a keras.applications model (e.g. ResNet50, MobileNetV2)")
+    model = known[args.model.lower()]  # resnet50 -> ResNet50
+    workdir = args.workdir or ROOT / "build" / "bench" / model.lower()
+    work = Work(workdir.resolve(), model)
     if args.build_only:
         build(work)
         return 0
@@ -745,7 +784,10 @@ def main() -> int:
 
     _tf.tf()  # quiet import, as probe does
     vers = versions()
-    log(f"probe bench: ResNet50 (keras.applications, weights=None, seed {SEED}), input batch {BATCH}x224x224x3 float32")
+    import numpy as np
+
+    sample = "x".join(str(d) for d in np.load(work.x8, mmap_mode="r").shape[1:])
+    log(f"probe bench: {work.model} (keras.applications, weights=None, seed {SEED}), batch {BATCH}x{sample} float32")
     log(f"machine:  {mach['cpu']}, {mach['cores']} cores, {mach['ram']} RAM; {mach['os']}")
     log("versions: " + ", ".join(f"{k} {v}" for k, v in {"python": mach["python"], **vers}.items()))
     log(f"work dir: {work.root}" + (f" (built in {build_s:.1f} s)" if build_s else " (reused)"))
@@ -763,7 +805,14 @@ def main() -> int:
     except Exception as exc:  # noqa: BLE001 - report and go on with what can still be measured
         res.notes.append(f"in-process measurements failed: {type(exc).__name__}: {exc}")
         log(f"  in-process measurements failed: {type(exc).__name__}: {exc}")
-    output_tensor = found.pop("output_tensor", None) or "predictions_1/Softmax:0"
+    output_tensor = found.pop("output_tensor", None)
+    if output_tensor is None:
+        try:
+            output_tensor = model_output(work)
+        except CommandFailed as exc:
+            res.notes.append(f"cannot name the model's output: {exc}")
+            log(f"  cannot name the model's output: {exc}")
+            output_tensor = ".*"  # what is left still runs, on every tensor
     found.pop("n_tensors", None)
     shapes = {key: found.pop(key) for key in list(found) if key.startswith("shapes_")}
     stages: dict[str, Any] = dict(found)
@@ -778,7 +827,7 @@ def main() -> int:
         res.notes.append(f"whole-process dump measurements failed: {type(exc).__name__}: {exc}")
         log(f"  whole-process dump measurements failed: {type(exc).__name__}: {exc}")
     try:
-        memory_growth(work, res)
+        memory_growth(work, res, output_tensor)
     except Exception as exc:  # noqa: BLE001
         res.notes.append(f"memory measurement failed: {type(exc).__name__}: {exc}")
         log(f"  memory measurement failed: {type(exc).__name__}: {exc}")
@@ -795,7 +844,7 @@ def main() -> int:
     document = {
         "machine": mach,
         "versions": vers,
-        "model": "keras.applications.ResNet50(weights=None)",
+        "model": f"keras.applications.{work.model}(weights=None)",
         "seed": SEED,
         "batch": BATCH,
         "repeats": args.repeats,

@@ -13,6 +13,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType
+from typing import Any
 
 _verbose = False
 
@@ -73,7 +74,7 @@ def without_grappler() -> None:
     tf().config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
 
 
-def session_config() -> object:
+def session_config() -> Any:
     """A TF1 Session's config with Grappler off, as :func:`without_grappler` sets it for functions."""
     config = tf().compat.v1.ConfigProto()
     config.graph_options.rewrite_options.disable_meta_optimizer = True

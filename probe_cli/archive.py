@@ -3,10 +3,13 @@
 Layout (readable with h5py, ``h5ls -r`` or ``h5dump``; no probe needed)::
 
     /                 attrs: probe_version, probe_format, tensorflow_version, keras_version,
-                             model_path, model_sha256, model_format, seed, command, created
+                             model_path, model_sha256, model_format, seed, batch_size,
+                             command, created, samples
     /inputs/<name>    the fed array; attrs: name, source ("random" or a path), seed, dtype
-    /tensors/<name>   one dataset per tensor, its path following the tensor name;
-                      attrs: name, graph_name, op_type, layer, dtype, order
+    /tensors/<name>   one entry per tensor, its path following the tensor name; attrs: name,
+                      graph_name, op_type, layer, dtype, order, layout (see ``layout``), and
+                      context inside loops and branches. A dataset, or a group of datasets for
+                      the per_batch and per_iteration layouts (see ``stream``, ``executions``).
 
 Conventions follow Keras' legacy HDF5 files: scalar attrs, JSON for structured
 ones, accept a path or an open file and close only what we opened.
@@ -252,8 +255,8 @@ class ArchiveWriter:
     def executions(self, info: dict[str, Any], executions: Sequence[Any], batch: int) -> None:
         """Values of a tensor inside a loop body or branch: one dataset per execution.
 
-        ``/tensors/<name>/step_000000``, ``step_000001``, ... in a fixed order (by the
-        enclosing loops' counters, then by batch); each step's attrs say its
+        ``/tensors/<name>/step_000000``, ``step_000001``, ... numbered batch by batch, and
+        within a batch by the enclosing loops' counters; each step's attrs say its
         ``iteration``, the counters of all enclosing loops (``path``, JSON) and its
         ``batch``; the group repeats them as arrays (``iterations``, ``batches``),
         written when the archive is committed. A branch that never ran has

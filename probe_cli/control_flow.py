@@ -230,6 +230,7 @@ class Capturer:
     Top-level tensors among ``infos`` are computed by :class:`probe_cli.run.Runner`
     (a second execution on the same feeds) and come back as a single
     ``Execution(0, (), value)``, so a mixed request works through one object.
+    Like the Runner, it switches Grappler off for the process (``_tf.without_grappler``).
     """
 
     def __init__(self, traced: Any, infos: Sequence[TensorInfo]) -> None:

@@ -414,24 +414,21 @@ def dump(request: DumpRequest, progress: Callable[[int, int], None] | None = Non
 def _region_starts(tensors: Sequence[TensorInfo]) -> dict[str, int]:
     """For each body tensor, the graph position of the outermost loop or branch it runs in.
 
-    That is the position of the region's first body tensor (a control-flow op's
-    body tensors are listed right before it). The region is the top-level
-    control-flow op whose name prefixes the tensor's context path, so a scope
-    named ``body`` or ``then`` cannot be mistaken for a region boundary.
+    The index lists a top-level control-flow op's body tensors (nested regions
+    included) together, right before the op's own outputs, so each run of
+    consecutive body tensors is one outermost region, starting where the run
+    starts; no name is parsed. Tensors of lowered loops (frozen graphs) sit
+    among the others and keep their own position.
     """
-    from probe_cli.control_flow import CONTROL_FLOW_TYPES
-
-    tops = {t.op_name for t in tensors if t.context is None and t.op_type in CONTROL_FLOW_TYPES}
-    tops_longest_first = sorted(tops, key=len, reverse=True)
-    first: dict[str, int] = {}
     starts: dict[str, int] = {}
+    start: int | None = None
     for t in tensors:
-        if t.context is None:
+        if t.context is None or t.context.startswith("lowered loop"):
+            start = None
             continue
-        path = t.context.partition(" ")[2] + "/"  # "loop ROI/map/while/body" -> "ROI/map/while/body/"
-        top = next((op for op in tops_longest_first if path.startswith(op + "/")), None)
-        if top is not None:
-            starts[t.name] = first.setdefault(top, t.order)
+        if start is None:
+            start = t.order
+        starts[t.name] = start
     return starts
 
 

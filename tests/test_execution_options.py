@@ -1,4 +1,4 @@
-"""probe executes graphs without Grappler, whichever of its executors is built first."""
+"""probe executes graphs without Grappler, even when a loop Capturer is the only thing built."""
 
 from __future__ import annotations
 

@@ -13,8 +13,8 @@ def tensor(name: str, order: int, context: str | None = None, op_type: str = "Re
 
 
 def test_region_starts_are_not_fooled_by_scopes_named_like_region_parts() -> None:
-    """Layers named ``body`` and ``then``: each loop still starts at its own first body tensor,
-    and a nested loop's tensors belong to the outermost loop."""
+    """Layers named ``body`` and ``then``: each loop still starts at its own first body tensor, a
+    nested loop's tensors belong to the outermost loop, and lowered loops keep their own position."""
     tensors = [
         tensor("outer/body/map/while/body/x:0", 0, "loop outer/body/map/while/body"),
         tensor("outer/body/map/while:0", 1, op_type="While"),
