@@ -158,6 +158,17 @@ def inputs_of(archive: Path) -> dict[str, np.ndarray]:
         return {name: ds[()] for name, ds in f["inputs"].items()}
 
 
+def dense(layer: Any, x: np.ndarray) -> np.ndarray:
+    """A Dense layer's pre-activation, recomputed from its weights: ``x @ W + b``."""
+    kernel, bias = (np.asarray(w) for w in layer.weights)
+    return x @ kernel + bias
+
+
+def close(got: np.ndarray, expected: Any) -> None:
+    """Equal to float32 rounding: what a value recomputed outside the graph can promise."""
+    np.testing.assert_allclose(got, np.asarray(expected), rtol=1e-5, atol=1e-6)
+
+
 def import_file(path: Path, module_name: str) -> ModuleType:
     """Imports a Python file as module ``module_name`` (registering any Keras classes it defines)."""
     spec = importlib.util.spec_from_file_location(module_name, path)

@@ -18,7 +18,19 @@ import h5py
 import numpy as np
 import pytest
 from click.testing import Result
-from conftest import RCNN, ExtraModels, Samples, assert_one_line_error, datasets, inputs_of, invoke, leftovers, ok
+from conftest import (
+    RCNN,
+    ExtraModels,
+    Samples,
+    assert_one_line_error,
+    close,
+    datasets,
+    dense,
+    inputs_of,
+    invoke,
+    leftovers,
+    ok,
+)
 
 BAD_MODELS = "bad_models"
 
@@ -158,10 +170,9 @@ def test_custom_layer_given(extra_models: ExtraModels, keras: Any, tmp_path: Pat
     with h5py.File(archive, "r") as f:
         layers = {str(ds.attrs["layer"]): ds[()] for ds in datasets(f["tensors"])}
     reference = keras.models.load_model(model, compile=False)  # its class was registered by ``extra_models``
-    kernel, bias = (np.asarray(w) for w in reference.get_layer("d").weights)
-    dense = inputs_of(archive)["c"] @ kernel + bias
-    np.testing.assert_allclose(layers["d"], dense, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(layers["triple"], 3 * dense, rtol=1e-5, atol=1e-6)
+    expected = dense(reference.get_layer("d"), inputs_of(archive)["c"])
+    close(layers["d"], expected)
+    close(layers["triple"], 3 * expected)
 
 
 def test_lambda_function_missing_then_given(extra_models: ExtraModels, tmp_path: Path, dest: Path) -> None:
@@ -201,10 +212,9 @@ def test_lambda_loads_with_unsafe(extra_models: ExtraModels, keras: Any, tmp_pat
     with h5py.File(archive, "r") as f:
         layers = {str(ds.attrs["layer"]): ds[()] for ds in datasets(f["tensors"])}
     reference = keras.models.load_model(model, compile=False, safe_mode=False)
-    kernel, bias = (np.asarray(w) for w in reference.get_layer("dense").weights)
-    dense = inputs_of(archive)["x"] @ kernel + bias
-    np.testing.assert_allclose(layers["dense"], dense, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(layers["double"], 2 * dense, rtol=1e-5, atol=1e-6)
+    expected = dense(reference.get_layer("dense"), inputs_of(archive)["x"])
+    close(layers["dense"], expected)
+    close(layers["double"], 2 * expected)
 
 
 # ---------------------------------------------------------------- inputs

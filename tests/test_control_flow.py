@@ -114,6 +114,12 @@ def lstm_keras(models: Models, keras: Any) -> Any:
     return keras.models.load_model(models.lstm, compile=False)
 
 
+@pytest.fixture(scope="module")
+def lstm_hidden(lstm_keras: Any, keras: Any) -> Any:
+    """Keras' own per-step LSTM outputs (the layer has return_sequences=True), as a sub-model."""
+    return keras.Model(lstm_keras.inputs, lstm_keras.get_layer("lstm").output)
+
+
 def lstm_by_numpy(layer: Any, seq: np.ndarray) -> list[dict[str, np.ndarray]]:
     """The LSTM cell recomputed with numpy from the layer's weights, starting from zero state. Per time
     step: the gate pre-activations ``z = x W + h U + b``, the new carry ``c`` and the output ``h``."""
@@ -182,26 +188,22 @@ def test_nms_captured_once_per_image_equal_to_direct_nms(nms: Any) -> None:
     runs = values[NMS_OP]
     assert [run.iteration for run in runs] == list(range(BATCH))
     assert [run.path for run in runs] == [(i,) for i in range(BATCH)]
-    for i, run in enumerate(runs):
-        expected = tf.image.non_max_suppression(dets[i, :, :4], dets[i, :, 4], 4, iou_threshold=0.5).numpy()
-        np.testing.assert_array_equal(run.value, expected)
+    direct = [
+        tf.image.non_max_suppression(dets[i, :, :4], dets[i, :, 4], 4, iou_threshold=0.5).numpy() for i in range(BATCH)
+    ]
+    for run, keep in zip(runs, direct):
+        np.testing.assert_array_equal(run.value, keep)
     # the top-level output in the same request: one value, the direct NMS of each image padded with -1
     [top] = values[output]
     assert top.path == () and top.iteration == 0
-    padded = [
-        np.pad(keep, (0, 4 - len(keep)), constant_values=-1)
-        for keep in (
-            tf.image.non_max_suppression(dets[i, :, :4], dets[i, :, 4], 4, iou_threshold=0.5).numpy()
-            for i in range(BATCH)
-        )
-    ]
+    padded = [np.pad(keep, (0, 4 - len(keep)), constant_values=-1) for keep in direct]
     np.testing.assert_array_equal(top.value, np.stack(padded))
 
 
 LSTM_GATES = "lstm/while/body/lstm_cell/call_1/BiasAdd:0"
 
 
-def test_lstm_body_listed_and_captured_once_per_timestep(lstm: Any, lstm_keras: Any, keras: Any) -> None:
+def test_lstm_body_listed_and_captured_once_per_timestep(lstm: Any, lstm_keras: Any, lstm_hidden: Any) -> None:
     from probe_cli.control_flow import capture
 
     body = [t for t in lstm.index.tensors if t.context == "loop lstm/while/body"]
@@ -221,7 +223,7 @@ def test_lstm_body_listed_and_captured_once_per_timestep(lstm: Any, lstm_keras: 
         assert [run.iteration for run in values[name]] == list(range(SEQUENCE)), name
     # Keras' own per-step outputs (the layer has return_sequences=True) ...
     layer = lstm_keras.get_layer("lstm")
-    sequence = np.asarray(keras.Model(lstm_keras.inputs, layer.output)(seq))
+    sequence = np.asarray(lstm_hidden(seq))
     [top] = values[lstm_out]
     np.testing.assert_allclose(top.value, sequence, rtol=1e-5, atol=1e-6)
     # ... and the cell redone with numpy from the layer's weights, step by step
@@ -232,7 +234,7 @@ def test_lstm_body_listed_and_captured_once_per_timestep(lstm: Any, lstm_keras: 
         np.testing.assert_allclose(values[LSTM_GATES][t].value, step["z"], rtol=1e-5, atol=1e-6)
 
 
-def test_nested_loops_ordered_by_outer_then_inner_counter(lstm: Any, lstm_keras: Any, keras: Any) -> None:
+def test_nested_loops_ordered_by_outer_then_inner_counter(lstm: Any, lstm_keras: Any, lstm_hidden: Any) -> None:
     from probe_cli.control_flow import capture
 
     inner = "nested/map/while/body/map/while/body/"
@@ -245,7 +247,7 @@ def test_nested_loops_ordered_by_outer_then_inner_counter(lstm: Any, lstm_keras:
     values = capture(lstm, wanted, [Feed("seq", seq, "test")])
     # outer loop over the batch (2), inner loop over the time steps; each step sees the LSTM's output
     # at (b, t), as Keras computes it, and maps it to 2 * v + 1
-    hidden = np.asarray(keras.Model(lstm_keras.inputs, lstm_keras.get_layer("lstm").output)(seq))
+    hidden = np.asarray(lstm_hidden(seq))
     for kind, name in names.items():
         runs = values[name]
         assert [run.path for run in runs] == [(b, t) for b in range(2) for t in range(SEQUENCE)], kind

@@ -13,7 +13,18 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import SAMPLES, assert_one_line_error, import_file, inputs_of, invoke, list_json, ok, tensors_of
+from conftest import (
+    SAMPLES,
+    assert_one_line_error,
+    close,
+    dense,
+    import_file,
+    inputs_of,
+    invoke,
+    list_json,
+    ok,
+    tensors_of,
+)
 
 NESTED_SHARED = SAMPLES / "nested_shared.h5"
 SUBCLASSED = SAMPLES / "subclassed.keras"
@@ -71,18 +82,8 @@ class MaskedMean(keras.layers.Layer):
 # ---------------------------------------------------------------- helpers
 
 
-def dense(layer: Any, x: np.ndarray) -> np.ndarray:
-    """A Dense layer's pre-activation, recomputed from its weights: ``x @ W + b``."""
-    kernel, bias = (np.asarray(w) for w in layer.weights)
-    return x @ kernel + bias
-
-
 def by_name(index: dict[str, Any], key: str) -> dict[str, dict[str, Any]]:
     return {entry["name"]: entry for entry in index[key]}
-
-
-def close(got: np.ndarray, expected: Any) -> None:
-    np.testing.assert_allclose(got, np.asarray(expected), rtol=1e-5, atol=1e-6)
 
 
 # ---------------------------------------------------------------- fixtures
