@@ -484,6 +484,12 @@ def in_process(work: Work, res: Results, repeats: int, stages: bool, out: dict[s
             ("all", 3, 1.5, {"tensors": (".*",)}, "all op tensors (--tensor '.*')"),
         ):
             selection = selections[key]
+            planned = pl.dump(dataclasses.replace(dump_request(pl, work, key, **kwargs), dry_run=True)).estimate
+            if 3 * planned > os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"):  # results, copy, page cache
+                note = f"skipped: {fmt_bytes(planned)} of {label} would not fit in memory three times"
+                label2 = f"dump of {label} / (forward + raw write)"
+                res.ratio(number, label2, None, "<=", target, status="n/a", note=note)
+                continue
             values = run(traced, feeds, selection)  # warm-up, and the bytes the raw write stores
             arrays = [np.asarray(values[info.name]) for info in selection]
             out[f"shapes_{key}"] = [(list(a.shape), a.dtype.str) for a in arrays]
@@ -559,7 +565,11 @@ def in_process(work: Work, res: Results, repeats: int, stages: bool, out: dict[s
 
 
 def dump_in_process(pl: Any, work: Work, name: str, **selection: Any) -> Any:
-    request = pl.DumpRequest(
+    return pl.dump(dump_request(pl, work, name, **selection))
+
+
+def dump_request(pl: Any, work: Work, name: str, **selection: Any) -> Any:
+    return pl.DumpRequest(
         model=pl.ModelOptions(work.h5),
         inputs=pl.InputOptions(files=(str(work.x8),)),
         output=work.archive(f"inproc_{name}"),
@@ -567,7 +577,6 @@ def dump_in_process(pl: Any, work: Work, name: str, **selection: Any) -> Any:
         command="bench",
         **selection,
     )
-    return pl.dump(request)
 
 
 def raw_write(h5py: Any, path: Path, arrays: list[Any]) -> None:
