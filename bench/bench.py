@@ -300,7 +300,7 @@ def build(work: Work) -> None:
         shutil.rmtree(work.saved_model)
     model.export(str(work.saved_model), verbose=False)
     rng = np.random.default_rng(SEED)
-    sample = tuple(d or 224 for d in model.input_shape[1:])  # MobileNetV3 leaves height and width open
+    sample = tuple(d or 224 for d in model.input_shape[1:])  # a model may leave height and width open
     np.save(work.x8, rng.random((BATCH, *sample), dtype=np.float32))
     big = rng.random((BIG_N, *sample), dtype=np.float32)
     np.save(work.x_big, big)
@@ -762,8 +762,8 @@ def main() -> int:
     parser.add_argument(
         "--model",
         default=DEFAULT_MODEL,
-        help="a keras.applications model, built with random weights (no download); not ConvNeXt, whose "
-        "LayerScale layer Keras cannot load back from .h5",
+        help="a keras.applications model, built with random weights (no download); not ConvNeXt or "
+        "MobileNetV3, which Keras itself cannot load back from .h5",
     )
     parser.add_argument("--workdir", type=Path, help="where the model, inputs and results go (build/bench/<model>)")
     parser.add_argument("--repeats", type=int, default=3)
