@@ -13,10 +13,12 @@ import inspect
 import lzma
 import re
 import sys
+import tempfile
 import threading
 import zipfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -297,6 +299,20 @@ def _check_keras_zip(path: Path) -> None:
         )
 
 
+@contextmanager
+def _keras_named(path: Path, suffix: str) -> Iterator[Path]:
+    """``path`` under a name Keras accepts: it picks its loader by extension, probe by content, so a
+    model saved as ``model.bin`` is handed over as a temporary ``model.h5`` link to the same file."""
+    accepted = (".h5", ".hdf5") if suffix == ".h5" else (".keras",)
+    if path.suffix in accepted:  # as Keras compares them
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="probe-model-") as directory:
+        link = Path(directory) / f"model{suffix}"
+        link.symlink_to(path.resolve())
+        yield link
+
+
 def load(
     path: str | Path,
     *,
@@ -313,9 +329,10 @@ def load(
         (_check_keras_h5 if model_format == KERAS_H5 else _check_keras_zip)(path)
         keras = _tf.keras()
         try:
-            loaded.keras_model = keras.models.load_model(
-                path, custom_objects=objects or None, compile=False, safe_mode=not unsafe
-            )
+            with _keras_named(path, ".h5" if model_format == KERAS_H5 else ".keras") as named:
+                loaded.keras_model = keras.models.load_model(
+                    named, custom_objects=objects or None, compile=False, safe_mode=not unsafe
+                )
         except Exception as exc:  # noqa: BLE001 - Keras raises anything from a bad file
             raise _translate_keras_error(path, exc) from exc
     elif model_format == SAVED_MODEL:

@@ -10,7 +10,7 @@ from typing import Any
 
 import h5py
 import pytest
-from conftest import ANSI, RCNN, Samples, invoke, list_json, ok
+from conftest import ANSI, RCNN, SAMPLES, Samples, invoke, list_json, ok
 
 MODELS = ["cnn", "cnn_keras", "multi_io", "mini_rcnn", "nested"]
 
@@ -222,3 +222,19 @@ def test_list_multi_io_inputs(index_of: Callable[[str], dict[str, Any]]) -> None
     inputs = {spec["name"]: spec for spec in index_of("multi_io")["inputs"]}
     assert inputs["image"]["dtype"] == "float32" and inputs["image"]["shape"] == [None, 32, 32, 3]
     assert inputs["tokens"]["dtype"] == "int32" and inputs["tokens"]["shape"] == [None, 12]
+
+
+@pytest.mark.parametrize(
+    ("source", "name"),
+    [("cnn.h5", "model.bin"), ("cnn.h5", "model"), ("cnn.keras", "model.dat"), ("cnn.keras", "model.h5")],
+    ids=["h5-as-bin", "h5-without-extension", "keras-as-dat", "keras-as-h5"],
+)
+def test_keras_model_is_read_by_content_whatever_its_extension(tmp_path: Path, source: str, name: str) -> None:
+    """Keras picks its loader by extension; probe by content, as the README says."""
+    original = SAMPLES / source
+    renamed = tmp_path / name
+    renamed.write_bytes(original.read_bytes())
+    listed = list_json(renamed)
+    assert listed["tensors"] == list_json(original)["tensors"]
+    assert listed["format"] == list_json(original)["format"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # no link left behind
