@@ -37,9 +37,14 @@ def summarize(array: np.ndarray, with_std: bool = True) -> dict[str, Any]:
 
     Non-numeric tensors (strings) get None for the statistics. ``with_std=False``
     skips the one statistic that needs a second pass over the data (``dump``
-    reports min/max/mean; ``show`` adds std).
+    reports min/max/mean; ``show`` adds std). Values near the float range may
+    give an infinite mean or std; that is the answer, not a warning on stderr.
     """
-    array = np.asarray(array)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _summarize(np.asarray(array), with_std)
+
+
+def _summarize(array: np.ndarray, with_std: bool) -> dict[str, Any]:
     out: dict[str, Any] = {"min": None, "max": None, "mean": None, "std": None, "nan": 0, "inf": 0}
     if array.dtype.kind not in "biuf" or array.size == 0:
         return out
@@ -104,7 +109,9 @@ class RunningStats:
         delta = part["mean"] - self.mean
         self.mean += delta * n / total
         if self.with_std:
-            self.m2 += part["std"] ** 2 * n + delta**2 * self.count * n / total
+            # products, not **: float ** raises OverflowError where * gives inf (and inf * 0 is NaN)
+            cross = delta * delta * self.count * n / total if self.count else 0.0
+            self.m2 += part["std"] * part["std"] * n + cross
         self.count = total
         self.low = part["min"] if self.low is None else min(self.low, part["min"])
         self.high = part["max"] if self.high is None else max(self.high, part["max"])

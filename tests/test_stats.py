@@ -153,3 +153,21 @@ def test_running_stats_without_std_skips_it() -> None:
     running = RunningStats(with_std=False)
     running.update(np.arange(10, dtype=np.float32))
     assert running.result() == {"min": 0.0, "max": 9.0, "mean": 4.5, "std": None, "nan": 0, "inf": 0}
+
+
+def test_values_near_the_float_range_give_inf_without_warnings() -> None:
+    """Statistics that overflow are infinite, not a RuntimeWarning on stderr or an OverflowError."""
+    import warnings
+
+    near_max = np.full(10_000, 3e38, np.float32)
+    huge = np.array([1e200, -1e200, 1e300])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert summarize(near_max, with_std=False)["mean"] == pytest.approx(3e38, rel=1e-6)
+        assert summarize(huge)["std"] == np.inf
+        running = RunningStats()
+        running.update(huge)
+        running.update(np.ones(3))
+        result = running.result()
+    assert result["std"] == np.inf and result["mean"] == pytest.approx(1e300 / 6)
+    assert (result["min"], result["max"]) == (-1e200, 1e300)
