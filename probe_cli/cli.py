@@ -431,7 +431,7 @@ def plot(
     one such PNG per tensor, named after it (conv1/Relu:0 -> conv1__Relu_0.png).
 
     \b
-    Needs matplotlib:  pip install 'probe-cli[plot]'
+    Needs matplotlib:  pip install matplotlib  (or the plot extra: pip install -e '.[plot]')
     """
     from probe_cli.plot import plot_archive
     from probe_cli.render import Out, render_plot

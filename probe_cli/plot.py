@@ -48,7 +48,7 @@ def _matplotlib() -> tuple[Any, Any]:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:
-        raise MissingExtra("probe plot needs matplotlib", "pip install 'probe-cli[plot]'") from None
+        raise MissingExtra("probe plot needs matplotlib", "pip install matplotlib") from None
     return Figure, FigureCanvasAgg
 
 
