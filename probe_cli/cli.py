@@ -31,8 +31,46 @@ Exit codes:
 """
 
 
+def _verbose_callback(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:  # before any command body runs, so before TensorFlow is imported
+        from probe_cli import _tf
+
+        _tf.set_verbose(True)
+
+
+def _debug_callback(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.meta["probe.debug"] = True  # meta is shared by every context of the invocation
+
+
+def _global_options() -> list[click.Option]:
+    """-v and --debug, for probe itself and for every command (``probe list model.h5 -v`` works too)."""
+    return [
+        click.Option(
+            ["-v", "--verbose"],
+            is_flag=True,
+            expose_value=False,
+            callback=_verbose_callback,
+            help="Show TensorFlow's own log messages.",
+        ),
+        click.Option(
+            ["--debug"], is_flag=True, expose_value=False, callback=_debug_callback, help="Show Python tracebacks."
+        ),
+    ]
+
+
+class ProbeCommand(click.Command):
+    """A command that also takes probe's global options after its name."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params.extend(_global_options())
+
+
 class ProbeGroup(click.Group):
     """Turns domain errors into one line and an exit code, in one place."""
+
+    command_class = ProbeCommand
 
     #: Click 8.2+ raises this for a bare ``probe``: it prints the help, so it stays as it is.
     _SHOWS_HELP: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())
@@ -46,6 +84,9 @@ class ProbeGroup(click.Group):
         return error
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        from probe_cli import _tf
+
+        _tf.set_verbose(False)  # until -v says otherwise: each invocation starts quiet
         ctx.meta["probe.argv"] = ["probe", *args]
         try:
             return super().parse_args(ctx, args)
@@ -139,20 +180,16 @@ def _check_regexes(ctx: click.Context, param: click.Parameter, values: tuple[str
 
 @click.group(cls=ProbeGroup, epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="probe")
-@click.option("-v", "--verbose", is_flag=True, help="Show TensorFlow's own log messages.")
-@click.option("--debug", is_flag=True, help="Show Python tracebacks for errors.")
-@click.pass_context
-def cli(ctx: click.Context, verbose: bool, debug: bool) -> None:
+def cli() -> None:
     """Look inside TensorFlow/Keras models: list every layer and op tensor, dump any of them to HDF5.
 
     \b
       probe list model.h5
       probe dump model.h5 --tensor 'ROI/.*NonMax.*' --input x.npy -o dump.h5
     """
-    from probe_cli import _tf
 
-    ctx.meta["probe.debug"] = debug
-    _tf.set_verbose(verbose)
+
+cli.params.extend(_global_options())
 
 
 @cli.command(name="list")

@@ -419,12 +419,20 @@ def test_output_directory_not_writable(samples: Samples, tmp_path: Path) -> None
         locked.chmod(0o700)
 
 
-def test_debug_shows_the_exception(tmp_path: Path) -> None:
-    """With --debug the ProbeError propagates (and Python prints its traceback)."""
+@pytest.mark.parametrize("where", ["before the command", "after it"])
+def test_debug_shows_the_exception(tmp_path: Path, where: str) -> None:
+    """With --debug the ProbeError propagates (and Python prints its traceback), wherever it is given."""
     from probe_cli.errors import FileProblem
 
+    args = (
+        ["--debug", "list", tmp_path / "nope.h5"]
+        if where == "before the command"
+        else ["list", tmp_path / "nope.h5", "--debug"]
+    )
     with pytest.raises(FileProblem, match="does not exist"):
-        invoke("--debug", "list", tmp_path / "nope.h5")
+        invoke(*args)
+    # the next invocation without it is back to one line
+    fails(invoke("list", tmp_path / "nope.h5"), 2, "does not exist")
 
 
 def test_usage_errors_are_one_line(samples: Samples) -> None:

@@ -116,9 +116,12 @@ def test_installed_executable_error_is_one_line(tmp_path: Path) -> None:
     assert result.stdout == ""
 
 
-def test_python_dash_m_verbose_shows_tensorflow_logs(samples: Samples) -> None:
+@pytest.mark.parametrize("where", ["before the command", "after it"])
+def test_python_dash_m_verbose_shows_tensorflow_logs(samples: Samples, where: str) -> None:
     """``python -m probe_cli -v``: TensorFlow's own log lines reach stderr, stdout stays clean JSON."""
-    result = run([sys.executable, "-m", "probe_cli", "-v", "list", str(samples.cnn_h5), "--layers", "--json"])
+    args = ["list", str(samples.cnn_h5), "--layers", "--json"]
+    args = ["-v", *args] if where == "before the command" else [*args, "-v"]
+    result = run([sys.executable, "-m", "probe_cli", *args])
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
     assert [layer["name"] for layer in doc["layers"]][:2] == ["image", "conv1"]
