@@ -227,9 +227,11 @@ class _Recording:
 class Capturer:
     """The model re-traced with recorders on the requested body tensors; call it with one batch's feeds.
 
-    Top-level tensors among ``infos`` are computed by :class:`probe_cli.run.Runner`
-    (a second execution on the same feeds) and come back as a single
-    ``Execution(0, (), value)``, so a mixed request works through one object.
+    Top-level tensors among ``infos`` come back as a single ``Execution(0, (), value)``,
+    so a mixed request works through one object. When body tensors are requested too,
+    the re-traced function also returns the top-level ones it holds under the same op
+    name and type, so one execution computes everything; any other top-level tensor
+    is computed by :class:`probe_cli.run.Runner` (a second execution on the same feeds).
     Like the Runner, it switches Grappler off for the process (``_tf.without_grappler``).
     """
 
@@ -240,11 +242,9 @@ class Capturer:
         self.traced = traced
         self.body = [info for info in infos if info.context is not None]
         self.top = [info for info in infos if info.context is None]
+        #: top-level tensors the re-traced function returns beside the model's outputs
+        self._returned: list[TensorInfo] = []
         self._runner = None
-        if self.top:
-            from probe_cli.run import Runner
-
-            self._runner = Runner(traced, self.top)
         self._function = None
         self._recording = _Recording()
         #: capture key -> output slots wanted
@@ -254,6 +254,12 @@ class Capturer:
         if self.body:
             self._plan()
             self._function = self._retrace()
+        returned = {info.name for info in self._returned}
+        rest = [info for info in self.top if info.name not in returned]
+        if rest:
+            from probe_cli.run import Runner
+
+            self._runner = Runner(traced, rest)
 
     def _plan(self) -> None:
         for info in self.body:
@@ -305,9 +311,32 @@ class Capturer:
                 tf.numpy_function(record, [*counters, *(outputs[s] for s in slots)], tf.int32, stateful=True)
             return None
 
+        # Top-level tensors of the first trace, found again by name and op type (placeholders left to the
+        # Runner: a captured array's placeholder may be named differently in a new trace).
+        wanted_top = {
+            self.traced.graph_tensors[info.name].name: (info, _kind(self.traced.graph_tensors[info.name].op.type))
+            for info in self.top
+            if info.name in self.traced.graph_tensors and self.traced.graph_tensors[info.name].op.type != "Placeholder"
+        }
+        returned = self._returned
+
+        def forward_and_top(*xs: Any) -> Any:
+            outputs = forward(*xs)
+            graph = tf.compat.v1.get_default_graph()
+            found = []
+            for name, (info, op_type) in wanted_top.items():
+                try:
+                    tensor = graph.get_tensor_by_name(name)
+                except (KeyError, ValueError):
+                    continue
+                if _kind(tensor.op.type) == op_type:
+                    returned.append(info)
+                    found.append(tensor)
+            return outputs, found
+
         op_callbacks.add_op_callback(callback)
         try:
-            function = tf.function(forward, autograph=False).get_concrete_function(*signature)
+            function = tf.function(forward_and_top, autograph=False).get_concrete_function(*signature)
         except Exception as exc:  # noqa: BLE001 - tracing runs arbitrary layer code
             raise RunError(f"cannot re-trace the model to capture loop values: {str(exc).splitlines()[0]}") from exc
         finally:
@@ -321,7 +350,7 @@ class Capturer:
 
     def __call__(self, feeds: Sequence[Any]) -> dict[str, list[Execution]]:
         """Every value of each requested tensor for one batch, sorted by loop counters (execution order on ties)."""
-        from probe_cli.run import _run_error
+        from probe_cli.run import _run_error, _to_numpy
 
         tf = self._tf
         result: dict[str, list[Execution]] = {}
@@ -334,14 +363,21 @@ class Capturer:
         order = [spec.name for spec in self.traced.index.inputs]
         self._recording.rows.clear()
         try:
-            self._function(*[tf.constant(fed[name]) for name in order])
+            _, top = self._function(*[tf.constant(fed[name]) for name in order])
         except (tf.errors.OpError, ValueError, TypeError) as exc:
             raise _run_error(exc) from exc
+        for info, value in zip(self._returned, top):
+            result[info.name] = [Execution(0, (), _to_numpy(value))]
         for info in self.body:
             key, position = self._where[info.name]
             rows = sorted(self._recording.rows.get(key, []), key=lambda row: row[0])  # stable: ties keep their order
             result[info.name] = [Execution(path[-1] if path else 0, path, values[position]) for path, values in rows]
         return result
+
+
+def _kind(op_type: str) -> str:
+    """An op type up to statefulness: a loop whose body records values becomes a While, not a StatelessWhile."""
+    return op_type.removeprefix("Stateless")
 
 
 def _recorder(recording: _Recording, key: tuple[str, str], depth: int) -> Callable[..., np.int32]:

@@ -265,21 +265,39 @@ def select(index: ModelIndex, request: DumpRequest) -> list[TensorInfo]:
     return [t for t in index.tensors if t.name in wanted]
 
 
-def _capturers(traced: Any, looped: list[TensorInfo]) -> list[Callable[[list[Feed]], dict[str, Any]]]:
-    """What captures loop-body tensors per execution: an op callback on a re-trace of a Keras
-    model, or TF1's debugger for loops that freezing lowered into a GraphDef."""
+def _executors(traced: Any, selection: list[TensorInfo]) -> list[Callable[[list[Feed]], dict[str, Any]]]:
+    """What computes the selection for one batch: values of top-level tensors (arrays) and of
+    loop-body tensors (lists of executions).
+
+    Top-level tensors come from one pruned execution (:class:`~probe_cli.run.Runner`).
+    Body tensors of a Keras model come from an op callback on a re-trace, which then
+    returns the top-level ones too, so one execution serves both; body tensors of
+    loops that freezing lowered into a GraphDef come from TF1's debugger.
+    """
+    from probe_cli.run import Runner
+
+    top = [info for info in selection if info.context is None]
+    looped = [info for info in selection if info.context is not None]
     lowered = [info for info in looped if info.context.startswith("lowered loop")]
     functional = [info for info in looped if not info.context.startswith("lowered loop")]
-    capturers: list[Callable[[list[Feed]], dict[str, Any]]] = []
+    executors: list[Callable[[list[Feed]], dict[str, Any]]] = [Runner(traced, [] if functional else top)]
     if functional:
         from probe_cli.control_flow import Capturer
 
-        capturers.append(Capturer(traced, functional))
+        capturer = Capturer(traced, [*top, *functional])
+
+        def capture(fed: list[Feed]) -> dict[str, Any]:
+            values: dict[str, Any] = capturer(fed)
+            for info in top:  # one Execution each: the value itself
+                values[info.name] = values[info.name][0].value
+            return values
+
+        executors.append(capture)
     if lowered:
         from probe_cli.graphdef import LoweredLoopCapturer
 
-        capturers.append(LoweredLoopCapturer(traced, lowered))
-    return capturers
+        executors.append(LoweredLoopCapturer(traced, lowered))
+    return executors
 
 
 @dataclass
@@ -319,8 +337,9 @@ class _Tally:
 def dump(request: DumpRequest, progress: Callable[[int, int], None] | None = None) -> DumpResult:
     """Fetches the selected tensors and archives them with their inputs, batch by batch.
 
-    Top-level tensors come from one pruned execution per batch; tensors inside
-    loop bodies and branches are captured per execution (one more execution).
+    One execution per batch (see ``_executors``): the pruned function, or, when
+    tensors inside loop bodies and branches are selected, the re-traced model
+    that records them per execution and returns the top-level ones too.
     ``progress`` is called with (samples done, samples in all) after each batch.
     """
     from probe_cli.feed import iter_batches, plan_batches, sample_count
@@ -341,10 +360,7 @@ def dump(request: DumpRequest, progress: Callable[[int, int], None] | None = Non
         return DumpResult(None, index, feeds, planned=planned, samples=samples, batches=batches, estimate=estimate)
     check_size(estimate, output, request.max_bytes)
 
-    from probe_cli.run import Runner
-
-    runner = Runner(traced, [info for info in selection if info.context is None])
-    capturers = _capturers(traced, [info for info in selection if info.context is not None])
+    executors = _executors(traced, selection)
     fixed = next((s.shape[0] for s in index.inputs if s.shape and s.shape[0] is not None), None)
     tallies = [_Tally(info) for info in selection]
     done = 0
@@ -359,9 +375,9 @@ def dump(request: DumpRequest, progress: Callable[[int, int], None] | None = Non
         with ArchiveWriter(output, force=request.force, compression=request.compression) as writer:
             writer.set_attrs({"probe_format": FORMAT_VERSION, **provenance(request, traced, batch), "samples": samples})
             for number, fed in enumerate(iter_batches(feeds, index.inputs, batch)):
-                values: dict[str, Any] = runner(fed)
-                for capture in capturers:
-                    values.update(capture(fed))
+                values: dict[str, Any] = {}
+                for execute in executors:
+                    values.update(execute(fed))
                 rows = fed[0].array.shape[0] if fed and fed[0].array.ndim else 1
                 if request.check_numerics and nonfinite is None:
                     nonfinite = _first_nonfinite(traced, selection, values, fed, number)

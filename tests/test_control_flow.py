@@ -200,6 +200,34 @@ def test_nms_captured_once_per_image_equal_to_direct_nms(nms: Any) -> None:
     np.testing.assert_array_equal(top.value, np.stack(padded))
 
 
+def test_a_mixed_request_is_one_execution(
+    nms: Any, models: Models, keras: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Top-level tensors asked for with body tensors come from the re-traced function's own
+    execution: no second, pruned execution is built, and the values are the Runner's and Keras'."""
+    import probe_cli.run
+    from probe_cli.control_flow import capture
+    from probe_cli.run import Runner
+
+    dets = _detections()
+    feeds = [Feed("dets", dets, "test")]
+    top = [t for t in nms.index.tensors if t.context is None and t.op_type != "Placeholder"]
+    pruned = Runner(nms, top)(feeds)
+
+    def refuse(*_: Any, **__: Any) -> None:
+        raise AssertionError("a second execution was built")
+
+    monkeypatch.setattr(probe_cli.run, "Runner", refuse)
+    values = capture(nms, [*top, nms.index.tensor(NMS_OP)], feeds)
+    assert len(values[NMS_OP]) == BATCH
+    for info in top:
+        [run] = values[info.name]
+        np.testing.assert_array_equal(run.value, pruned[info.name], err_msg=info.name)
+    [output] = nms.index.outputs
+    expected = keras.models.load_model(models.nms, compile=False).predict(dets, verbose=0)
+    np.testing.assert_array_equal(values[output][0].value, expected)
+
+
 LSTM_GATES = "lstm/while/body/lstm_cell/call_1/BiasAdd:0"
 
 
