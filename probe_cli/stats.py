@@ -37,11 +37,29 @@ def summarize(array: np.ndarray, with_std: bool = True) -> dict[str, Any]:
 
     Non-numeric tensors (strings) get None for the statistics. ``with_std=False``
     skips the one statistic that needs a second pass over the data (``dump``
-    reports min/max/mean; ``show`` adds std). Values near the float range may
-    give an infinite mean or std; that is the answer, not a warning on stderr.
+    reports min/max/mean; ``show`` adds std). float64 values so large that their
+    sums overflow (from about 1e154 for the std) are scaled by the largest
+    magnitude first, so the statistics stay finite whenever they can be.
     """
     with np.errstate(over="ignore", invalid="ignore"):
-        return _summarize(np.asarray(array), with_std)
+        out = _summarize(np.asarray(array), with_std)
+        if out["min"] is not None and not all(np.isfinite(out[k]) for k in ("mean", "std") if out[k] is not None):
+            out.update(_scaled(np.asarray(array), out, with_std))
+        return out
+
+
+def _scaled(array: np.ndarray, out: dict[str, Any], with_std: bool) -> dict[str, Any]:
+    """mean (and std) of the finite values computed on ``values / s``, s the largest magnitude."""
+    values = array.astype(np.float64).reshape(-1)
+    values = values[np.isfinite(values)]
+    scale = max(abs(out["min"]), abs(out["max"]))
+    if scale == 0 or values.size == 0:
+        return {}
+    scaled = values / scale
+    result = {"mean": float(scaled.mean()) * scale}
+    if with_std:
+        result["std"] = float(scaled.std()) * scale
+    return result
 
 
 def _summarize(array: np.ndarray, with_std: bool) -> dict[str, Any]:
@@ -107,10 +125,12 @@ class RunningStats:
         n = int(array.size) - part["nan"] - part["inf"]
         total = self.count + n
         delta = part["mean"] - self.mean
-        self.mean += delta * n / total
+        # a weighted sum of two finite means cannot overflow, as mean + delta * n / total can
+        self.mean = self.mean * (self.count / total) + part["mean"] * (n / total)
         if self.with_std:
-            # products, not **: float ** raises OverflowError where * gives inf (and inf * 0 is NaN)
-            cross = delta * delta * self.count * n / total if self.count else 0.0
+            # products, not **: float ** raises OverflowError where * gives inf (and inf * 0 is NaN);
+            # a spread beyond about 1e154 gives an infinite std
+            cross = delta * delta * (self.count * n / total) if self.count else 0.0
             self.m2 += part["std"] * part["std"] * n + cross
         self.count = total
         self.low = part["min"] if self.low is None else min(self.low, part["min"])
