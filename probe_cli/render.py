@@ -7,6 +7,7 @@ work on it and tests can compare it exactly.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -89,7 +90,19 @@ class Out:
         self.stream.write(text + "\n")
 
     def json(self, document: Any) -> None:
-        self.stream.write(json.dumps(document, indent=2, default=str) + "\n")
+        self.stream.write(json.dumps(_json_safe(document), indent=2, default=str, allow_nan=False) + "\n")
+
+
+def _json_safe(value: Any) -> Any:
+    """Non-finite floats as the strings "inf", "-inf" and "nan": JSON has no such numbers, and
+    Python's ``Infinity``/``NaN`` tokens break strict parsers."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    return value
 
 
 def index_document(index: ModelIndex, model: str) -> dict[str, Any]:
