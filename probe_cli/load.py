@@ -12,6 +12,7 @@ import importlib.util
 import inspect
 import lzma
 import re
+import shutil
 import sys
 import tempfile
 import threading
@@ -309,7 +310,10 @@ def _keras_named(path: Path, suffix: str) -> Iterator[Path]:
         return
     with tempfile.TemporaryDirectory(prefix="probe-model-") as directory:
         link = Path(directory) / f"model{suffix}"
-        link.symlink_to(path.resolve())
+        try:
+            link.symlink_to(path.resolve())
+        except OSError:  # a temporary directory without symlinks: a copy does as well
+            shutil.copyfile(path, link)
         yield link
 
 

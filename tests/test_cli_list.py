@@ -10,7 +10,7 @@ from typing import Any
 
 import h5py
 import pytest
-from conftest import ANSI, RCNN, SAMPLES, Samples, invoke, list_json, ok
+from conftest import ANSI, RCNN, SAMPLES, ExtraModels, Samples, invoke, list_json, ok
 
 MODELS = ["cnn", "cnn_keras", "multi_io", "mini_rcnn", "nested"]
 
@@ -229,12 +229,38 @@ def test_list_multi_io_inputs(index_of: Callable[[str], dict[str, Any]]) -> None
     [("cnn.h5", "model.bin"), ("cnn.h5", "model"), ("cnn.keras", "model.dat"), ("cnn.keras", "model.h5")],
     ids=["h5-as-bin", "h5-without-extension", "keras-as-dat", "keras-as-h5"],
 )
-def test_keras_model_is_read_by_content_whatever_its_extension(tmp_path: Path, source: str, name: str) -> None:
+def test_keras_model_is_read_by_content_whatever_its_extension(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str, name: str
+) -> None:
     """Keras picks its loader by extension; probe by content, as the README says."""
+    import tempfile
+
     original = SAMPLES / source
     renamed = tmp_path / name
     renamed.write_bytes(original.read_bytes())
+    expected = list_json(original)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where the temporary link goes
     listed = list_json(renamed)
-    assert listed["tensors"] == list_json(original)["tensors"]
-    assert listed["format"] == list_json(original)["format"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # no link left behind
+    assert listed["tensors"] == expected["tensors"] and listed["format"] == expected["format"]
+    assert list(scratch.iterdir()) == []  # no link left behind
+
+
+def test_renamed_model_failing_to_load_is_named_as_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra_models: ExtraModels
+) -> None:
+    """A model under another extension that Keras refuses (a Lambda holding code, without
+    --unsafe): the usual one-line error naming the user's file, never the temporary link, and the
+    link is gone."""
+    import tempfile
+
+    renamed = tmp_path / "model.bin"
+    renamed.write_bytes(extra_models.lambda_h5.read_bytes())
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    result = invoke("list", renamed)
+    assert result.exit_code == 2, result.stderr
+    assert "--unsafe" in result.stderr and "probe-model" not in result.stderr
+    assert list(scratch.iterdir()) == []
