@@ -468,7 +468,7 @@ def plot(
     one such PNG per tensor, named after it (conv1/Relu:0 -> conv1__Relu_0.png).
 
     \b
-    Needs matplotlib:  pip install matplotlib  (or the plot extra: pip install -e '.[plot]')
+    Needs matplotlib:  pip install matplotlib  (from a checkout: pip install -e '.[plot]')
     """
     from probe_cli.plot import plot_archive
     from probe_cli.render import Out, render_plot

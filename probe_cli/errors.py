@@ -88,4 +88,4 @@ class ArchiveError(ProbeError):
 
 
 class MissingExtra(UsageProblem):
-    """An optional dependency (an extra such as ``probe-cli[plot]``) is not installed."""
+    """An optional dependency (an extra such as ``plot``) is not installed."""

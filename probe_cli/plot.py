@@ -3,7 +3,7 @@
 Each selected tensor gets one row: a histogram of its finite values (NaN/Inf
 counted in the title) and, for image-like 4-D tensors (N, H, W, C), a grid of
 channel maps of one sample. matplotlib is an optional extra
-(``probe-cli[plot]``), imported only here and only when plotting; the Agg
+(the ``plot`` extra), imported only here and only when plotting; the Agg
 canvas is used directly, so no GUI backend or pyplot global state is touched.
 Values are histogrammed slice by slice, so big tensors stay within bounded memory.
 """
