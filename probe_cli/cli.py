@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from probe_cli import __version__
+from probe_cli import __version__, _tf  # _tf imports TensorFlow only when asked to
 from probe_cli.errors import FAILURE, INTERRUPTED, NUMERICS, USAGE, ProbeError
 
 EXIT_CODES_HELP = """\b
@@ -33,8 +33,6 @@ Exit codes:
 
 def _verbose_callback(ctx: click.Context, param: click.Parameter, value: bool) -> None:
     if value:  # before any command body runs, so before TensorFlow is imported
-        from probe_cli import _tf
-
         _tf.set_verbose(True)
 
 
@@ -84,8 +82,6 @@ class ProbeGroup(click.Group):
         return error
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        from probe_cli import _tf
-
         _tf.set_verbose(False)  # until -v says otherwise: each invocation starts quiet
         ctx.meta["probe.argv"] = ["probe", *args]
         try:

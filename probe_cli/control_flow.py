@@ -313,11 +313,11 @@ class Capturer:
 
         # Top-level tensors of the first trace, found again by name and op type (placeholders left to the
         # Runner: a captured array's placeholder may be named differently in a new trace).
-        wanted_top = {
-            self.traced.graph_tensors[info.name].name: (info, _kind(self.traced.graph_tensors[info.name].op.type))
-            for info in self.top
-            if info.name in self.traced.graph_tensors and self.traced.graph_tensors[info.name].op.type != "Placeholder"
-        }
+        wanted_top: dict[str, tuple[TensorInfo, str]] = {}
+        for info in self.top:
+            tensor = self.traced.graph_tensors.get(info.name)
+            if tensor is not None and tensor.op.type != "Placeholder":
+                wanted_top[tensor.name] = (info, _kind(tensor.op.type))
         returned = self._returned
 
         def forward_and_top(*xs: Any) -> Any:
