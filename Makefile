@@ -39,7 +39,7 @@ models: $(STAMP)
 
 ## Performance figures and ratios (see README, "Performance"); BENCH_MODEL=DenseNet121 for another
 ## keras.applications model.
-BENCH_MODEL = ResNet50
+BENCH_MODEL ?= ResNet50
 bench: $(STAMP)
 	$(BIN)/python bench/bench.py --model $(BENCH_MODEL)
 

@@ -357,7 +357,6 @@ class Results:
         self.figures: dict[str, dict[str, Any]] = {}
         self.ratios: list[dict[str, Any]] = []
         self.notes: list[str] = []
-        self.stages: dict[str, Any] = {}
 
     def figure(self, key: str, label: str, seconds: float | None, **extra: Any) -> float | None:
         self.figures[key] = {"label": label, "seconds": seconds, **extra}
@@ -484,11 +483,11 @@ def in_process(work: Work, res: Results, repeats: int, stages: bool, out: dict[s
             ("all", 3, 1.5, {"tensors": (".*",)}, "all op tensors (--tensor '.*')"),
         ):
             selection = selections[key]
+            ratio_label = f"dump of {label} / (forward + raw write)"
             planned = pl.dump(dataclasses.replace(dump_request(pl, work, key, **kwargs), dry_run=True)).estimate
             if 3 * planned > os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"):  # results, copy, page cache
                 note = f"skipped: {fmt_bytes(planned)} of {label} would not fit in memory three times"
-                label2 = f"dump of {label} / (forward + raw write)"
-                res.ratio(number, label2, None, "<=", target, status="n/a", note=note)
+                res.ratio(number, ratio_label, None, "<=", target, status="n/a", note=note)
                 continue
             values = run(traced, feeds, selection)  # warm-up, and the bytes the raw write stores
             arrays = [np.asarray(values[info.name]) for info in selection]
@@ -518,7 +517,7 @@ def in_process(work: Work, res: Results, repeats: int, stages: bool, out: dict[s
                 f"raw_write_{key}", "  raw h5py write of the same bytes", median(raw_times), runs=raw_times
             )
             res.figures[f"dump_{key}"]["nbytes"] = nbytes
-            res.ratio(number, f"dump of {label} / (forward + raw write)", t_dump / (t_fwd + t_raw), "<=", target)
+            res.ratio(number, ratio_label, t_dump / (t_fwd + t_raw), "<=", target)
             total, _, table = sorted(dumps, key=lambda d: d[0])[len(dumps) // 2]  # the median run's stages
             out[f"in-process dump of {label} (batch {BATCH}, the median run)"] = {
                 "dump, after set-up": total,
@@ -617,7 +616,9 @@ def whole_process_dumps(work: Work, res: Results, repeats: int, shapes: dict[str
         ("layers", 2, 1.3, ["--layer", ".*"], "all layer outputs"),
         ("all", 3, 1.5, ["--tensor", ".*"], "all op tensors"),
     ):
-        if f"shapes_{key}" not in shapes:
+        ratio_label = f"dump of {label} / (load + forward + raw write), whole process"
+        if f"shapes_{key}" not in shapes:  # the in-process part skipped or failed before knowing the bytes
+            res.ratio(number, ratio_label, None, "<=", target, status="n/a", note="sizes unknown (see above)")
             continue
         spec = work.root / f"shapes_{key}.json"
         spec.write_text(json.dumps(shapes[f"shapes_{key}"]))
@@ -630,8 +631,8 @@ def whole_process_dumps(work: Work, res: Results, repeats: int, shapes: dict[str
             for path, times, command in ((archive, probe_times, cmd), (raw, raw_times, script)):
                 fresh_start(path, nbytes)
                 times.append(run_cmd(command)[0])
-        archive.unlink(missing_ok=True)
-        raw.unlink(missing_ok=True)
+        for path in (archive, raw, spec):
+            path.unlink(missing_ok=True)
         t_probe = res.figure(
             f"whole_{key}", f"probe dump of {label}, whole process", median(probe_times), runs=probe_times
         )
@@ -641,9 +642,7 @@ def whole_process_dumps(work: Work, res: Results, repeats: int, shapes: dict[str
             median(raw_times),
             runs=raw_times,
         )
-        res.ratio(
-            number, f"dump of {label} / (load + forward + raw write), whole process", t_probe / t_raw, "<=", target
-        )
+        res.ratio(number, ratio_label, t_probe / t_raw, "<=", target)
 
 
 def whole_process(work: Work, res: Results, repeats: int, output_tensor: str, stages: bool) -> dict[str, Any]:
@@ -773,10 +772,12 @@ def main() -> int:
     )
     parser.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    known = {name.lower(): name for name in application_names()}
-    if args.model.lower() not in known:
-        parser.error(f"--model {args.model!r} is not a keras.applications model (e.g. ResNet50, MobileNetV2)")
-    model = known[args.model.lower()]  # resnet50 -> ResNet50
+    model = args.model
+    if not args.build_only:  # the parent checked the name it hands to a build
+        known = {name.lower(): name for name in application_names()}
+        if model.lower() not in known:
+            parser.error(f"--model {model!r} is not a keras.applications model (e.g. ResNet50, MobileNetV2)")
+        model = known[model.lower()]  # resnet50 -> ResNet50
     workdir = args.workdir or ROOT / "build" / "bench" / model.lower()
     work = Work(workdir.resolve(), model)
     if args.build_only:
@@ -822,7 +823,6 @@ def main() -> int:
             res.notes.append(f"cannot name the model's output: {exc}")
             log(f"  cannot name the model's output: {exc}")
             output_tensor = ".*"  # what is left still runs, on every tensor
-    found.pop("n_tensors", None)
     shapes = {key: found.pop(key) for key in list(found) if key.startswith("shapes_")}
     stages: dict[str, Any] = dict(found)
     try:
