@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import h5py
 import pytest
-from conftest import ANSI, RCNN, SAMPLES, ExtraModels, Samples, invoke, list_json, ok
+from conftest import ANSI, RCNN, ExtraModels, Samples, assert_one_line_error, invoke, list_json, ok
 
 MODELS = ["cnn", "cnn_keras", "multi_io", "mini_rcnn", "nested"]
 
@@ -224,43 +224,44 @@ def test_list_multi_io_inputs(index_of: Callable[[str], dict[str, Any]]) -> None
     assert inputs["tokens"]["dtype"] == "int32" and inputs["tokens"]["shape"] == [None, 12]
 
 
-@pytest.mark.parametrize(
-    ("source", "name"),
-    [("cnn.h5", "model.bin"), ("cnn.h5", "model"), ("cnn.keras", "model.dat"), ("cnn.keras", "model.h5")],
-    ids=["h5-as-bin", "h5-without-extension", "keras-as-dat", "keras-as-h5"],
-)
-def test_keras_model_is_read_by_content_whatever_its_extension(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str, name: str
-) -> None:
-    """Keras picks its loader by extension; probe by content, as the README says."""
+@pytest.fixture
+def scratch_tempdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Where the temporary link Keras is given goes; empty again once probe is done."""
     import tempfile
 
-    original = SAMPLES / source
-    renamed = tmp_path / name
-    renamed.write_bytes(original.read_bytes())
-    expected = list_json(original)
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where the temporary link goes
-    listed = list_json(renamed)
-    assert listed["tensors"] == expected["tensors"] and listed["format"] == expected["format"]
-    assert list(scratch.iterdir()) == []  # no link left behind
-
-
-def test_renamed_model_failing_to_load_is_named_as_given(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra_models: ExtraModels
-) -> None:
-    """A model under another extension that Keras refuses (a Lambda holding code, without
-    --unsafe): the usual one-line error naming the user's file, never the temporary link, and the
-    link is gone."""
-    import tempfile
-
-    renamed = tmp_path / "model.bin"
-    renamed.write_bytes(extra_models.lambda_h5.read_bytes())
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
-    result = invoke("list", renamed)
-    assert result.exit_code == 2, result.stderr
-    assert "--unsafe" in result.stderr and "probe-model" not in result.stderr
-    assert list(scratch.iterdir()) == []
+    yield scratch
+    assert list(scratch.iterdir()) == []  # no link left behind
+
+
+@pytest.mark.parametrize(
+    ("source", "name"),
+    [("cnn", "model.bin"), ("cnn", "model"), ("cnn_keras", "model.dat"), ("cnn_keras", "model.h5")],
+    ids=["h5-as-bin", "h5-without-extension", "keras-as-dat", "keras-as-h5"],
+)
+def test_keras_model_is_read_by_content_whatever_its_extension(
+    tmp_path: Path,
+    samples: Samples,
+    index_of: Callable[[str], dict[str, Any]],
+    scratch_tempdir: Path,
+    source: str,
+    name: str,
+) -> None:
+    """Keras picks its loader by extension; probe by content, as the README says."""
+    renamed = tmp_path / name
+    renamed.write_bytes((samples.cnn_h5 if source == "cnn" else samples.cnn_keras).read_bytes())
+    listed = list_json(renamed)
+    assert listed["tensors"] == index_of(source)["tensors"] and listed["format"] == index_of(source)["format"]
+
+
+def test_renamed_model_failing_to_load_is_named_as_given(
+    tmp_path: Path, extra_models: ExtraModels, scratch_tempdir: Path
+) -> None:
+    """A model under another extension that Keras refuses (a Lambda holding code, without
+    --unsafe): the usual one-line error, never naming the temporary link, and the link is gone."""
+    renamed = tmp_path / "model.bin"
+    renamed.write_bytes(extra_models.lambda_h5.read_bytes())
+    line = assert_one_line_error(invoke("list", renamed), 2, "--unsafe")
+    assert "probe-model" not in line

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_one_line_error, invoke
+from conftest import assert_one_line_error, invoke, ok
 from test_show_diff import make_archive
 
 from probe_cli import plot as plot_module
@@ -48,8 +48,7 @@ def archive(tmp_path: Path) -> Path:
 
 def test_one_png_with_one_row_per_tensor_and_channel_maps(archive: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.png"
-    result = invoke("plot", archive, "--tensor", "conv/Relu", "--tensor", "dense/.*", "-o", out)
-    assert result.exit_code == 0, result.output
+    result = ok(invoke("plot", archive, "--tensor", "conv/Relu", "--tensor", "dense/.*", "-o", out))
     assert result.stdout == f"Plotted 2 tensor(s), channel maps for 1: {out}\n"
     pixels = read_png(out)
     assert pixels.shape[:2] == (2 * ROW, HIST + MAPS)  # two rows; a maps column because one tensor is 4-D
@@ -63,16 +62,14 @@ def test_one_png_with_one_row_per_tensor_and_channel_maps(archive: Path, tmp_pat
 
 def test_without_image_like_tensors_the_png_is_histograms_only(archive: Path, tmp_path: Path) -> None:
     out = tmp_path / "h.png"
-    result = invoke("plot", archive, "-t", "probs/Softmax:0", "-t", "dense/BiasAdd:0", "-o", out)
-    assert result.exit_code == 0, result.output
+    ok(invoke("plot", archive, "-t", "probs/Softmax:0", "-t", "dense/BiasAdd:0", "-o", out))
     assert read_png(out).shape[:2] == (2 * ROW, HIST)
 
 
 def test_output_directory_gets_one_png_per_tensor(archive: Path, tmp_path: Path) -> None:
     out = tmp_path / "pngs"
     out.mkdir()
-    result = invoke("plot", archive, "--tensor", ".*", "-o", out)
-    assert result.exit_code == 0, result.output
+    result = ok(invoke("plot", archive, "--tensor", ".*", "-o", out))
     names = sorted(p.name for p in out.iterdir())
     assert names == ["conv__Relu_0.png", "dense__BiasAdd_0.png", "probs__Softmax_0.png", "x_0.png"]
     assert read_png(out / "x_0.png").shape[:2] == (ROW, HIST + MAPS)
@@ -84,8 +81,7 @@ def test_default_output_is_named_after_the_archive(
     archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    result = invoke("plot", archive, "-t", "x:0", "--sample", "1", "--max-channels", "2", "--bins", "5")
-    assert result.exit_code == 0, result.output
+    ok(invoke("plot", archive, "-t", "x:0", "--sample", "1", "--max-channels", "2", "--bins", "5"))
     assert read_png(tmp_path / "run.png").shape[:2] == (ROW, HIST + MAPS)
 
 
@@ -104,8 +100,7 @@ def test_non_numeric_and_all_nan_tensors_still_plot(tmp_path: Path) -> None:
         {"nan/Log:0": np.full(4, np.nan, np.float32), "flag/Equal:0": np.array([True, False, True])},
     )
     out = tmp_path / "odd.png"
-    result = invoke("plot", archive, "-t", ".*", "-o", out)
-    assert result.exit_code == 0, result.output
+    ok(invoke("plot", archive, "-t", ".*", "-o", out))
     assert read_png(out).shape[:2] == (2 * ROW, HIST)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import h5py
 import numpy as np
 import pytest
-from conftest import assert_one_line_error, invoke
+from conftest import assert_one_line_error, invoke, ok
 
 from probe_cli import cli as cli_module
 from probe_cli import inspect_archive
@@ -87,8 +87,7 @@ def rows(text: str) -> list[list[str]]:
 
 def test_show_prints_provenance_and_tensors_in_graph_order(tmp_path: Path) -> None:
     archive = make_archive(tmp_path / "a.h5")
-    result = invoke("show", archive)
-    assert result.exit_code == 0, result.output
+    result = ok(invoke("show", archive))
     out = result.stdout
     assert f"Archive:  {archive}" in out
     assert "Model:    /models/net.h5 (keras-h5)" in out
@@ -107,8 +106,7 @@ def test_show_prints_provenance_and_tensors_in_graph_order(tmp_path: Path) -> No
 
 def test_show_json_has_stable_keys_and_exact_statistics(tmp_path: Path) -> None:
     archive = make_archive(tmp_path / "a.h5", seed=3)
-    result = invoke("show", archive, "--json")
-    assert result.exit_code == 0, result.output
+    result = ok(invoke("show", archive, "--json"))
     doc = json.loads(result.stdout)
     assert doc["provenance"]["model_sha256"] == "ab" * 32
     assert doc["provenance"]["seed"] == 3
@@ -161,8 +159,7 @@ def test_show_tolerates_archives_lacking_newer_attributes(tmp_path: Path) -> Non
         f.attrs["probe_version"] = "0.0.1"
         f["tensors/conv/Relu:0"] = np.array([[1.0, -1.0]], dtype=np.float32)
         f["inputs/x"] = np.zeros((1, 2), dtype=np.float32)  # no attributes at all
-    result = invoke("show", old)
-    assert result.exit_code == 0, result.output
+    result = ok(invoke("show", old))
     assert "Model:    -" in result.stdout
     assert "Versions: probe 0.0.1" in result.stdout
     assert ["x", "(1,", "2)", "float32", "-", "-"] in rows(result.stdout)
@@ -237,8 +234,7 @@ def test_archive_commands_do_not_import_tensorflow(tmp_path: Path) -> None:
 
 def test_identical_archives_exit_0(tmp_path: Path) -> None:
     a, b = make_archive(tmp_path / "a.h5"), make_archive(tmp_path / "b.h5")
-    result = invoke("diff", a, b)
-    assert result.exit_code == 0, result.output
+    result = ok(invoke("diff", a, b))
     assert "Same: all 4 common tensor(s) within tolerance." in result.stdout
     assert result.stderr == ""
     doc = json.loads(invoke("diff", a, b, "--json").stdout)

@@ -12,7 +12,7 @@ from typing import Any
 import h5py
 import numpy as np
 import pytest
-from conftest import SAMPLES, invoke, ok, steps_of, tensors_of
+from conftest import SAMPLES, close, invoke, ok, steps_of, tensors_of
 
 RCNN_SAVED = SAMPLES / "mini_rcnn_savedmodel"
 RCNN_FROZEN = SAMPLES / "mini_rcnn_frozen.pb"
@@ -32,7 +32,7 @@ def assert_values(got: np.ndarray, expected: Any) -> None:
     """Same dtype and shape, values to float32 rounding (exact for small integers such as NMS indices)."""
     expected = np.asarray(expected)
     assert got.dtype == expected.dtype, (got.dtype, expected.dtype)
-    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    close(got, expected)
 
 
 @pytest.fixture(scope="module")
