@@ -168,6 +168,21 @@ def wall(cmd: list[str], repeats: int) -> tuple[float, list[float]]:
     return median(times), times
 
 
+def paired(first: list[str], second: list[str], repeats: int) -> tuple[list[float], list[float]]:
+    """Wall times of two commands run alternately, so both sides of a ratio meet the same machine.
+
+    Whole-process times on this VM drift by 30-50% over a minute (the host
+    reclaims and hands back memory); three runs of one command followed by
+    three of the other once gave VGG16 a ``probe list`` ratio of 1.44 that
+    alternating runs put at 0.94-0.96.
+    """
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(repeats):
+        for cmd, runs in zip((first, second), times):
+            runs.append(run_cmd(cmd)[0])
+    return times
+
+
 def warm_memory(gib: float) -> float:
     """Touches ``gib`` GiB once and frees it; returns the seconds it took.
 
@@ -655,23 +670,23 @@ def whole_process(work: Work, res: Results, repeats: int, output_tensor: str, st
     res.ratio(7, "probe --help wall time (s)", t_help, "<", 0.5)
 
     # 4: probe list vs import tensorflow + load_model
-    t_list, runs = wall([PROBE, "list", work.h5], repeats)
-    res.figure("list", f"probe list {work.h5.name} (stdout to /dev/null)", t_list, runs=runs)
-    t_load, runs = wall([sys.executable, "-c", LOAD_SCRIPT, work.h5], repeats)
-    res.figure("load_script", "python: import tensorflow + keras.models.load_model", t_load, runs=runs)
+    list_runs, load_runs = paired([PROBE, "list", work.h5], [sys.executable, "-c", LOAD_SCRIPT, work.h5], repeats)
+    t_list, t_load = median(list_runs), median(load_runs)
+    res.figure("list", f"probe list {work.h5.name} (stdout to /dev/null)", t_list, runs=list_runs)
+    res.figure("load_script", "python: import tensorflow + keras.models.load_model", t_load, runs=load_runs)
     res.ratio(4, "probe list / (import tensorflow + load_model)", t_list / t_load, "<=", 1.3)
 
     # 5: probe dump of the output vs saved_model_cli run
     key = signature_input_key(work)
     dump_cmd = [PROBE, "dump", work.h5, "--tensor", tensor_pattern, "--input", work.x8, "--force"]
-    t_dump, runs = wall([*dump_cmd, "-o", work.archive("output")], repeats)
-    res.figure("dump_output", f"probe dump of the output tensor, batch {BATCH}, whole process", t_dump, runs=runs)
     smc = [
         SAVED_MODEL_CLI, "run", "--dir", work.saved_model, "--tag_set", "serve",
         "--signature_def", "serving_default", "--inputs", f"{key}={work.x8}",
     ]  # fmt: skip
-    t_smc, runs = wall(smc, repeats)
-    res.figure("saved_model_cli", f"saved_model_cli run, batch {BATCH}, whole process", t_smc, runs=runs)
+    dump_runs, smc_runs = paired([*dump_cmd, "-o", work.archive("output")], smc, repeats)
+    t_dump, t_smc = median(dump_runs), median(smc_runs)
+    res.figure("dump_output", f"probe dump of the output tensor, batch {BATCH}, whole process", t_dump, runs=dump_runs)
+    res.figure("saved_model_cli", f"saved_model_cli run, batch {BATCH}, whole process", t_smc, runs=smc_runs)
     res.ratio(5, "probe dump (output) / saved_model_cli run, whole process", t_dump / t_smc, "<=", 1.0)
 
     # 6: streaming throughput; measured only once dump writes batches as they come
@@ -688,15 +703,18 @@ def whole_process(work: Work, res: Results, repeats: int, output_tensor: str, st
         res.figure("stream", f"probe dump over {BIG_N} samples in batches of {BIG_BATCH}", None, note="n/a")
         res.ratio(6, label6, None, ">=", 0.8, status="not available yet", note=why)
     else:
-        t_stream, runs = wall([*stream_cmd, "--input", work.x_big, "-o", work.archive("stream")], repeats)
-        res.figure("stream", f"probe dump of the output over {BIG_N} samples, whole process", t_stream, runs=runs)
-        predict_runs, predict_only = [], []
-        for _ in range(repeats):
+        stream_runs, predict_runs, predict_only = [], [], []
+        for _ in range(repeats):  # alternately, as in ``paired``
+            stream_runs.append(run_cmd([*stream_cmd, "--input", work.x_big, "-o", work.archive("stream")])[0])
             elapsed, proc = run_cmd(
                 [sys.executable, "-c", PREDICT_SCRIPT, work.h5, work.x_big, BIG_BATCH], capture=True
             )
             predict_runs.append(elapsed)
             predict_only.append(json.loads(proc.stdout.strip().splitlines()[-1])["predict_s"])
+        t_stream = median(stream_runs)
+        res.figure(
+            "stream", f"probe dump of the output over {BIG_N} samples, whole process", t_stream, runs=stream_runs
+        )
         t_pred = res.figure(
             "predict",
             f"python: load + model.predict({BIG_N}, batch_size={BIG_BATCH})",
