@@ -171,10 +171,10 @@ def wall(cmd: list[str], repeats: int) -> tuple[float, list[float]]:
 def paired(first: list[str], second: list[str], repeats: int) -> tuple[list[float], list[float]]:
     """Wall times of two commands run alternately, so both sides of a ratio meet the same machine.
 
-    Whole-process times on this VM drift by 30-50% over a minute (the host
-    reclaims and hands back memory); three runs of one command followed by
-    three of the other once gave VGG16 a ``probe list`` ratio of 1.44 that
-    alternating runs put at 0.94-0.96.
+    Whole-process times on this VM come in slow and fast spells (the host
+    reclaims and hands back memory; VGG16's ``probe list`` took 5.4 s, then
+    3.5 s): three runs of one command followed by three of the other once gave
+    its list ratio as 1.44, where alternating runs gave 0.94 and 0.96.
     """
     times: tuple[list[float], list[float]] = ([], [])
     for _ in range(repeats):
