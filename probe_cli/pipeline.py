@@ -487,7 +487,9 @@ def list_model(options: ModelOptions) -> ModelIndex:
 
 
 def filter_index(index: ModelIndex, match: Sequence[str], layers_only: bool) -> ModelIndex:
-    """``list --match``: the tensors (or with ``--layers`` the layers) ``dump`` would select."""
+    """``list --match``: the tensors ``dump`` would select and the layers they belong to (with
+    ``--layers``, the layers it would select), so a search in a large model is not buried under
+    hundreds of unrelated layers."""
     from dataclasses import replace
 
     from probe_cli.resolve import match_layers
@@ -496,4 +498,6 @@ def filter_index(index: ModelIndex, match: Sequence[str], layers_only: bool) -> 
         return index
     if layers_only:
         return replace(index, layers=tuple(match_layers(index, match)))
-    return replace(index, tensors=tuple(resolve(index, match)))
+    tensors = tuple(resolve(index, match))
+    owners = {t.layer for t in tensors}
+    return replace(index, tensors=tensors, layers=tuple(layer for layer in index.layers if layer.name in owners))

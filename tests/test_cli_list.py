@@ -192,6 +192,16 @@ def test_match_op_name_selects_tensor(samples: Samples) -> None:
     assert [t["name"] for t in doc["tensors"]] == ["conv1/Relu:0"]
 
 
+def test_match_shows_only_the_layers_of_the_selected_tensors(samples: Samples) -> None:
+    """A search in a large model is not buried under every layer: the layers table keeps the owners."""
+    doc = list_json(samples.cnn_h5, "--match", "conv2/.*")
+    assert {t["layer"] for t in doc["tensors"]} == {"conv2"}
+    assert [layer["name"] for layer in doc["layers"]] == ["conv2"]
+    plain = ok(invoke("list", samples.cnn_h5, "--match", "conv2/.*")).stdout
+    layers_table = plain.split("Layers", 1)[1].split("Tensors", 1)[0]
+    assert "conv2" in layers_table and "conv1" not in layers_table and "probs" not in layers_table
+
+
 def test_layers_view_plain(samples: Samples) -> None:
     result = ok(invoke("list", samples.cnn_h5, "--layers"))
     assert "Layers" in result.stdout and "conv1" in result.stdout
