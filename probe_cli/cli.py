@@ -195,8 +195,8 @@ cli.params.extend(_global_options())
     multiple=True,
     callback=_check_regexes,
     metavar="REGEX",
-    help="Show only the tensors this pattern selects, as dump does, and their layers (with --layers: the "
-    "layers it selects). Repeatable.",
+    help="Show only the tensors this pattern selects, as dump does, and the layers they belong to or "
+    "come out of (with --layers: the layers it selects). Repeatable.",
 )
 @click.option("--layers", "layers_only", is_flag=True, help="Show inputs and layers only.")
 @json_option

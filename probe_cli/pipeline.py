@@ -487,9 +487,10 @@ def list_model(options: ModelOptions) -> ModelIndex:
 
 
 def filter_index(index: ModelIndex, match: Sequence[str], layers_only: bool) -> ModelIndex:
-    """``list --match``: the tensors ``dump`` would select and the layers they belong to (with
-    ``--layers``, the layers it would select), so a search in a large model is not buried under
-    hundreds of unrelated layers."""
+    """``list --match``: the tensors ``dump`` would select and the layers they belong to or come out
+    of (the output of a nested model, or of a pass-through layer such as Dropout, belongs to
+    another layer), so a search in a large model is not buried under hundreds of unrelated layers.
+    With ``--layers``: the layers it would select."""
     from dataclasses import replace
 
     from probe_cli.resolve import match_layers
@@ -500,4 +501,6 @@ def filter_index(index: ModelIndex, match: Sequence[str], layers_only: bool) -> 
         return replace(index, layers=tuple(match_layers(index, match)))
     tensors = tuple(resolve(index, match))
     owners = {t.layer for t in tensors}
-    return replace(index, tensors=tensors, layers=tuple(layer for layer in index.layers if layer.name in owners))
+    names = {t.name for t in tensors}
+    layers = tuple(layer for layer in index.layers if layer.name in owners or names.intersection(layer.outputs))
+    return replace(index, tensors=tensors, layers=layers)

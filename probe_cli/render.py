@@ -144,22 +144,23 @@ def render_index(out: Out, index: ModelIndex, model: str, *, layers_only: bool, 
         out.json(index_document(index, model))
         return
     out.table("Inputs", ["name", "dtype", "shape"], [(s.name, s.dtype, format_shape(s.shape)) for s in index.inputs])
-    out.line()
-    out.table(
-        "Layers",
-        ["name", "class", "output shape", "params", "outputs"],
-        [
-            (
-                layer.name,
-                layer.class_name,
-                ", ".join(format_shape(s) for s in layer.output_shapes) or "-",
-                layer.params,
-                ", ".join(layer.outputs) or "-",
-            )
-            for layer in index.layers
-        ],
-        right=["params"],
-    )
+    if index.layers:  # none when ``list --match`` selected only tensors of a TF graph
+        out.line()
+        out.table(
+            "Layers",
+            ["name", "class", "output shape", "params", "outputs"],
+            [
+                (
+                    layer.name,
+                    layer.class_name,
+                    ", ".join(format_shape(s) for s in layer.output_shapes) or "-",
+                    layer.params,
+                    ", ".join(layer.outputs) or "-",
+                )
+                for layer in index.layers
+            ],
+            right=["params"],
+        )
     if layers_only:
         return
     out.line()

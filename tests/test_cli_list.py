@@ -10,7 +10,7 @@ from typing import Any
 
 import h5py
 import pytest
-from conftest import ANSI, RCNN, ExtraModels, Samples, assert_one_line_error, invoke, list_json, ok
+from conftest import ANSI, RCNN, SAMPLES, ExtraModels, Samples, assert_one_line_error, invoke, list_json, ok
 
 MODELS = ["cnn", "cnn_keras", "multi_io", "mini_rcnn", "nested"]
 
@@ -200,6 +200,36 @@ def test_match_shows_only_the_layers_of_the_selected_tensors(samples: Samples) -
     plain = ok(invoke("list", samples.cnn_h5, "--match", "conv2/.*")).stdout
     layers_table = plain.split("Layers", 1)[1].split("Tensors", 1)[0]
     assert "conv2" in layers_table and "conv1" not in layers_table and "probs" not in layers_table
+
+
+def test_match_keeps_a_nested_model_whose_output_is_selected() -> None:
+    """The nested Sequential ``inner`` owns no tensor itself; its output (inner/d2's) keeps it listed."""
+    doc = list_json(SAMPLES / "nested_shared.h5", "--match", "inner/d2/.*")
+    assert [layer["name"] for layer in doc["layers"]] == ["inner", "inner/d2"]
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        ("nested_shared.h5",),  # a nested Sequential
+        ("subclassed.keras", "--custom-objects", str(SAMPLES / "subclassed_model.py")),  # Dropout: a pass-through
+        ("lstm.h5",),
+        ("mini_rcnn_frozen.pb",),
+    ],
+    ids=lambda model: model[0],
+)
+def test_match_everything_keeps_every_layer(model: tuple[str, ...]) -> None:
+    path, *options = model
+    assert (
+        list_json(SAMPLES / path, *options, "--match", ".*")["layers"] == list_json(SAMPLES / path, *options)["layers"]
+    )
+
+
+def test_match_in_a_tf_graph_prints_no_empty_layers_table() -> None:
+    """A frozen graph's ops belong to no layer: the selection has none, and no empty table is printed."""
+    assert list_json(SAMPLES / "mini_rcnn_frozen.pb", "--match", ".*NonMax.*")["layers"] == []
+    plain = ok(invoke("list", SAMPLES / "mini_rcnn_frozen.pb", "--match", ".*NonMax.*")).stdout
+    assert "Layers" not in plain and "NonMaxSuppressionV3:0" in plain
 
 
 def test_layers_view_plain(samples: Samples) -> None:
