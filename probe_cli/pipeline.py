@@ -498,8 +498,8 @@ def filter_index(index: ModelIndex, match: Sequence[str], layers_only: bool) -> 
     if not match:
         return index
     if layers_only:
-        return replace(index, layers=tuple(match_layers(index, match)))
-    tensors = tuple(resolve(index, match))
+        return replace(index, layers=tuple(match_layers(index, match, "--match")))
+    tensors = tuple(resolve(index, match, tensor_option="--match"))
     owners = {t.layer for t in tensors}
     names = {t.name for t in tensors}
     layers = tuple(layer for layer in index.layers if layer.name in owners or names.intersection(layer.outputs))

@@ -27,7 +27,7 @@ def tensor_matches(regex: re.Pattern[str], tensor: TensorInfo) -> bool:
     return bool(regex.fullmatch(tensor.name) or regex.fullmatch(tensor.op_name))
 
 
-def _no_match(pattern: str, option: str, names: Sequence[str]) -> PatternError:
+def _no_match(pattern: str, option: str, names: Sequence[str], what: str = "tensor") -> PatternError:
     """Names the closest existing names and the most likely fix."""
     regex = re.compile(pattern)
     partial = [n for n in names if regex.search(n)]
@@ -41,12 +41,15 @@ def _no_match(pattern: str, option: str, names: Sequence[str]) -> PatternError:
         else:
             close = difflib.get_close_matches(pattern, list(dict.fromkeys(names)), n=3, cutoff=0.3)
             hint = ("closest: " + ", ".join(close)) if close else "run 'probe list MODEL' to see the names"
-    return PatternError(f"{option} {pattern!r} matches no {'layer' if option == '--layer' else 'tensor'}", hint)
+    return PatternError(f"{option} {pattern!r} matches no {what}", hint)
 
 
-def match_layers(index: ModelIndex, patterns: Sequence[str]) -> list[LayerInfo]:
-    """Layers whose name some pattern fully matches, in index order; every pattern must match."""
-    regexes = [compile_pattern(p, "--layer") for p in patterns]
+def match_layers(index: ModelIndex, patterns: Sequence[str], option: str = "--layer") -> list[LayerInfo]:
+    """Layers whose name some pattern fully matches, in index order; every pattern must match.
+
+    ``option`` is what errors call the patterns: the option the user typed them after.
+    """
+    regexes = [compile_pattern(p, option) for p in patterns]
     hit = [False] * len(regexes)
     selected = []
     for layer in index.layers:
@@ -58,7 +61,7 @@ def match_layers(index: ModelIndex, patterns: Sequence[str]) -> list[LayerInfo]:
             selected.append(layer)
     for pattern, ok in zip(patterns, hit):
         if not ok:
-            raise _no_match(pattern, "--layer", [layer.name for layer in index.layers])
+            raise _no_match(pattern, option, [layer.name for layer in index.layers], "layer")
     return selected
 
 
@@ -66,13 +69,15 @@ def resolve(
     index: ModelIndex,
     tensor_patterns: Sequence[str] = (),
     layer_patterns: Sequence[str] = (),
+    tensor_option: str = "--tensor",
 ) -> list[TensorInfo]:
     """The tensors the patterns select, in graph order, each once.
 
     A pattern that selects nothing raises :class:`PatternError` naming the
     closest names, so a typo never silently yields an empty archive.
+    ``tensor_option`` is what errors call the tensor patterns (``list --match``).
     """
-    regexes = [compile_pattern(p, "--tensor") for p in tensor_patterns]
+    regexes = [compile_pattern(p, tensor_option) for p in tensor_patterns]
     wanted: set[str] = {t.name for t in index.layer_outputs(match_layers(index, layer_patterns))}
     hit = [False] * len(regexes)
     for tensor in index.tensors:
@@ -83,5 +88,5 @@ def resolve(
     for pattern, ok in zip(tensor_patterns, hit):
         if not ok:
             names = [n for t in index.tensors for n in (t.name, t.op_name)]
-            raise _no_match(pattern, "--tensor", names)
+            raise _no_match(pattern, tensor_option, names)
     return [t for t in index.tensors if t.name in wanted]

@@ -181,10 +181,13 @@ def test_match_equals_dump_selection(samples: Samples, patterns: list[str]) -> N
 
 
 def test_match_nothing_fails_like_dump(samples: Samples) -> None:
-    listed = invoke("list", samples.cnn_h5, "--match", "Relu")
-    dumped = invoke("dump", samples.cnn_h5, "-t", "Relu", "--dry-run")
-    assert listed.exit_code == dumped.exit_code == 2
-    assert ".*Relu.*" in listed.stderr and ".*Relu.*" in dumped.stderr
+    """Same exit code and hint as dump's, under the option the user typed."""
+    listed = assert_one_line_error(invoke("list", samples.cnn_h5, "--match", "Relu"), 2, ".*Relu.*")
+    dumped = assert_one_line_error(invoke("dump", samples.cnn_h5, "-t", "Relu", "--dry-run"), 2, ".*Relu.*")
+    assert listed.startswith("Error: --match 'Relu' matches no tensor")
+    assert dumped.startswith("Error: --tensor 'Relu' matches no tensor")
+    layers = assert_one_line_error(invoke("list", samples.cnn_h5, "--layers", "--match", "conv"), 2)
+    assert layers.startswith("Error: --match 'conv' matches no layer (") and "conv1" in layers
 
 
 def test_match_op_name_selects_tensor(samples: Samples) -> None:
