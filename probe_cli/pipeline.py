@@ -280,7 +280,8 @@ def _executors(traced: Any, selection: list[TensorInfo]) -> list[Callable[[list[
     looped = [info for info in selection if info.context is not None]
     lowered = [info for info in looped if info.context.startswith("lowered loop")]
     functional = [info for info in looped if not info.context.startswith("lowered loop")]
-    executors: list[Callable[[list[Feed]], dict[str, Any]]] = [Runner(traced, [] if functional else top)]
+    # with body tensors of a Keras model, the Capturer's one execution also gives the top-level ones
+    executors: list[Callable[[list[Feed]], dict[str, Any]]] = [] if functional else [Runner(traced, top)]
     if functional:
         from probe_cli.control_flow import Capturer
 
