@@ -97,12 +97,6 @@ def invoke(*args: str | os.PathLike[str]) -> Result:
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
-@pytest.fixture(scope="session")
-def probe() -> Callable[..., Result]:
-    """The ``invoke`` helper as a fixture."""
-    return invoke
-
-
 def ok(result: Result) -> Result:
     """Asserts the command succeeded, showing its stderr otherwise."""
     assert result.exit_code == 0, f"exit {result.exit_code}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"

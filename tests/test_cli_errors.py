@@ -29,6 +29,7 @@ from conftest import (
     inputs_of,
     invoke,
     leftovers,
+    list_json,
     ok,
 )
 
@@ -205,7 +206,7 @@ def test_lambda_needs_unsafe(extra_models: ExtraModels, dest: Path, kind: str) -
 @pytest.mark.parametrize("kind", ["lambda_h5", "lambda_keras"])
 def test_lambda_loads_with_unsafe(extra_models: ExtraModels, keras: Any, tmp_path: Path, kind: str) -> None:
     model = getattr(extra_models, kind)
-    doc = json.loads(ok(invoke("list", model, "--unsafe", "--json")).stdout)
+    doc = list_json(model, "--unsafe")
     assert "double" in {layer["name"] for layer in doc["layers"]}
     archive = tmp_path / "lambda.h5"
     ok(invoke("dump", model, "--unsafe", "-l", "dense", "-l", "double", "-o", archive))

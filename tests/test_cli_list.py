@@ -269,13 +269,25 @@ def test_list_multi_io_inputs(index_of: Callable[[str], dict[str, Any]]) -> None
 
 @pytest.fixture
 def scratch_tempdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """Where the temporary link Keras is given goes; empty again once probe is done."""
+    """Where the temporary link Keras is given goes: probe makes exactly one there, and it is gone
+    once probe is done."""
     import tempfile
 
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    made: list[str] = []
+    real = tempfile.TemporaryDirectory
+
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        directory = real(*args, **kwargs)
+        made.append(directory.name)
+        return directory
+
+    monkeypatch.setattr(tempfile, "TemporaryDirectory", recorded)
     yield scratch
+    assert [Path(name).parent for name in made] == [scratch]
+    assert Path(made[0]).name.startswith("probe-model-")
     assert list(scratch.iterdir()) == []  # no link left behind
 
 
@@ -296,7 +308,8 @@ def test_keras_model_is_read_by_content_whatever_its_extension(
     renamed = tmp_path / name
     renamed.write_bytes((samples.cnn_h5 if source == "cnn" else samples.cnn_keras).read_bytes())
     listed = list_json(renamed)
-    assert listed["tensors"] == index_of(source)["tensors"] and listed["format"] == index_of(source)["format"]
+    assert listed.pop("model") == str(renamed)
+    assert listed == {key: value for key, value in index_of(source).items() if key != "model"}
 
 
 def test_renamed_model_failing_to_load_is_named_as_given(
@@ -306,5 +319,5 @@ def test_renamed_model_failing_to_load_is_named_as_given(
     --unsafe): the usual one-line error, never naming the temporary link, and the link is gone."""
     renamed = tmp_path / "model.bin"
     renamed.write_bytes(extra_models.lambda_h5.read_bytes())
-    line = assert_one_line_error(invoke("list", renamed), 2, "--unsafe")
+    line = assert_one_line_error(invoke("list", renamed), 2, str(renamed), "--unsafe")
     assert "probe-model" not in line

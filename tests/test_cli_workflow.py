@@ -11,7 +11,18 @@ from typing import Any
 import h5py
 import numpy as np
 import pytest
-from conftest import CNN_H5, MULTI_IO_H5, RCNN, SAMPLES, import_file, inputs_of, invoke, ok, tensors_of
+from conftest import (
+    CNN_H5,
+    MULTI_IO_H5,
+    RCNN,
+    SAMPLES,
+    assert_one_line_error,
+    import_file,
+    inputs_of,
+    invoke,
+    ok,
+    tensors_of,
+)
 
 
 def test_inputs_from_feeds_the_stored_inputs_again(tmp_path: Path, reference_models: dict[str, Any]) -> None:
@@ -66,9 +77,9 @@ def test_check_numerics_passes_a_healthy_model(tmp_path: Path) -> None:
 
 def test_max_bytes_stops_before_running(tmp_path: Path) -> None:
     out = tmp_path / "big.h5"
-    result = invoke("dump", CNN_H5, "-t", ".*", "--max-bytes", "1K", "-o", out)
-    assert result.exit_code == 2
-    assert "more than --max-bytes 1.0 KiB" in result.stderr
+    assert_one_line_error(
+        invoke("dump", CNN_H5, "-t", ".*", "--max-bytes", "1K", "-o", out), 2, "more than --max-bytes 1.0 KiB"
+    )
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 

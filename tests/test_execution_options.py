@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from conftest import ROOT
+from conftest import ROOT, SAMPLES
 
 SCRIPT = """
 from pathlib import Path
@@ -22,7 +22,7 @@ print(_tf.tf().config.optimizer.get_experimental_options().get("disable_meta_opt
 def test_loop_capture_alone_runs_without_grappler() -> None:
     """Values inside loops must be computed as the top-level ones are, even when a library
     caller builds only a Capturer."""
-    code = SCRIPT.format(model=str(ROOT / "sample_models" / "lstm.h5"))
+    code = SCRIPT.format(model=str(SAMPLES / "lstm.h5"))
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == ["True"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import invoke, ok
+from conftest import invoke, list_json, ok
 
 
 def _init(name: str) -> dict[str, object]:
@@ -146,7 +146,7 @@ def test_keras2_h5_lists_and_dumps_exact_values(config, tmp_path: Path) -> None:
     _write(model, config())
     x = np.random.default_rng(4).random((3, 8, 8, 1), dtype=np.float32)
     np.save(tmp_path / "x.npy", x)
-    doc = json.loads(ok(invoke("list", model, "--json")).stdout)
+    doc = list_json(model)
     assert [layer["name"] for layer in doc["layers"]][1:] == ["conv2d", "batch_normalization", "flatten", "dense"]
     assert all(not t["name"].startswith(("sequential", "model/", "model_1")) for t in doc["tensors"])
     out = tmp_path / "out.h5"
