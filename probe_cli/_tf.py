@@ -16,12 +16,42 @@ from types import ModuleType
 from typing import Any
 
 _verbose = False
+_lean = False
+
+#: Imported by Keras at import time when installed, only for ``keras.visualization``, which
+#: probe never calls: matplotlib.pyplot alone is 0.6-0.8 s, a quarter of TensorFlow's import.
+PLOTTING_PACKAGES = ("matplotlib",)
 
 
 def set_verbose(verbose: bool) -> None:
     """Show TensorFlow's own log lines (``probe -v``); must be called before the first import."""
     global _verbose
     _verbose = verbose
+
+
+def set_lean(lean: bool) -> None:
+    """Import TensorFlow without :data:`PLOTTING_PACKAGES` (the CLI, which owns its process).
+
+    Keras then holds ``plt = None`` in its plotting helpers for the rest of the
+    process, so a library user importing TensorFlow through probe keeps them by default.
+    """
+    global _lean
+    _lean = lean
+
+
+@contextmanager
+def _plotting_hidden() -> Iterator[None]:
+    """Makes ``import matplotlib`` fail (Keras catches the ImportError) while TensorFlow imports, and
+    importable again afterwards: ``probe plot`` uses matplotlib's Figure directly."""
+    hidden = [name for name in PLOTTING_PACKAGES if name not in sys.modules] if _lean else []
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        for name in hidden:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
 
 
 @contextmanager
@@ -47,11 +77,12 @@ def tf() -> ModuleType:
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
     if _verbose:
-        import tensorflow
+        with _plotting_hidden():
+            import tensorflow
 
         return tensorflow
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    with _native_stderr_silenced():
+    with _native_stderr_silenced(), _plotting_hidden():
         import tensorflow
     for name in ("tensorflow", "absl", "keras", "h5py"):
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -83,6 +114,7 @@ def session_config() -> Any:
 
 def keras() -> ModuleType:
     tf()
-    import keras
+    with _plotting_hidden():  # TensorFlow 2.21 imports Keras itself; others may leave it to us
+        import keras
 
     return keras

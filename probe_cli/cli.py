@@ -83,6 +83,7 @@ class ProbeGroup(click.Group):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         _tf.set_verbose(False)  # until -v says otherwise: each invocation starts quiet
+        _tf.set_lean(True)
         ctx.meta["probe.argv"] = ["probe", *args]
         try:
             return super().parse_args(ctx, args)

@@ -69,6 +69,32 @@ def test_help_does_not_import_tensorflow(args: list[str]) -> None:
     assert result.stdout.strip() == "[]", f"{args} imported {result.stdout.strip()}"
 
 
+@pytest.mark.parametrize("through", ["the CLI", "the library"])
+def test_plotting_packages_skipped_only_by_the_cli(samples: Samples, through: str) -> None:
+    """Keras imports matplotlib.pyplot (0.3-0.8 s) when installed; the CLI's TensorFlow import skips it and
+    leaves matplotlib importable (``probe plot`` needs it), the library leaves a user's process as it was."""
+    pytest.importorskip("matplotlib")
+    call = (
+        "from click.testing import CliRunner\n"
+        "from probe_cli.cli import cli\n"
+        f"result = CliRunner().invoke(cli, ['list', {str(samples.cnn_h5)!r}])\n"
+        "assert result.exit_code == 0, result.output\n"
+        if through == "the CLI"
+        else "from probe_cli import _tf\n_tf.keras()\n"
+    )
+    code = (
+        "import sys\n"
+        f"{call}"
+        "import keras.src.visualization.plot_image_gallery as gallery\n"
+        "print('pyplot' if 'matplotlib.pyplot' in sys.modules else 'none', gallery.plt is not None)\n"
+        "from matplotlib.figure import Figure\n"
+        "Figure()\n"
+    )
+    result = run([sys.executable, "-c", code])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == (["none", "False"] if through == "the CLI" else ["pyplot", "True"])
+
+
 def test_installed_help_is_fast() -> None:
     exe = str(probe_executable())
     run([exe, "--help"])  # warm the file cache
