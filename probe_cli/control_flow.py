@@ -350,7 +350,7 @@ class Capturer:
 
     def __call__(self, feeds: Sequence[Any]) -> dict[str, list[Execution]]:
         """Every value of each requested tensor for one batch, sorted by loop counters (execution order on ties)."""
-        from probe_cli.run import _run_error, _to_numpy
+        from probe_cli.run import to_numpy
 
         tf = self._tf
         result: dict[str, list[Execution]] = {}
@@ -365,9 +365,9 @@ class Capturer:
         try:
             _, top = self._function(*[tf.constant(fed[name]) for name in order])
         except (tf.errors.OpError, ValueError, TypeError) as exc:
-            raise _run_error(exc) from exc
+            raise RunError.from_exception(exc) from exc
         for info, value in zip(self._returned, top):
-            result[info.name] = [Execution(0, (), _to_numpy(value))]
+            result[info.name] = [Execution(0, (), to_numpy(value))]
         for info in self.body:
             key, position = self._where[info.name]
             rows = sorted(self._recording.rows.get(key, []), key=lambda row: row[0])  # stable: ties keep their order

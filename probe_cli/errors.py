@@ -12,6 +12,8 @@ Exit codes (documented in the README):
 
 from __future__ import annotations
 
+import re
+
 OK = 0
 FAILURE = 1
 USAGE = 2
@@ -81,6 +83,29 @@ class ModelLoadError(ProbeError):
 
 class RunError(ProbeError):
     """The graph failed while computing the requested tensors."""
+
+    @classmethod
+    def from_exception(cls, exc: Exception) -> RunError:
+        """TensorFlow's message without its header and Python stack: the cause and the failing node."""
+        message = getattr(exc, "message", None) or str(exc)
+        raw = message.splitlines()
+        cause = next(
+            (
+                line.strip()
+                for line in raw
+                if line.strip()
+                and not line.startswith(("  ", "\t"))  # indented: a stack frame or source line
+                and line.strip() != "Graph execution error:"
+                and not line.strip().startswith(
+                    ("Detected at node", "File ", "[[", "defined at", "<stack traces unavailable>")
+                )
+                and not line.strip().endswith("(most recent call last):")
+            ),
+            raw[0].strip() if raw else type(exc).__name__,
+        )
+        node = re.search(r"\{\{node ([^}]+)\}\}", message)
+        where = f" (at node {node.group(1)})" if node else ""
+        return cls(f"running the model failed: {cause}{where}")
 
 
 class ArchiveError(ProbeError):

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from probe_cli import _tf
-from probe_cli.errors import ModelLoadError, UsageProblem
+from probe_cli.errors import ModelLoadError, RunError, UsageProblem
 from probe_cli.index import InputSpec, LayerInfo, ModelIndex, TensorInfo
 from probe_cli.load import LoadedModel
 
@@ -197,7 +197,6 @@ class LoweredLoopCapturer:
         from tensorflow.python.debug.lib import debug_data, debug_utils
 
         from probe_cli.control_flow import Execution
-        from probe_cli.run import _run_error
 
         tf = _tf.tf()
         root = tempfile.mkdtemp(prefix="probe-tfdbg-")
@@ -209,7 +208,7 @@ class LoweredLoopCapturer:
             try:
                 self.session.run(self.outputs, feed_dict={self.feeds[f.name]: f.array for f in feeds}, options=options)
             except tf.errors.OpError as exc:
-                raise _run_error(exc) from None
+                raise RunError.from_exception(exc) from None
             dump = debug_data.DebugDumpDir(root)
             result = {}
             for info in self.infos:

@@ -7,7 +7,6 @@ front of it, and each batch is one call of the pruned function.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,28 +19,7 @@ from probe_cli.index import TensorInfo
 from probe_cli.trace import TracedModel, reachable_ops
 
 
-def _run_error(exc: Exception) -> RunError:
-    """TensorFlow's message without its header and Python stack: the cause and the failing node."""
-    message = getattr(exc, "message", None) or str(exc)
-    lines = [line.strip() for line in message.splitlines()]
-    cause = next(
-        (
-            line
-            for line in lines
-            if line
-            and line != "Graph execution error:"
-            and not line.startswith(("Detected at node", "File ", "[[", "defined at", "<stack traces unavailable>"))
-            and not line.endswith(("(most recent call last):",))
-            and not message.splitlines()[lines.index(line)].startswith(("  ", "\t"))
-        ),
-        lines[0] if lines else type(exc).__name__,
-    )
-    node = re.search(r"\{\{node ([^}]+)\}\}", message)
-    where = f" (at node {node.group(1)})" if node else ""
-    return RunError(f"running the model failed: {cause}{where}")
-
-
-def _to_numpy(tensor: object) -> np.ndarray:
+def to_numpy(tensor: object) -> np.ndarray:
     """A read-only view of an eager tensor's buffer: ``.numpy()`` copies, and a full dump is gigabytes."""
     try:
         return np.asarray(memoryview(tensor))  # type: ignore[arg-type]
@@ -135,7 +113,7 @@ class Runner:
                 [traced.graph_tensors[info.name].name for info in self.computed],
             )
         except Exception as exc:  # noqa: BLE001 - importing a graph raises ValueError, OpError and others
-            raise _run_error(exc) from exc
+            raise RunError.from_exception(exc) from exc
 
     def __call__(self, feeds: Sequence[Feed]) -> dict[str, np.ndarray]:
         """Values of the fetches (by probe name) for one execution."""
@@ -147,9 +125,9 @@ class Runner:
         try:
             results = tf.nest.flatten(self.function(*[tf.constant(fed[name]) for name in self.order]))
         except (tf.errors.OpError, ValueError, TypeError) as exc:
-            raise _run_error(exc) from exc
+            raise RunError.from_exception(exc) from exc
         for info, position in zip(self.computed, self.positions):
-            values[info.name] = _to_numpy(results[position])
+            values[info.name] = to_numpy(results[position])
         return values
 
 
