@@ -17,7 +17,6 @@ from typing import Any
 import h5py
 import numpy as np
 import pytest
-from click.testing import Result
 from conftest import (
     RCNN,
     ExtraModels,
@@ -87,11 +86,6 @@ def dest(tmp_path: Path) -> Iterator[Path]:
     assert list(directory.iterdir()) == []
 
 
-def fails(result: Result, code: int, *needles: str) -> str:
-    """The one-line error of a failed command (see ``assert_one_line_error``)."""
-    return assert_one_line_error(result, code, *needles)
-
-
 # ---------------------------------------------------------------- model files
 
 
@@ -99,43 +93,43 @@ def fails(result: Result, code: int, *needles: str) -> str:
 def test_missing_model(command: str, tmp_path: Path, dest: Path) -> None:
     missing = tmp_path / "nope.h5"
     extra = ["-o", str(dest)] if command == "dump" else []
-    fails(invoke(command, missing, *extra), 2, "nope.h5", "does not exist")
+    assert_one_line_error(invoke(command, missing, *extra), 2, "nope.h5", "does not exist")
 
 
 def test_directory_without_model(bad: Path, dest: Path) -> None:
-    fails(invoke("list", bad / "no_model_dir"), 2, "no_model_dir", "no model")
-    fails(invoke("dump", bad / "no_model_dir", "-o", dest), 2, "no model")
+    assert_one_line_error(invoke("list", bad / "no_model_dir"), 2, "no_model_dir", "no model")
+    assert_one_line_error(invoke("dump", bad / "no_model_dir", "-o", dest), 2, "no model")
 
 
 def test_truncated_h5(bad: Path, dest: Path) -> None:
-    fails(invoke("list", bad / "truncated.h5"), 1, "truncated.h5", "truncated")
-    fails(invoke("dump", bad / "truncated.h5", "-o", dest), 1, "truncated.h5")
+    assert_one_line_error(invoke("list", bad / "truncated.h5"), 1, "truncated.h5", "truncated")
+    assert_one_line_error(invoke("dump", bad / "truncated.h5", "-o", dest), 1, "truncated.h5")
 
 
 @pytest.mark.parametrize("name", ["text.h5", "empty.h5"])
 def test_not_hdf5_named_h5(bad: Path, dest: Path, name: str) -> None:
-    fails(invoke("list", bad / name), 2, name, "not a model")
-    fails(invoke("dump", bad / name, "-o", dest), 2, name)
+    assert_one_line_error(invoke("list", bad / name), 2, name, "not a model")
+    assert_one_line_error(invoke("dump", bad / name, "-o", dest), 2, name)
 
 
 def test_probe_archive_is_not_a_model(probe_archive: Path, dest: Path) -> None:
-    fails(invoke("list", probe_archive), 2, "probe archive", "not a model")
-    fails(invoke("dump", probe_archive, "-o", dest), 2, "probe archive")
+    assert_one_line_error(invoke("list", probe_archive), 2, "probe archive", "not a model")
+    assert_one_line_error(invoke("dump", probe_archive, "-o", dest), 2, "probe archive")
 
 
 @pytest.mark.parametrize("name", ["weights_only.h5", "plain.h5"])
 def test_hdf5_without_model(bad: Path, name: str) -> None:
-    fails(invoke("list", bad / name), 2, name)
+    assert_one_line_error(invoke("list", bad / name), 2, name)
 
 
 @pytest.mark.parametrize("name", ["broken_config.keras", "wrong_config.keras"])
 def test_keras_zip_with_broken_config(bad: Path, dest: Path, name: str) -> None:
-    fails(invoke("list", bad / name), 1, name)
-    fails(invoke("dump", bad / name, "-o", dest), 1, name)
+    assert_one_line_error(invoke("list", bad / name), 1, name)
+    assert_one_line_error(invoke("dump", bad / name, "-o", dest), 1, name)
 
 
 def test_zip_that_is_not_keras(bad: Path) -> None:
-    fails(invoke("list", bad / "not_keras.keras"), 2, "not_keras.keras", "config.json")
+    assert_one_line_error(invoke("list", bad / "not_keras.keras"), 2, "not_keras.keras", "config.json")
 
 
 @pytest.fixture
@@ -148,8 +142,8 @@ def unregistered_proposal_layer(keras: Any, reference_models: dict[str, Any], mo
 
 @pytest.mark.usefixtures("unregistered_proposal_layer")
 def test_custom_layer_missing(samples: Samples, dest: Path) -> None:
-    fails(invoke("list", samples.rcnn_h5), 2, "ProposalLayer", "--custom-objects")
-    fails(invoke("dump", samples.rcnn_h5, "-o", dest), 2, "ProposalLayer", "--custom-objects")
+    assert_one_line_error(invoke("list", samples.rcnn_h5), 2, "ProposalLayer", "--custom-objects")
+    assert_one_line_error(invoke("dump", samples.rcnn_h5, "-o", dest), 2, "ProposalLayer", "--custom-objects")
 
 
 @pytest.mark.parametrize("kind", ["custom_keras", "custom_h5"])
@@ -159,8 +153,8 @@ def test_custom_layer_with_builtin_name_missing(
     """A registered class called like a Keras built-in (Identity) still asks for --custom-objects."""
     monkeypatch.delitem(keras.saving.get_custom_objects(), "probe_tests>Identity")
     model = getattr(extra_models, kind)
-    fails(invoke("list", model), 2, "Identity", "--custom-objects")
-    fails(invoke("dump", model, "-o", dest), 2, "Identity", "--custom-objects")
+    assert_one_line_error(invoke("list", model), 2, "Identity", "--custom-objects")
+    assert_one_line_error(invoke("dump", model, "-o", dest), 2, "Identity", "--custom-objects")
 
 
 @pytest.mark.parametrize("kind", ["custom_keras", "custom_h5"])
@@ -178,7 +172,7 @@ def test_custom_layer_given(extra_models: ExtraModels, keras: Any, tmp_path: Pat
 
 def test_lambda_function_missing_then_given(extra_models: ExtraModels, tmp_path: Path, dest: Path) -> None:
     """A Lambda naming a module-level function: asked for with --custom-objects, found there."""
-    fails(invoke("list", extra_models.function_keras), 2, "function 'plus_one'", "--custom-objects")
+    assert_one_line_error(invoke("list", extra_models.function_keras), 2, "function 'plus_one'", "--custom-objects")
     archive = tmp_path / "inc.h5"
     model = extra_models.function_keras
     ok(invoke("dump", model, "--custom-objects", extra_models.custom_layers, "-l", ".*", "-o", archive))
@@ -187,20 +181,24 @@ def test_lambda_function_missing_then_given(extra_models: ExtraModels, tmp_path:
 
 
 def test_custom_objects_file_missing(samples: Samples, tmp_path: Path, dest: Path) -> None:
-    fails(invoke("dump", samples.rcnn_h5, "--custom-objects", tmp_path / "nope.py", "-o", dest), 2, "nope.py")
+    assert_one_line_error(
+        invoke("dump", samples.rcnn_h5, "--custom-objects", tmp_path / "nope.py", "-o", dest), 2, "nope.py"
+    )
 
 
 def test_custom_objects_file_broken(samples: Samples, tmp_path: Path, dest: Path) -> None:
     broken = tmp_path / "broken_layers.py"
     broken.write_text("raise RuntimeError('boom')\n")
-    fails(invoke("dump", samples.rcnn_h5, "--custom-objects", broken, "-o", dest), 2, "broken_layers.py", "boom")
+    assert_one_line_error(
+        invoke("dump", samples.rcnn_h5, "--custom-objects", broken, "-o", dest), 2, "broken_layers.py", "boom"
+    )
 
 
 @pytest.mark.parametrize("kind", ["lambda_h5", "lambda_keras"])
 def test_lambda_needs_unsafe(extra_models: ExtraModels, dest: Path, kind: str) -> None:
     model = getattr(extra_models, kind)
-    fails(invoke("list", model), 2, "--unsafe")
-    fails(invoke("dump", model, "-o", dest), 2, "--unsafe")
+    assert_one_line_error(invoke("list", model), 2, "--unsafe")
+    assert_one_line_error(invoke("dump", model, "-o", dest), 2, "--unsafe")
 
 
 @pytest.mark.parametrize("kind", ["lambda_h5", "lambda_keras"])
@@ -235,36 +233,38 @@ def npy(tmp_path: Path) -> Callable[[str, Any], Path]:
 
 def test_npy_wrong_shape(samples: Samples, npy: Callable[[str, Any], Path], dest: Path) -> None:
     path = npy("wrong_shape.npy", np.zeros((1, 28, 28, 3), np.float32))
-    line = fails(invoke("dump", samples.cnn_h5, "-i", path, "-o", dest), 2, "image", "shape")
+    line = assert_one_line_error(invoke("dump", samples.cnn_h5, "-i", path, "-o", dest), 2, "image", "shape")
     assert "28, 28, 1" in line and "28, 28, 3" in line, "names expected and given shape"
 
 
 def test_npy_wrong_rank(samples: Samples, npy: Callable[[str, Any], Path], dest: Path) -> None:
     path = npy("wrong_rank.npy", np.zeros((28, 28, 1), np.float32))
-    fails(invoke("dump", samples.cnn_h5, "-i", path, "-o", dest), 2, "image", "shape")
+    assert_one_line_error(invoke("dump", samples.cnn_h5, "-i", path, "-o", dest), 2, "image", "shape")
 
 
 def test_npy_float_into_int_input(samples: Samples, npy: Callable[[str, Any], Path], dest: Path) -> None:
     path = npy("float_tokens.npy", np.full((1, 12), 0.5, np.float32))
-    line = fails(invoke("dump", samples.multi_io_h5, "-i", f"tokens={path}", "-o", dest), 2, "tokens", "dtype")
+    line = assert_one_line_error(
+        invoke("dump", samples.multi_io_h5, "-i", f"tokens={path}", "-o", dest), 2, "tokens", "dtype"
+    )
     assert "int32" in line and "float32" in line
 
 
 def test_npy_zero_length(samples: Samples, npy: Callable[[str, Any], Path], dest: Path) -> None:
     path = npy("empty.npy", np.zeros((0, 28, 28, 1), np.float32))
-    fails(invoke("dump", samples.cnn_h5, "-i", path, "-o", dest), 2, "image", "empty")
+    assert_one_line_error(invoke("dump", samples.cnn_h5, "-i", path, "-o", dest), 2, "image", "empty")
 
 
 def test_npy_corrupt_header(samples: Samples, tmp_path: Path, dest: Path) -> None:
     path = tmp_path / "corrupt.npy"
     path.write_bytes(b"\x93NUMPY\x01\x00\x20\x00{'descr': '<f4', 'fortran_order': Fa" + b"\x00" * 16)
-    fails(invoke("dump", samples.cnn_h5, "-i", path, "-o", dest), 2, "corrupt.npy")
+    assert_one_line_error(invoke("dump", samples.cnn_h5, "-i", path, "-o", dest), 2, "corrupt.npy")
 
 
 def test_npy_truncated_data(samples: Samples, npy: Callable[[str, Any], Path], dest: Path) -> None:
     path = npy("short.npy", np.zeros((1, 28, 28, 1), np.float32))
     path.write_bytes(path.read_bytes()[:-100])
-    fails(invoke("dump", samples.cnn_h5, "-i", path, "-o", dest), 2, "short.npy")
+    assert_one_line_error(invoke("dump", samples.cnn_h5, "-i", path, "-o", dest), 2, "short.npy")
 
 
 def test_npy_object_array_is_refused(samples: Samples, npy: Callable[[str, Any], Path], dest: Path) -> None:
@@ -273,35 +273,37 @@ def test_npy_object_array_is_refused(samples: Samples, npy: Callable[[str, Any],
     path = npy("objects.npy", array)
     with pytest.raises(ValueError, match="allow_pickle"):
         np.load(path, allow_pickle=False)  # the file holds a pickle, which probe must never load
-    fails(invoke("dump", samples.cnn_h5, "-i", path, "-o", dest), 2, "objects.npy", "object")
+    assert_one_line_error(invoke("dump", samples.cnn_h5, "-i", path, "-o", dest), 2, "objects.npy", "object")
 
 
 def test_npy_is_not_an_array_file(samples: Samples, tmp_path: Path, dest: Path) -> None:
     path = tmp_path / "text.npy"
     path.write_text("1, 2, 3\n")
-    fails(invoke("dump", samples.cnn_h5, "-i", path, "-o", dest), 2, "text.npy")
+    assert_one_line_error(invoke("dump", samples.cnn_h5, "-i", path, "-o", dest), 2, "text.npy")
 
 
 def test_input_file_missing(samples: Samples, tmp_path: Path, dest: Path) -> None:
-    fails(invoke("dump", samples.cnn_h5, "-i", tmp_path / "nope.npy", "-o", dest), 2, "nope.npy", "does not exist")
+    assert_one_line_error(
+        invoke("dump", samples.cnn_h5, "-i", tmp_path / "nope.npy", "-o", dest), 2, "nope.npy", "does not exist"
+    )
 
 
 def test_npz_missing_key(samples: Samples, tmp_path: Path, dest: Path) -> None:
     path = tmp_path / "feeds.npz"
     np.savez(path, image=np.zeros((1, 32, 32, 3), np.float32), other=np.zeros((1, 12), np.int32))
-    line = fails(invoke("dump", samples.multi_io_h5, "-i", f"tokens={path}", "-o", dest), 2, "tokens")
+    line = assert_one_line_error(invoke("dump", samples.multi_io_h5, "-i", f"tokens={path}", "-o", dest), 2, "tokens")
     assert "image" in line and "other" in line, "names the keys the file has"
 
 
 def test_npz_unknown_key(samples: Samples, tmp_path: Path, dest: Path) -> None:
     path = tmp_path / "feeds.npz"
     np.savez(path, image=np.zeros((1, 32, 32, 3), np.float32), token=np.zeros((1, 12), np.int32))
-    fails(invoke("dump", samples.multi_io_h5, "-i", path, "-o", dest), 2, "token", "tokens")
+    assert_one_line_error(invoke("dump", samples.multi_io_h5, "-i", path, "-o", dest), 2, "token", "tokens")
 
 
 def test_unknown_input_name(samples: Samples, npy: Callable[[str, Any], Path], dest: Path) -> None:
     path = npy("x.npy", np.zeros((1, 28, 28, 1), np.float32))
-    fails(invoke("dump", samples.cnn_h5, "-i", path, "-i", path, "-o", dest), 2, "input")
+    assert_one_line_error(invoke("dump", samples.cnn_h5, "-i", path, "-i", path, "-o", dest), 2, "input")
 
 
 @pytest.mark.parametrize(
@@ -324,16 +326,22 @@ def test_unknown_input_name(samples: Samples, npy: Callable[[str, Any], Path], d
 )
 def test_malformed_shape_and_range(samples: Samples, dest: Path, option: tuple[str, str]) -> None:
     flag, value = option
-    fails(invoke("dump", samples.cnn_h5, flag, value, "-o", dest), 2, flag if "nope" not in value else "nope")
+    assert_one_line_error(
+        invoke("dump", samples.cnn_h5, flag, value, "-o", dest), 2, flag if "nope" not in value else "nope"
+    )
 
 
 def test_model_fails_to_run(samples: Samples, dest: Path) -> None:
     """Token ids beyond the Embedding's input_dim make the graph fail: exit 1, nothing written."""
-    fails(invoke("dump", samples.multi_io_h5, "--value-range", "tokens=1000,2000", "-o", dest), 1, "fail")
+    assert_one_line_error(
+        invoke("dump", samples.multi_io_h5, "--value-range", "tokens=1000,2000", "-o", dest), 1, "fail"
+    )
 
 
 def test_run_failure_names_the_cause(samples: Samples, dest: Path) -> None:
-    line = fails(invoke("dump", samples.multi_io_h5, "--value-range", "tokens=1000,2000", "-o", dest), 1)
+    line = assert_one_line_error(
+        invoke("dump", samples.multi_io_h5, "--value-range", "tokens=1000,2000", "-o", dest), 1
+    )
     assert "is not in [0, 50)" in line, line
     assert "embed" in line, "names the op or layer that failed"
 
@@ -355,27 +363,29 @@ def test_regex_that_does_not_compile(samples: Samples, dest: Path, args: tuple[s
     extra = ["-o", str(dest)] if command == "dump" else []
     result = invoke(command, samples.cnn_h5, *rest, *extra)
     assert result.exit_code == 2
-    fails(result, 2, "regular expression")
+    assert_one_line_error(result, 2, "regular expression")
 
 
 def test_pattern_matching_nothing_suggests_wildcards(samples: Samples, dest: Path) -> None:
-    line = fails(invoke("dump", *RCNN, "-t", "NonMaxSuppressionV3", "-o", dest), 2, "NonMaxSuppressionV3")
+    line = assert_one_line_error(
+        invoke("dump", *RCNN, "-t", "NonMaxSuppressionV3", "-o", dest), 2, "NonMaxSuppressionV3"
+    )
     assert ".*NonMaxSuppressionV3.*" in line
     assert "ROI/" in line, "names an existing tensor"
 
 
 def test_pattern_matching_nothing_names_closest(samples: Samples, dest: Path) -> None:
-    line = fails(invoke("dump", samples.cnn_h5, "-t", "conv9/Relu:0", "-o", dest), 2, "conv9/Relu:0")
+    line = assert_one_line_error(invoke("dump", samples.cnn_h5, "-t", "conv9/Relu:0", "-o", dest), 2, "conv9/Relu:0")
     assert "conv1/Relu:0" in line or "conv2/Relu:0" in line
 
 
 def test_layer_pattern_matching_nothing(samples: Samples, dest: Path) -> None:
-    line = fails(invoke("dump", samples.cnn_h5, "-l", "conv", "-o", dest), 2, "--layer", "conv")
+    line = assert_one_line_error(invoke("dump", samples.cnn_h5, "-l", "conv", "-o", dest), 2, "--layer", "conv")
     assert ".*conv.*" in line
 
 
 def test_one_bad_pattern_among_good_ones(samples: Samples, dest: Path) -> None:
-    fails(invoke("dump", samples.cnn_h5, "-t", "conv1/Relu:0", "-t", "Nope", "-o", dest), 2, "Nope")
+    assert_one_line_error(invoke("dump", samples.cnn_h5, "-t", "conv1/Relu:0", "-t", "Nope", "-o", dest), 2, "Nope")
 
 
 # ---------------------------------------------------------------- destination
@@ -383,14 +393,14 @@ def test_one_bad_pattern_among_good_ones(samples: Samples, dest: Path) -> None:
 
 def test_output_directory_missing(samples: Samples, tmp_path: Path) -> None:
     target = tmp_path / "missing" / "out.h5"
-    fails(invoke("dump", samples.cnn_h5, "-l", "probs", "-o", target), 2, "missing", "does not exist")
+    assert_one_line_error(invoke("dump", samples.cnn_h5, "-l", "probs", "-o", target), 2, "missing", "does not exist")
     assert not target.parent.exists()
 
 
 def test_output_parent_is_a_file(samples: Samples, tmp_path: Path) -> None:
     parent = tmp_path / "regular_file"
     parent.write_text("I am a file")
-    fails(invoke("dump", samples.cnn_h5, "-l", "probs", "-o", parent / "out.h5"), 2, "regular_file")
+    assert_one_line_error(invoke("dump", samples.cnn_h5, "-l", "probs", "-o", parent / "out.h5"), 2, "regular_file")
     assert parent.read_text() == "I am a file"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["regular_file"]
 
@@ -398,13 +408,13 @@ def test_output_parent_is_a_file(samples: Samples, tmp_path: Path) -> None:
 def test_output_parent_is_a_file_message(samples: Samples, tmp_path: Path) -> None:
     parent = tmp_path / "regular_file"
     parent.write_text("I am a file")
-    fails(invoke("dump", samples.cnn_h5, "-l", "probs", "-o", parent / "out.h5"), 2, "not a directory")
+    assert_one_line_error(invoke("dump", samples.cnn_h5, "-l", "probs", "-o", parent / "out.h5"), 2, "not a directory")
 
 
 def test_output_is_a_directory(samples: Samples, tmp_path: Path) -> None:
     target = tmp_path / "dir.h5"
     target.mkdir()
-    fails(invoke("dump", samples.cnn_h5, "-l", "probs", "-o", target), 2, "directory")
+    assert_one_line_error(invoke("dump", samples.cnn_h5, "-l", "probs", "-o", target), 2, "directory")
     assert list(target.iterdir()) == []
 
 
@@ -414,7 +424,7 @@ def test_output_directory_not_writable(samples: Samples, tmp_path: Path) -> None
     locked.mkdir()
     locked.chmod(0o500)
     try:
-        fails(invoke("dump", samples.cnn_h5, "-l", "probs", "-o", locked / "out.h5"), 2, "not writable")
+        assert_one_line_error(invoke("dump", samples.cnn_h5, "-l", "probs", "-o", locked / "out.h5"), 2, "not writable")
         assert list(locked.iterdir()) == []
     finally:
         locked.chmod(0o700)
@@ -433,15 +443,15 @@ def test_debug_shows_the_exception(tmp_path: Path, where: str) -> None:
     with pytest.raises(FileProblem, match="does not exist"):
         invoke(*args)
     # the next invocation without it is back to one line
-    fails(invoke("list", tmp_path / "nope.h5"), 2, "does not exist")
+    assert_one_line_error(invoke("list", tmp_path / "nope.h5"), 2, "does not exist")
 
 
 def test_usage_errors_are_one_line(samples: Samples) -> None:
-    fails(invoke("dump", samples.cnn_h5, "--no-such-option"), 2, "--no-such-option")
-    fails(invoke("dump"), 2, "MODEL")
-    fails(invoke("dump", samples.cnn_h5, "--batch-size", "0"), 2, "batch-size")
-    fails(invoke("--no-such-option"), 2, "--no-such-option")
-    fails(invoke("no-such-command"), 2, "no-such-command")
+    assert_one_line_error(invoke("dump", samples.cnn_h5, "--no-such-option"), 2, "--no-such-option")
+    assert_one_line_error(invoke("dump"), 2, "MODEL")
+    assert_one_line_error(invoke("dump", samples.cnn_h5, "--batch-size", "0"), 2, "batch-size")
+    assert_one_line_error(invoke("--no-such-option"), 2, "--no-such-option")
+    assert_one_line_error(invoke("no-such-command"), 2, "no-such-command")
 
 
 # ---------------------------------------------------------------- interrupted and failed writes
@@ -465,7 +475,7 @@ def _fail_on_second_write(monkeypatch: pytest.MonkeyPatch, error: BaseException)
 
 def test_interrupt_midway_leaves_nothing(samples: Samples, monkeypatch: pytest.MonkeyPatch, dest: Path) -> None:
     _fail_on_second_write(monkeypatch, KeyboardInterrupt())
-    fails(invoke("dump", samples.cnn_h5, "-o", dest), 130, "interrupted")
+    assert_one_line_error(invoke("dump", samples.cnn_h5, "-o", dest), 130, "interrupted")
 
 
 def test_interrupt_with_force_keeps_old_archive(
@@ -474,7 +484,7 @@ def test_interrupt_with_force_keeps_old_archive(
     target = tmp_path / "old.h5"
     target.write_bytes(b"previous archive")
     _fail_on_second_write(monkeypatch, KeyboardInterrupt())
-    fails(invoke("dump", samples.cnn_h5, "-o", target, "--force"), 130, "interrupted")
+    assert_one_line_error(invoke("dump", samples.cnn_h5, "-o", target, "--force"), 130, "interrupted")
     assert target.read_bytes() == b"previous archive"
     assert leftovers(tmp_path) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["old.h5"]
 
@@ -483,6 +493,6 @@ def test_disk_full_midway_keeps_old_archive(samples: Samples, monkeypatch: pytes
     target = tmp_path / "old.h5"
     target.write_bytes(b"previous archive")
     _fail_on_second_write(monkeypatch, OSError(28, "No space left on device"))
-    fails(invoke("dump", samples.cnn_h5, "-o", target, "--force"), 1, "No space left on device")
+    assert_one_line_error(invoke("dump", samples.cnn_h5, "-o", target, "--force"), 1, "No space left on device")
     assert target.read_bytes() == b"previous archive"
     assert leftovers(tmp_path) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["old.h5"]

@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 from conftest import ANSI, ROOT, Samples
 
+from probe_cli import __version__
+
 #: Lines TensorFlow prints on its own (C++ logging, oneDNN, CUDA probing) that probe must hide.
 TF_NOISE = ("oneDNN", "absl::InitializeLog", "cuda", "cpu_feature_guard", "I0000", "W0000", "E0000", "tensorflow/")
 
@@ -152,8 +154,12 @@ def test_python_dash_m_verbose_shows_tensorflow_logs(samples: Samples, where: st
     doc = json.loads(result.stdout)
     assert [layer["name"] for layer in doc["layers"]][:2] == ["image", "conv1"]
     assert any(noise in result.stderr for noise in TF_NOISE), f"-v should let TensorFlow log:\n{result.stderr}"
-    version = run([sys.executable, "-m", "probe_cli", "--version"])
-    assert version.returncode == 0 and "probe" in version.stdout
+
+
+def test_python_dash_m_version() -> None:
+    result = run([sys.executable, "-m", "probe_cli", "--version"])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"probe, version {__version__}\n"
 
 
 def test_closed_stdout_is_not_a_crash(samples: Samples) -> None:

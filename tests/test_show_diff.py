@@ -125,10 +125,10 @@ def test_show_json_has_stable_keys_and_exact_statistics(tmp_path: Path) -> None:
 
 def test_show_match_uses_the_resolver_semantics(tmp_path: Path) -> None:
     archive = make_archive(tmp_path / "a.h5")
-    by_op_name = json.loads(invoke("show", archive, "--match", "zeta/Conv2D", "--json").stdout)
+    by_op_name = json.loads(ok(invoke("show", archive, "--match", "zeta/Conv2D", "--json")).stdout)
     assert [t["name"] for t in by_op_name["tensors"]] == ["zeta/Conv2D:0"]
     assert by_op_name["total_tensors"] == 4
-    several = json.loads(invoke("show", archive, "--match", ".*/.*", "--match", "x:0", "--json").stdout)
+    several = json.loads(ok(invoke("show", archive, "--match", ".*/.*", "--match", "x:0", "--json")).stdout)
     assert [t["name"] for t in several["tensors"]] == ["x:0", "zeta/Conv2D:0", "beta/Relu:0", "alpha/Softmax:0"]
     plain = invoke("show", archive, "--match", "beta/.*")
     assert "Tensors (1 of 4):" in plain.stdout
@@ -163,7 +163,7 @@ def test_show_tolerates_archives_lacking_newer_attributes(tmp_path: Path) -> Non
     assert "Model:    -" in result.stdout
     assert "Versions: probe 0.0.1" in result.stdout
     assert ["x", "(1,", "2)", "float32", "-", "-"] in rows(result.stdout)
-    doc = json.loads(invoke("show", old, "--json").stdout)
+    doc = json.loads(ok(invoke("show", old, "--json")).stdout)
     assert doc["provenance"]["seed"] is None
     assert doc["tensors"] == [
         {
@@ -237,7 +237,7 @@ def test_identical_archives_exit_0(tmp_path: Path) -> None:
     result = ok(invoke("diff", a, b))
     assert "Same: all 4 common tensor(s) within tolerance." in result.stdout
     assert result.stderr == ""
-    doc = json.loads(invoke("diff", a, b, "--json").stdout)
+    doc = json.loads(ok(invoke("diff", a, b, "--json")).stdout)
     assert doc["same"] is True and doc["first_divergence"] is None
     assert [t["name"] for t in doc["tensors"]] == ["x:0", "zeta/Conv2D:0", "beta/Relu:0", "alpha/Softmax:0"]
     # NaN and Inf at the same positions are equal
@@ -293,7 +293,7 @@ def test_nan_in_one_archive_only_is_a_difference(tmp_path: Path) -> None:
     a = make_archive(tmp_path / "a.h5", {"t:0": np.array([1.0, 2.0, np.inf], dtype=np.float32)})
     b = make_archive(tmp_path / "b.h5", {"t:0": np.array([1.0, np.nan, -np.inf], dtype=np.float32)})
     result = invoke("diff", a, b, "--json")
-    assert result.exit_code == 1
+    assert result.exit_code == 1, result.output
     t = json.loads(result.stdout)["tensors"][0]
     assert (t["out_of_tolerance"], t["nonfinite_mismatches"], t["max_abs_error"]) == (2, 2, 0.0)
 
@@ -302,7 +302,7 @@ def test_shape_and_dtype_mismatches_are_differences(tmp_path: Path) -> None:
     a = make_archive(tmp_path / "a.h5", {"s:0": np.zeros((2, 3), np.float32), "d:0": np.ones(4, np.float32)})
     b = make_archive(tmp_path / "b.h5", {"s:0": np.zeros((3, 2), np.float32), "d:0": np.ones(4, np.float64)})
     result = invoke("diff", a, b, "--json")
-    assert result.exit_code == 1
+    assert result.exit_code == 1, result.output
     doc = json.loads(result.stdout)
     s, d = doc["tensors"]
     assert (s["status"], s["shape_a"], s["shape_b"], s["max_abs_error"]) == ("shape mismatch", [2, 3], [3, 2], None)
@@ -311,7 +311,7 @@ def test_shape_and_dtype_mismatches_are_differences(tmp_path: Path) -> None:
     assert doc["first_divergence"] == "s:0"
     # a dtype change alone (values equal) is reported and fails the diff, but is no divergence of values
     only_dtype = invoke("diff", a, b, "--match", "d:0", "--json")
-    assert only_dtype.exit_code == 1
+    assert only_dtype.exit_code == 1, only_dtype.output
     assert json.loads(only_dtype.stdout)["first_divergence"] is None
     text = invoke("diff", a, b).stdout
     assert "First divergence: s:0 (op s): shape (2, 3) in A, (3, 2) in B" in text
@@ -328,7 +328,9 @@ def test_tensors_in_only_one_archive_are_listed(tmp_path: Path) -> None:
     assert "Only in A (1):\n  beta/Relu:0\n" in result.stdout
     assert "Only in B (1):\n  extra/Add:0\n" in result.stdout
     assert "Different: all 3 common tensor(s) within tolerance; 1 only in A, 1 only in B." in result.stdout
-    doc = json.loads(invoke("diff", a, b, "--json").stdout)
+    as_json = invoke("diff", a, b, "--json")
+    assert as_json.exit_code == 1, as_json.output
+    doc = json.loads(as_json.stdout)
     assert (doc["only_in_a"], doc["only_in_b"], doc["first_divergence"]) == (["beta/Relu:0"], ["extra/Add:0"], None)
     # --match narrows both sides: the common tensors alone are the same
     assert invoke("diff", a, b, "--match", "x.*", "--match", "zeta/.*").exit_code == 0
@@ -338,7 +340,7 @@ def test_different_inputs_are_warned(tmp_path: Path) -> None:
     a = make_archive(tmp_path / "a.h5", seed=0)
     b = make_archive(tmp_path / "b.h5", seed=1)
     result = invoke("diff", a, b, "--json")
-    assert result.exit_code == 0  # same tensors: the warning alone does not fail the diff
+    assert result.exit_code == 0, result.output  # same tensors: the warning alone does not fail the diff
     warning = "input 'x' has different values in A and B (A: random, seed 0; B: random, seed 1)"
     assert result.stderr == f"Warning: {warning}\n"
     assert json.loads(result.stdout)["warnings"] == [warning]

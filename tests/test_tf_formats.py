@@ -35,32 +35,42 @@ def assert_values(got: np.ndarray, expected: Any) -> None:
     close(got, expected)
 
 
+@dataclasses.dataclass(frozen=True)
+class RcnnCase:
+    """An input batch for the exported sample, and its values computed by the Keras model."""
+
+    images: np.ndarray
+    #: Inner tensors by ``RCNN_INNER`` name, relative to the prefix.
+    inner: dict[str, Any]
+    #: The two model outputs by their graph names.
+    outputs: dict[str, Any]
+
+
 @pytest.fixture(scope="module")
-def rcnn_expected(
-    reference_models: dict[str, Any], keras: Any, tf: Any
-) -> Callable[[np.ndarray], tuple[dict[str, Any], dict[str, Any]]]:
-    """The Keras sample the SavedModel and frozen graph were exported from, evaluated directly: inner
-    tensors by ``RCNN_INNER`` name, and the two model outputs by their graph names."""
+def rcnn_expected(reference_models: dict[str, Any], keras: Any, tf: Any) -> RcnnCase:
+    """The Keras sample the SavedModel and frozen graph were exported from, evaluated directly once for
+    both formats; NMS takes its box count and IoU threshold from the sample's ``ProposalLayer``."""
+    images = np.random.default_rng(1).random((2, 32, 32, 3), dtype=np.float32)
     model = reference_models["mini_rcnn"]
+    proposals = model.get_layer("ROI")
     heads = keras.Model(
         model.inputs, [model.get_layer(name).output for name in ("conv1", "conv3", "rpn_bbox", "rpn_class")]
     )
     kernel = np.asarray(model.get_layer("conv1").weights[0])
-
-    def compute(images: np.ndarray) -> tuple[dict[str, Any], dict[str, Any]]:
-        conv1, conv3, boxes, scores = (np.asarray(a) for a in heads(images))
-        nms = [tf.image.non_max_suppression(b, s, 10, 0.5).numpy() for b, s in zip(boxes, scores, strict=True)]
-        rois, probs = model.predict(images, verbose=0)
-        inner = dict(
-            zip(
-                RCNN_INNER,
-                [tf.nn.conv2d(images, kernel, 1, "SAME").numpy(), conv1, conv3, boxes, scores, *nms],
-                strict=True,
-            )
+    conv1, conv3, boxes, scores = (np.asarray(a) for a in heads(images))
+    nms = [
+        tf.image.non_max_suppression(b, s, proposals.proposal_count, proposals.nms_threshold).numpy()
+        for b, s in zip(boxes, scores, strict=True)
+    ]
+    rois, probs = model.predict(images, verbose=0)
+    inner = dict(
+        zip(
+            RCNN_INNER,
+            [tf.nn.conv2d(images, kernel, 1, "SAME").numpy(), conv1, conv3, boxes, scores, *nms],
+            strict=True,
         )
-        return inner, {"Identity:0": rois, "Identity_1:0": probs}
-
-    return compute
+    )
+    return RcnnCase(images, inner, {"Identity:0": rois, "Identity_1:0": probs})
 
 
 @pytest.mark.parametrize(
@@ -72,19 +82,17 @@ def test_frozen_graph_and_saved_model_give_the_keras_values(
     path: Path,
     prefix: str,
     tmp_path: Path,
-    rcnn_expected: Callable[[np.ndarray], tuple[dict[str, Any], dict[str, Any]]],
+    rcnn_expected: RcnnCase,
 ) -> None:
     """Outputs and inner tensors (convolutions, the heads, NMS per image) of the exported sample equal
     the Keras model it was exported from; ``prefix`` is where the model's ops sit in the graph."""
-    x = np.random.default_rng(1).random((2, 32, 32, 3), dtype=np.float32)
-    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "x.npy", rcnn_expected.images)
     out = tmp_path / "out.h5"
     inner = "|".join(re.escape(name.removesuffix(":0")) for name in RCNN_INNER)
     ok(invoke("dump", path, "-t", f"{re.escape(prefix)}({inner})", "-t", "Identity(_1)?", "-i", tmp_path / "x.npy",
               "-o", out))  # fmt: skip
     values = tensors_of(out)
-    inner_expected, outputs = rcnn_expected(x)
-    expected = {**{prefix + name: value for name, value in inner_expected.items()}, **outputs}
+    expected = {**{prefix + name: value for name, value in rcnn_expected.inner.items()}, **rcnn_expected.outputs}
     assert set(values) == set(expected)
     for name, want in expected.items():
         assert_values(values[name], want)
