@@ -18,18 +18,22 @@ import os
 import platform
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
-from typing import Any
+from statistics import median
+from typing import Any, NamedTuple, TypeVar
+from unittest import mock
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent  # the venv's bin, not resolved: its python is a symlink
 PROBE = BIN / "probe"
 SAVED_MODEL_CLI = BIN / "saved_model_cli"
+SIGNATURE = ["--tag_set", "serve", "--signature_def", "serving_default"]  # saved_model_cli's, for show and run
 STAGES = Path(__file__).resolve().parent / "stages.py"
 
 SEED = 0
@@ -70,6 +74,24 @@ print(json.dumps({"predict_s": time.perf_counter() - t}))
 """
 
 
+class AllOf(NamedTuple):
+    """Ratios 2 and 3: what "all layer outputs" and "all op tensors" select, for the library and the CLI alike."""
+
+    key: str
+    number: int
+    target: float
+    #: "layer" or "tensor": pattern '.*' as DumpRequest's layers= or tensors=, probe dump's --layer or --tensor
+    kind: str
+    label: str
+    inproc_label: str
+
+
+ALL_OF = (
+    AllOf("layers", 2, 1.3, "layer", "all layer outputs", "all layer outputs"),
+    AllOf("all", 3, 1.5, "tensor", "all op tensors", "all op tensors (--tensor '.*')"),
+)
+
+
 # ---------------------------------------------------------------- helpers
 
 
@@ -77,14 +99,24 @@ def log(text: str = "") -> None:
     print(text, flush=True)
 
 
-def median(values: list[float]) -> float:
-    return statistics.median(values)
+T = TypeVar("T")
+U = TypeVar("U")
 
 
-def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+def timed(fn: Callable[..., T], *args: Any) -> tuple[float, T]:
+    """Seconds of one call of ``fn(*args)``, and its value."""
     start = time.perf_counter()
-    value = fn()
+    value = fn(*args)
     return time.perf_counter() - start, value
+
+
+def attempt(res: Results, what: str, fn: Callable[..., T], *args: Any) -> T | None:
+    """``fn(*args)``; a failure is noted and the bench goes on with what can still be measured."""
+    try:
+        return fn(*args)
+    except Exception as exc:  # noqa: BLE001 - report and go on
+        res.notes.append(f"{what} failed: {type(exc).__name__}: {exc}")
+        log(f"  {what} failed: {type(exc).__name__}: {exc}")
 
 
 class CommandFailed(RuntimeError):
@@ -109,11 +141,16 @@ def run_cmd(cmd: list[str], *, capture: bool = False) -> tuple[float, subprocess
     return elapsed, proc
 
 
+def wall(cmd: list[Any]) -> float:
+    """Wall time of one whole process."""
+    return run_cmd(cmd)[0]
+
+
+NO_OUTPUT = "not measured: the model's output could not be named (see the notes)"
+
 #: Runs a command and prints its peak RSS (KiB). A fresh interpreter between the bench and the
 #: measured process matters: Linux carries a process's peak RSS across fork and exec, so a child
 #: of this (large) bench process would report the bench's own peak.
-NO_OUTPUT = "not measured: the model's output could not be named (see the notes)"
-
 RSS_SCRIPT = """
 import resource, subprocess, sys
 code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
@@ -130,9 +167,13 @@ def peak_rss(cmd: list[str]) -> int:
     return kib * 1024
 
 
-def memory_growth(work: Work, res: Results, output_tensor: str) -> None:
+def memory_growth(work: Work, res: Results, output_tensor: str | None) -> None:
     """Peak memory of streaming N=64 vs N=1024 samples through the same dump: must not grow with N."""
     import numpy as np
+
+    if output_tensor is None:
+        res.ratio(8, "peak memory N=1024 / N=64 (bounded memory)", None, "<=", 1.1, "n/a", NO_OUTPUT)
+        return
 
     big = work.root / "x1024.npy"
     source = np.load(work.x_big, mmap_mode="r")
@@ -166,24 +207,19 @@ def memory_growth(work: Work, res: Results, output_tensor: str) -> None:
     res.ratio(8, "peak memory N=1024 / N=64 (bounded memory)", peaks[1024] / peaks[PROBE_N], "<=", 1.1)
 
 
-def wall(cmd: list[str], repeats: int) -> tuple[float, list[float]]:
-    times = [run_cmd(cmd)[0] for _ in range(repeats)]
-    return median(times), times
-
-
-def paired(first: list[str], second: list[str], repeats: int) -> tuple[list[float], list[float]]:
-    """Wall times of two commands run alternately, so both sides of a ratio meet the same machine.
+def alternate(first: Callable[[], T], second: Callable[[], U], repeats: int) -> tuple[list[T], list[U]]:
+    """Results of ``first`` then ``second``, ``repeats`` rounds, so both sides of a ratio meet the same machine.
 
     Whole-process times on this VM come in slow and fast spells (the host
     reclaims and hands back memory; VGG16's ``probe list`` took 5.4 s, then
     3.5 s): three runs of one command followed by three of the other once gave
     its list ratio as 1.44, where alternating runs gave 0.94 and 0.96.
     """
-    times: tuple[list[float], list[float]] = ([], [])
+    results: tuple[list[T], list[U]] = ([], [])
     for _ in range(repeats):
-        for cmd, runs in zip((first, second), times):
-            runs.append(run_cmd(cmd)[0])
-    return times
+        results[0].append(first())
+        results[1].append(second())
+    return results
 
 
 def warm_memory(gib: float) -> float:
@@ -211,12 +247,17 @@ def warm_for_dump(nbytes: int) -> None:
     warm_memory(2 * nbytes / 2**30 + 0.5)
 
 
-def fresh_start(path: Path, nbytes: int) -> None:
-    """Before each timed write of ``nbytes`` to ``path`` (untimed): no old file, no pending writes
-    (flushed, so each write starts from the same state), warm memory."""
-    path.unlink(missing_ok=True)
-    os.sync()
-    warm_for_dump(nbytes)
+def fresh_start(path: Path, nbytes: int, fn: Callable[[], T]) -> Callable[[], T]:
+    """``fn`` (a timed write of ``nbytes`` to ``path``), each call after an untimed fresh start: no old
+    file, no pending writes (flushed, so each write starts from the same state), warm memory."""
+
+    def run() -> T:
+        path.unlink(missing_ok=True)
+        os.sync()
+        warm_for_dump(nbytes)
+        return fn()
+
+    return run
 
 
 def fmt_s(seconds: float | None) -> str:
@@ -348,19 +389,7 @@ def model_output(work: Work) -> str:
 
 
 def signature_input_key(work: Work) -> str:
-    _, proc = run_cmd(
-        [
-            SAVED_MODEL_CLI,
-            "show",
-            "--dir",
-            work.saved_model,
-            "--tag_set",
-            "serve",
-            "--signature_def",
-            "serving_default",
-        ],
-        capture=True,
-    )
+    _, proc = run_cmd([SAVED_MODEL_CLI, "show", "--dir", work.saved_model, *SIGNATURE], capture=True)
     keys = re.findall(r"inputs\['([^']+)'\]", proc.stdout)
     if len(keys) != 1:
         raise CommandFailed(f"expected one signature input, saved_model_cli show gave {keys}")
@@ -376,7 +405,12 @@ class Results:
         self.ratios: list[dict[str, Any]] = []
         self.notes: list[str] = []
 
-    def figure(self, key: str, label: str, seconds: float | None, **extra: Any) -> float | None:
+    def figure(
+        self, key: str, label: str, seconds: float | None = None, *, runs: list[float] | None = None, **extra: Any
+    ) -> float | None:
+        """Records and prints one figure; given ``runs``, its seconds are their median."""
+        if runs is not None:
+            seconds, extra = median(runs), {"runs": runs, **extra}
         self.figures[key] = {"label": label, "seconds": seconds, **extra}
         shown = {k: v for k, v in extra.items() if k in ("bytes", "note")}
         if "runs" in extra:
@@ -423,38 +457,48 @@ def first_conv(index: Any) -> str:
     return next((layer.name for layer in layers if "Conv" in layer.class_name), layers[0].name)
 
 
-def in_process(work: Work, res: Results, repeats: int, stages: bool, out: dict[str, Any]) -> None:
-    """Ratios 1-3: the probe library after load and trace, against a tf.function forward pass.
+@dataclass
+class InProcess:
+    """What the in-process part finds that the later parts need."""
 
-    Fills ``out`` as it goes (the output tensor's name first), so a later failure loses nothing measured.
-    """
-    import dataclasses
+    #: the model's first output, as probe names it
+    output_tensor: str | None = None
+    #: (shape, dtype) of each tensor ratios 2 and 3 dump, by AllOf.key: the whole-process raw write stores as much
+    shapes: dict[str, list[tuple[list[int], str]]] = field(default_factory=dict)
+    #: stage tables, by title
+    stages: dict[str, dict[str, float]] = field(default_factory=dict)
 
+
+def in_process(work: Work, res: Results, repeats: int, stages: bool) -> InProcess:
+    """Ratios 1-3 and 6 in-process; what was found before a failure is kept (the failure is noted)."""
+    found = InProcess()
+    attempt(res, "in-process measurements", measure_in_process, work, res, repeats, stages, found)
+    return found
+
+
+def measure_in_process(work: Work, res: Results, repeats: int, stages: bool, found: InProcess) -> None:
+    """The probe library after load and trace, against a tf.function forward pass; fills ``found`` as it goes."""
     import h5py
     import numpy as np
     from stages import timed_call
 
     from probe_cli import _tf
     from probe_cli import pipeline as pl
-    from probe_cli.resolve import resolve
     from probe_cli.run import run
 
     tf, keras = _tf.tf(), _tf.keras()
 
     # Set-up, once: what every dump pays before running (ratios 4 and 5 see it in whole processes).
     options = pl.ModelOptions(work.h5)
-    t_open, traced = timed(lambda: pl.open_model(options))
+    t_open, traced = timed(pl.open_model, options)
     res.figure("open_model", "probe open_model (load + trace), once", t_open)
     index = traced.index
-    out["output_tensor"] = index.outputs[0]
+    found.output_tensor = index.outputs[0]
     feeds = pl.make_feeds(index, pl.InputOptions(files=(str(work.x8),)))
-    feeds = [dataclasses.replace(f, array=np.asarray(f.array)) for f in feeds]  # in memory, as one batch is
+    feeds = [replace(f, array=np.asarray(f.array)) for f in feeds]  # in memory, as one batch is
     early_layer = first_conv(index)
-    selections = {
-        "early": resolve(index, layer_patterns=[re.escape(early_layer)]),
-        "layers": resolve(index, layer_patterns=[".*"]),
-        "all": resolve(index, tensor_patterns=[".*"]),
-    }
+    early_request = dump_request(pl, work, "early", layers=(re.escape(early_layer),))
+    early = pl.select(index, early_request)
 
     # Baseline: the model's own forward pass, traced once, warm. With Grappler on, as in a user's script:
     # it is instantiated (and optimized) on its first call, before any Runner switches Grappler off.
@@ -462,84 +506,73 @@ def in_process(work: Work, res: Results, repeats: int, stages: bool, out: dict[s
     forward = tf.function(lambda x: model(x, training=False))
     x = tf.constant(np.load(work.x8))
     forward(x).numpy()
-    fwd_times = [timed(lambda: forward(x).numpy())[0] for _ in range(repeats)]
-    t_fwd = res.figure("forward", f"forward pass, tf.function, batch {BATCH} (warm)", median(fwd_times), runs=fwd_times)
+    fwd_runs = [timed(lambda: forward(x).numpy())[0] for _ in range(repeats)]
+    t_fwd = res.figure("forward", f"forward pass, tf.function, batch {BATCH} (warm)", runs=fwd_runs)
 
     # Ratio 1: run() (prune + one execution) of the first conv's output alone.
-    early = selections["early"]
-    t_first, _ = timed(lambda: run(traced, feeds, early))
+    t_first, _ = timed(run, traced, feeds, early)
     res.figure("run_early_first", f"probe run() of {early_layer} output, first call", t_first)
-    early_times = [timed(lambda: run(traced, feeds, early))[0] for _ in range(repeats)]
-    t_early = res.figure(
-        "run_early", f"probe run() of {early_layer} output (prune + execute)", median(early_times), runs=early_times
-    )
+    early_runs = [timed(run, traced, feeds, early)[0] for _ in range(repeats)]
+    t_early = res.figure("run_early", f"probe run() of {early_layer} output (prune + execute)", runs=early_runs)
     res.ratio(1, f"run() of one early tensor ({early_layer}) / forward pass", t_early / t_fwd, "<=", 1.0)
     try:
         from probe_cli.run import Runner
 
         prune_times, call_times = [], []
         for _ in range(repeats):
-            t, runner = timed(lambda: Runner(traced, early))
+            t, runner = timed(Runner, traced, early)
             prune_times.append(t)
-            call_times.append(timed(lambda r=runner: r(feeds))[0])
-        res.figure("early_prune", "  of which Runner() (prune)", median(prune_times), runs=prune_times)
-        res.figure("early_call", "  of which the execution", median(call_times), runs=call_times)
+            call_times.append(timed(runner, feeds)[0])
+        res.figure("early_prune", "  of which Runner() (prune)", runs=prune_times)
+        res.figure("early_call", "  of which the execution", runs=call_times)
     except (ImportError, TypeError) as exc:
         res.notes.append(f"Runner split not measured: {exc}")
 
     # pipeline.dump with open_model answered from memory: everything after set-up (resolve, feeds, run, write, stats).
-    real_open = pl.open_model
-    pl.open_model = lambda _options: traced
-    try:
-        dump_times = [
-            timed(lambda: dump_in_process(pl, work, "early", layers=(re.escape(early_layer),)))[0]
-            for _ in range(repeats)
-        ]
-        res.figure("dump_early", f"probe dump of {early_layer} in-process (after set-up)", median(dump_times))
+    # pipeline.dump takes no traced model, so this patch is how the set-up is left out.
+    with mock.patch.object(pl, "open_model", lambda _options: traced):
+        t_dump = median([timed(pl.dump, early_request)[0] for _ in range(repeats)])
+        res.figure("dump_early", f"probe dump of {early_layer} in-process (after set-up)", t_dump)
 
-        for key, number, target, kwargs, label in (
-            ("layers", 2, 1.3, {"layers": (".*",)}, "all layer outputs"),
-            ("all", 3, 1.5, {"tensors": (".*",)}, "all op tensors (--tensor '.*')"),
-        ):
-            selection = selections[key]
-            ratio_label = f"dump of {label} / (forward + raw write)"
-            planned = pl.dump(dataclasses.replace(dump_request(pl, work, key, **kwargs), dry_run=True)).estimate
+        for sel in ALL_OF:
+            request = dump_request(pl, work, sel.key, **{f"{sel.kind}s": (".*",)})
+            ratio_label = f"dump of {sel.inproc_label} / (forward + raw write)"
+            planned = pl.dump(replace(request, dry_run=True)).estimate
             if 3 * planned > os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"):  # results, copy, page cache
-                note = f"skipped: {fmt_bytes(planned)} of {label} would not fit in memory three times"
-                res.ratio(number, ratio_label, None, "<=", target, status="n/a", note=note)
+                note = f"skipped: {fmt_bytes(planned)} of {sel.inproc_label} would not fit in memory three times"
+                res.ratio(sel.number, ratio_label, None, "<=", sel.target, status="n/a", note=note)
                 continue
+            selection = pl.select(index, request)
             values = run(traced, feeds, selection)  # warm-up, and the bytes the raw write stores
             arrays = [np.asarray(values[info.name]) for info in selection]
-            out[f"shapes_{key}"] = [(list(a.shape), a.dtype.str) for a in arrays]
+            found.shapes[sel.key] = [(list(a.shape), a.dtype.str) for a in arrays]
             del values
             nbytes = sum(a.nbytes for a in arrays)
-            dumps, raw_times = [], []
+            raw = work.root / "raw.h5"
             # Interleaved, each into a new file after a flush, and each right after touching as much memory
             # as a dump needs (its results plus as much page cache), so both sides find it equally warm:
             # this VM hands memory that sat free for a couple of seconds back to the host, and the first
             # touch afterwards costs ~2.5 s/GiB, which would otherwise decide the ratio.
-            for _ in range(repeats):
-                fresh_start(work.archive(f"inproc_{key}"), nbytes)
-                dumps.append(timed_call(lambda kw=kwargs, k=key: dump_in_process(pl, work, k, **kw)))
-                fresh_start(work.root / "raw.h5", nbytes)
-                raw_times.append(timed(lambda a=arrays: raw_write(h5py, work.root / "raw.h5", a))[0])
-            (work.root / "raw.h5").unlink(missing_ok=True)
-            dump_times = [d[0] for d in dumps]
+            dumps, raw_runs = alternate(
+                fresh_start(request.output, nbytes, partial(timed_call, pl.dump, request)),
+                fresh_start(raw, nbytes, partial(timed, raw_write, h5py, raw, arrays)),
+                repeats,
+            )
+            raw.unlink(missing_ok=True)
             t_dump = res.figure(
-                f"dump_{key}",
-                f"probe dump of {label}, in-process, {len(selection)} tensors",
-                median(dump_times),
-                runs=dump_times,
+                f"dump_{sel.key}",
+                f"probe dump of {sel.inproc_label}, in-process, {len(selection)} tensors",
+                runs=[d[0] for d in dumps],
                 bytes=fmt_bytes(nbytes),
                 nbytes=nbytes,
             )
             t_raw = res.figure(
-                f"raw_write_{key}", "  raw h5py write of the same bytes", median(raw_times), runs=raw_times
+                f"raw_write_{sel.key}", "  raw h5py write of the same bytes", runs=[r[0] for r in raw_runs]
             )
-            res.ratio(number, ratio_label, t_dump / (t_fwd + t_raw), "<=", target)
+            res.ratio(sel.number, ratio_label, t_dump / (t_fwd + t_raw), "<=", sel.target)
             if stages:
                 total, _, table = sorted(dumps, key=lambda d: d[0])[len(dumps) // 2]  # the median run's stages
-                out[f"in-process dump of {label} (batch {BATCH}, the median run)"] = {
+                found.stages[f"in-process dump of {sel.inproc_label} (batch {BATCH}, the median run)"] = {
                     "dump, after set-up": total,
                     **table,
                     "for comparison: forward pass (median)": t_fwd,
@@ -563,7 +596,7 @@ def in_process(work: Work, res: Results, repeats: int, stages: bool, out: dict[s
             output=work.archive("inproc_stream"),
             force=True,
         )
-        t_stream, result, table = timed_call(lambda: pl.dump(request))
+        t_stream, result, table = timed_call(pl.dump, request)
         work.archive("inproc_stream").unlink(missing_ok=True)
         batches = getattr(result, "batches", 1)
         res.figure(
@@ -573,19 +606,13 @@ def in_process(work: Work, res: Results, repeats: int, stages: bool, out: dict[s
         if batches > 1:
             res.ratio(6, label6, t_pred / t_stream, ">=", 0.8)
             if stages:
-                out[f"in-process dump of the output, {BIG_N} samples in {batches} batches"] = {
+                found.stages[f"in-process dump of the output, {BIG_N} samples in {batches} batches"] = {
                     "dump, after set-up": t_stream,
                     **table,
                     "for comparison: model.predict, warm": t_pred,
                 }
         else:
             res.ratio(6, label6, None, ">=", 0.8, status="not available yet", note="dump ran all samples as one batch")
-    finally:
-        pl.open_model = real_open
-
-
-def dump_in_process(pl: Any, work: Work, name: str, **selection: Any) -> Any:
-    return pl.dump(dump_request(pl, work, name, **selection))
 
 
 def dump_request(pl: Any, work: Work, name: str, **selection: Any) -> Any:
@@ -629,56 +656,53 @@ def streamed(archive: Path, samples: int) -> tuple[bool, str]:
     return True, ""
 
 
-def whole_process_dumps(work: Work, res: Results, repeats: int, shapes: dict[str, Any]) -> None:
+def predict_script(work: Work) -> tuple[float, float]:
+    """PREDICT_SCRIPT's wall time, and that of model.predict alone, which it prints."""
+    elapsed, proc = run_cmd([sys.executable, "-c", PREDICT_SCRIPT, work.h5, work.x_big, BIG_BATCH], capture=True)
+    return elapsed, json.loads(proc.stdout.strip().splitlines()[-1])["predict_s"]
+
+
+def whole_process_dumps(work: Work, res: Results, repeats: int, shapes: dict[str, list[tuple[list[int], str]]]) -> None:
     """Ratios 2 and 3 as a user meets them: ``probe dump`` vs the script it replaces, both whole processes."""
     import numpy as np
 
-    for key, number, target, selection, label in (
-        ("layers", 2, 1.3, ["--layer", ".*"], "all layer outputs"),
-        ("all", 3, 1.5, ["--tensor", ".*"], "all op tensors"),
-    ):
-        ratio_label = f"dump of {label} / (load + forward + raw write), whole process"
-        if f"shapes_{key}" not in shapes:  # the in-process part skipped or failed before knowing the bytes
-            res.ratio(number, ratio_label, None, "<=", target, status="n/a", note="sizes unknown (see above)")
+    for sel in ALL_OF:
+        ratio_label = f"dump of {sel.label} / (load + forward + raw write), whole process"
+        if sel.key not in shapes:  # the in-process part skipped or failed before knowing the bytes
+            res.ratio(sel.number, ratio_label, None, "<=", sel.target, status="n/a", note="sizes unknown (see above)")
             continue
-        spec = work.root / f"shapes_{key}.json"
-        spec.write_text(json.dumps(shapes[f"shapes_{key}"]))
-        nbytes = sum(int(np.prod(shape)) * np.dtype(dtype).itemsize for shape, dtype in shapes[f"shapes_{key}"])
-        archive, raw = work.archive(f"whole_{key}"), work.root / "raw_whole.h5"
-        cmd = [PROBE, "dump", work.h5, *selection, "--input", work.x8, "-o", archive, "--force"]
+        spec = work.root / f"shapes_{sel.key}.json"
+        spec.write_text(json.dumps(shapes[sel.key]))
+        nbytes = sum(int(np.prod(shape)) * np.dtype(dtype).itemsize for shape, dtype in shapes[sel.key])
+        archive, raw = work.archive(f"whole_{sel.key}"), work.root / "raw_whole.h5"
+        cmd = [PROBE, "dump", work.h5, f"--{sel.kind}", ".*", "--input", work.x8, "-o", archive, "--force"]
         script = [sys.executable, "-c", RAW_DUMP_SCRIPT, work.h5, work.x8, spec, raw]
-        probe_times, raw_times = [], []
-        for _ in range(repeats):  # interleaved, each from equally warm memory (see warm_memory)
-            for path, times, command in ((archive, probe_times, cmd), (raw, raw_times, script)):
-                fresh_start(path, nbytes)
-                times.append(run_cmd(command)[0])
+        probe_runs, raw_runs = alternate(  # each from equally warm memory (see warm_memory)
+            fresh_start(archive, nbytes, partial(wall, cmd)), fresh_start(raw, nbytes, partial(wall, script)), repeats
+        )
         for path in (archive, raw, spec):
             path.unlink(missing_ok=True)
-        t_probe = res.figure(
-            f"whole_{key}", f"probe dump of {label}, whole process", median(probe_times), runs=probe_times
-        )
+        t_probe = res.figure(f"whole_{sel.key}", f"probe dump of {sel.label}, whole process", runs=probe_runs)
         t_raw = res.figure(
-            f"whole_raw_{key}",
-            "  python: load + forward + raw h5py write of the same bytes",
-            median(raw_times),
-            runs=raw_times,
+            f"whole_raw_{sel.key}", "  python: load + forward + raw h5py write of the same bytes", runs=raw_runs
         )
-        res.ratio(number, ratio_label, t_probe / t_raw, "<=", target)
+        res.ratio(sel.number, ratio_label, t_probe / t_raw, "<=", sel.target)
 
 
 def whole_process(work: Work, res: Results, repeats: int, output_tensor: str | None, stages: bool) -> dict[str, Any]:
+    """Ratios 4-7 as whole processes, start-up included; returns the stage tables of a list and a dump."""
     out: dict[str, Any] = {}
 
     # 7: --help
-    t_help, runs = wall([PROBE, "--help"], repeats)
-    res.figure("help", "probe --help", t_help, runs=runs)
+    t_help = res.figure("help", "probe --help", runs=[wall([PROBE, "--help"]) for _ in range(repeats)])
     res.ratio(7, "probe --help wall time (s)", t_help, "<", 0.5)
 
     # 4: probe list vs import tensorflow + load_model
-    list_runs, load_runs = paired([PROBE, "list", work.h5], [sys.executable, "-c", LOAD_SCRIPT, work.h5], repeats)
-    t_list, t_load = median(list_runs), median(load_runs)
-    res.figure("list", f"probe list {work.h5.name} (stdout to /dev/null)", t_list, runs=list_runs)
-    res.figure("load_script", "python: import tensorflow + keras.models.load_model", t_load, runs=load_runs)
+    list_runs, load_runs = alternate(
+        partial(wall, [PROBE, "list", work.h5]), partial(wall, [sys.executable, "-c", LOAD_SCRIPT, work.h5]), repeats
+    )
+    t_list = res.figure("list", f"probe list {work.h5.name} (stdout to /dev/null)", runs=list_runs)
+    t_load = res.figure("load_script", "python: import tensorflow + keras.models.load_model", runs=load_runs)
     res.ratio(4, "probe list / (import tensorflow + load_model)", t_list / t_load, "<=", 1.3)
 
     if output_tensor is None:  # ratios 5 and 6 dump the model's output
@@ -690,14 +714,11 @@ def whole_process(work: Work, res: Results, repeats: int, output_tensor: str | N
     # 5: probe dump of the output vs saved_model_cli run
     key = signature_input_key(work)
     dump_cmd = [PROBE, "dump", work.h5, "--tensor", tensor_pattern, "--input", work.x8, "--force"]
-    smc = [
-        SAVED_MODEL_CLI, "run", "--dir", work.saved_model, "--tag_set", "serve",
-        "--signature_def", "serving_default", "--inputs", f"{key}={work.x8}",
-    ]  # fmt: skip
-    dump_runs, smc_runs = paired([*dump_cmd, "-o", work.archive("output")], smc, repeats)
-    t_dump, t_smc = median(dump_runs), median(smc_runs)
-    res.figure("dump_output", f"probe dump of the output tensor, batch {BATCH}, whole process", t_dump, runs=dump_runs)
-    res.figure("saved_model_cli", f"saved_model_cli run, batch {BATCH}, whole process", t_smc, runs=smc_runs)
+    smc = [SAVED_MODEL_CLI, "run", "--dir", work.saved_model, *SIGNATURE, "--inputs", f"{key}={work.x8}"]
+    output_dump = [*dump_cmd, "-o", work.archive("output")]
+    dump_runs, smc_runs = alternate(partial(wall, output_dump), partial(wall, smc), repeats)
+    t_dump = res.figure("dump_output", f"probe dump of the output tensor, batch {BATCH}, whole process", runs=dump_runs)
+    t_smc = res.figure("saved_model_cli", f"saved_model_cli run, batch {BATCH}, whole process", runs=smc_runs)
     res.ratio(5, "probe dump (output) / saved_model_cli run, whole process", t_dump / t_smc, "<=", 1.0)
 
     # 6: streaming throughput; measured only once dump writes batches as they come
@@ -714,25 +735,16 @@ def whole_process(work: Work, res: Results, repeats: int, output_tensor: str | N
         res.figure("stream", f"probe dump over {BIG_N} samples in batches of {BIG_BATCH}", None, note="n/a")
         res.ratio(6, label6, None, ">=", 0.8, status="not available yet", note=why)
     else:
-        stream_runs, predict_runs, predict_only = [], [], []
-        for _ in range(repeats):  # alternately, as in ``paired``
-            stream_runs.append(run_cmd([*stream_cmd, "--input", work.x_big, "-o", work.archive("stream")])[0])
-            elapsed, proc = run_cmd(
-                [sys.executable, "-c", PREDICT_SCRIPT, work.h5, work.x_big, BIG_BATCH], capture=True
-            )
-            predict_runs.append(elapsed)
-            predict_only.append(json.loads(proc.stdout.strip().splitlines()[-1])["predict_s"])
-        t_stream = median(stream_runs)
-        res.figure(
-            "stream", f"probe dump of the output over {BIG_N} samples, whole process", t_stream, runs=stream_runs
+        stream = [*stream_cmd, "--input", work.x_big, "-o", work.archive("stream")]
+        stream_runs, predicts = alternate(partial(wall, stream), partial(predict_script, work), repeats)
+        predict_runs, predict_only = (list(side) for side in zip(*predicts))
+        t_stream = res.figure(
+            "stream", f"probe dump of the output over {BIG_N} samples, whole process", runs=stream_runs
         )
         t_pred = res.figure(
-            "predict",
-            f"python: load + model.predict({BIG_N}, batch_size={BIG_BATCH})",
-            median(predict_runs),
-            runs=predict_runs,
+            "predict", f"python: load + model.predict({BIG_N}, batch_size={BIG_BATCH})", runs=predict_runs
         )
-        res.figure("predict_only", "  of which model.predict alone", median(predict_only), runs=predict_only)
+        res.figure("predict_only", "  of which model.predict alone", runs=predict_only)
         # Same samples on both sides, so the throughput ratio is the inverse ratio of the wall times.
         res.ratio(6, label6 + " (whole process)", t_pred / t_stream, ">=", 0.8)
         work.archive("stream").unlink(missing_ok=True)
@@ -838,39 +850,21 @@ def main() -> int:
         log(f"memory:   touched {args.warm_memory:g} GiB first in {warm_s:.1f} s (cold VM RAM: ~2.5 s/GiB, warm ~0.25)")
     log()
     log("figures:")
-    found: dict[str, Any] = {}
-    try:
-        in_process(work, res, args.repeats, not args.no_stages, found)
-    except Exception as exc:  # noqa: BLE001 - report and go on with what can still be measured
-        res.notes.append(f"in-process measurements failed: {type(exc).__name__}: {exc}")
-        log(f"  in-process measurements failed: {type(exc).__name__}: {exc}")
-    output_tensor = found.pop("output_tensor", None)
+    found = in_process(work, res, args.repeats, not args.no_stages)
+    output_tensor = found.output_tensor
     if output_tensor is None:
         try:
             output_tensor = model_output(work)
         except CommandFailed as exc:
             res.notes.append(f"cannot name the model's output: {exc}")
             log(f"  cannot name the model's output: {exc}")
-    shapes = {key: found.pop(key) for key in list(found) if key.startswith("shapes_")}
-    stages: dict[str, Any] = dict(found)
-    try:
-        stages.update(whole_process(work, res, args.repeats, output_tensor, not args.no_stages))
-    except Exception as exc:  # noqa: BLE001
-        res.notes.append(f"whole-process measurements failed: {type(exc).__name__}: {exc}")
-        log(f"  whole-process measurements failed: {type(exc).__name__}: {exc}")
-    try:
-        whole_process_dumps(work, res, args.repeats, shapes)
-    except Exception as exc:  # noqa: BLE001
-        res.notes.append(f"whole-process dump measurements failed: {type(exc).__name__}: {exc}")
-        log(f"  whole-process dump measurements failed: {type(exc).__name__}: {exc}")
-    try:
-        if output_tensor is None:
-            res.ratio(8, "peak memory N=1024 / N=64 (bounded memory)", None, "<=", 1.1, "n/a", NO_OUTPUT)
-        else:
-            memory_growth(work, res, output_tensor)
-    except Exception as exc:  # noqa: BLE001
-        res.notes.append(f"memory measurement failed: {type(exc).__name__}: {exc}")
-        log(f"  memory measurement failed: {type(exc).__name__}: {exc}")
+    stages: dict[str, Any] = dict(found.stages)
+    whole = attempt(
+        res, "whole-process measurements", whole_process, work, res, args.repeats, output_tensor, not args.no_stages
+    )
+    stages.update(whole or {})
+    attempt(res, "whole-process dump measurements", whole_process_dumps, work, res, args.repeats, found.shapes)
+    attempt(res, "memory measurement", memory_growth, work, res, output_tensor)
     for name in ("inproc_early", "inproc_layers", "inproc_all", "inproc_stream", "output"):
         work.archive(name).unlink(missing_ok=True)
 

@@ -20,10 +20,18 @@ import importlib  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from typing import Any  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+from typing import Any, TypeVar  # noqa: E402
 
-#: (label, module, class or None, attribute, parent label). Children are reported under their parent.
+T = TypeVar("T")
+
+RUNNER_INIT = "Runner(): prune the function"
+RUNNER_CALL = "Runner call: execute + .numpy()"
+EXECUTE = "execute: the pruned function itself (rest: tf.constant, .numpy())"
+
+#: (label, module, class or None, attribute, parent label). Children are reported under their parent, and
+#: count only calls made while it runs: Runner()'s prune calls wrap_function too, which is not trace.
 TARGETS: list[tuple[str, str, str | None, str, str | None]] = [
     ("load", "probe_cli.load", None, "load", None),
     ("load: sha256 of the model file (own thread)", "probe_cli.load", None, "sha256_of", "load"),
@@ -35,8 +43,9 @@ TARGETS: list[tuple[str, str, str | None, str, str | None]] = [
     ("make_feeds", "probe_cli.pipeline", None, "make_feeds", None),
     ("provenance", "probe_cli.pipeline", None, "provenance", None),
     ("check_size", "probe_cli.pipeline", None, "check_size", None),
-    ("Runner(): prune the function", "probe_cli.run", "Runner", "__init__", None),
-    ("Runner call: execute + .numpy()", "probe_cli.run", "Runner", "__call__", None),
+    (RUNNER_INIT, "probe_cli.run", "Runner", "__init__", None),
+    ("prune: _prune (subgraph import, wrap_function)", "probe_cli.run", None, "_prune", RUNNER_INIT),
+    (RUNNER_CALL, "probe_cli.run", "Runner", "__call__", None),
     ("ArchiveWriter() open temp file", "probe_cli.archive", "ArchiveWriter", "__init__", None),
     ("ArchiveWriter.stream (HDF5 writes)", "probe_cli.archive", "ArchiveWriter", "stream", None),
     ("ArchiveWriter.commit (close, rename)", "probe_cli.archive", "ArchiveWriter", "commit", None),
@@ -46,61 +55,43 @@ TARGETS: list[tuple[str, str, str | None, str, str | None]] = [
 ]
 
 
-EXECUTE = "execute: the pruned function itself (rest: tf.constant, .numpy())"
-
-
 class StageTimer:
     """Wraps the TARGETS that exist (the code under test changes) and sums the time spent in each."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
         self.calls: dict[str, int] = {}
+        self._running: dict[str, int] = {}
         self._undo: list[tuple[Any, str, Any]] = []
-        self._parents: dict[str, str | None] = {}
 
-    def _wrap(self, owner: Any, attr: str, label: str) -> None:
-        inner = getattr(owner, attr)
-        seconds, calls = self.seconds, self.calls
+    @contextmanager
+    def _stage(self, label: str) -> Iterator[None]:
+        """Times one call, marked running meanwhile so that its children count (see TARGETS)."""
+        self._running[label] = self._running.get(label, 0) + 1
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._running[label] -= 1
+            self.seconds[label] = self.seconds.get(label, 0.0) + time.perf_counter() - start
+            self.calls[label] = self.calls.get(label, 0) + 1
 
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            start = time.perf_counter()
-            try:
+    def _timed(self, inner: Callable[..., T], label: str, parent: str | None) -> Callable[..., T]:
+        def timed(*args: Any, **kwargs: Any) -> T:
+            if parent is not None and not self._running.get(parent):
                 return inner(*args, **kwargs)
-            finally:
-                seconds[label] = seconds.get(label, 0.0) + time.perf_counter() - start
-                calls[label] = calls.get(label, 0) + 1
+            with self._stage(label):
+                return inner(*args, **kwargs)
 
-        if (getattr(owner, "__name__", ""), attr) == ("Runner", "__init__"):
-            timed = self._runner_init(inner, label)
-        setattr(owner, attr, timed)
-        self._undo.append((owner, attr, inner))
+        return timed
 
-    def _runner_init(self, inner: Callable[..., Any], label: str) -> Callable[..., Any]:
-        """Times Runner() and, inside each later call, the pruned function alone (the rest is conversion)."""
-        seconds, calls = self.seconds, self.calls
-        child = "Runner call: execute + .numpy()"
+    def _runner_init(self, init: Callable[..., None]) -> Callable[..., None]:
+        """Runner(), and inside each later call, the pruned function alone (the rest is conversion)."""
 
         def timed_init(runner: Any, *args: Any, **kwargs: Any) -> None:
-            start = time.perf_counter()
-            try:
-                inner(runner, *args, **kwargs)
-            finally:
-                seconds[label] = seconds.get(label, 0.0) + time.perf_counter() - start
-                calls[label] = calls.get(label, 0) + 1
-            pruned = getattr(runner, "function", None)
-            if callable(pruned):
-
-                def timed_pruned(*a: Any, **k: Any) -> Any:
-                    begin = time.perf_counter()
-                    try:
-                        return pruned(*a, **k)
-                    finally:
-                        name = EXECUTE
-                        seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - begin
-                        calls[name] = calls.get(name, 0) + 1
-
-                runner.function = timed_pruned
-                self._parents[EXECUTE] = child
+            init(runner, *args, **kwargs)
+            if callable(getattr(runner, "function", None)):
+                runner.function = self._timed(runner.function, EXECUTE, None)
 
         return timed_init
 
@@ -110,11 +101,12 @@ class StageTimer:
                 owner: Any = importlib.import_module(module_name)
                 if class_name:
                     owner = getattr(owner, class_name)
-                getattr(owner, attr)
+                inner = getattr(owner, attr)
             except (ImportError, AttributeError):
                 continue
-            self._wrap(owner, attr, label)
-            self._parents[label] = parent
+            timed = self._timed(inner, label, parent)
+            setattr(owner, attr, self._runner_init(timed) if label == RUNNER_INIT else timed)
+            self._undo.append((owner, attr, inner))
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -133,7 +125,7 @@ class StageTimer:
                 for child, *_rest, child_parent in TARGETS:
                     if child_parent == label and child in self.seconds:
                         out["  " + child] = self.seconds[child]
-                if self._parents.get(EXECUTE) == label and EXECUTE in self.seconds:
+                if label == RUNNER_CALL and EXECUTE in self.seconds:
                     out["  " + EXECUTE] = self.seconds[EXECUTE]
         out["rest (CLI, batching, Python glue)"] = total - top
         return out
@@ -170,10 +162,10 @@ if __name__ == "__main__":
     main(sys.argv[1:])
 
 
-def timed_call(fn: Callable[[], Any]) -> tuple[float, Any, dict[str, float]]:
-    """In-process use: one call of ``fn`` with every stage timed."""
+def timed_call(fn: Callable[..., T], *args: Any) -> tuple[float, T, dict[str, float]]:
+    """In-process use: one call of ``fn(*args)`` with every stage timed."""
     with StageTimer() as timer:
         start = time.perf_counter()
-        value = fn()
+        value = fn(*args)
         total = time.perf_counter() - start
     return total, value, timer.report(total)
