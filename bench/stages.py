@@ -140,8 +140,9 @@ def main(argv: list[str]) -> None:
     from probe_cli import _tf
 
     start = time.perf_counter()
-    _tf.tf()
-    _tf.keras()
+    with _tf.lean_imports():  # as the probe command imports them
+        _tf.tf()
+        _tf.keras()
     times["import tensorflow + keras"] = time.perf_counter() - start
     stdout = sys.stdout
     with StageTimer() as timer, open(os.devnull, "w") as devnull:

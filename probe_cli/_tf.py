@@ -30,14 +30,17 @@ def set_verbose(verbose: bool) -> None:
     _verbose = verbose
 
 
-def set_lean(lean: bool) -> None:
-    """Import TensorFlow without :data:`PLOTTING_PACKAGES`: for the CLI, which owns its process.
-
-    Keras then holds ``plt = None`` in its plotting helpers for the rest of the
-    process; off by default, so a library user who lets probe import TensorFlow keeps them.
-    """
+@contextmanager
+def lean_imports() -> Iterator[None]:
+    """TensorFlow imported inside is imported without :data:`PLOTTING_PACKAGES`: for the CLI, which
+    owns its process. Keras then holds ``plt = None`` in its plotting helpers for the rest of the
+    process, so outside this block (a library user who lets probe import TensorFlow) nothing is hidden."""
     global _lean
-    _lean = lean
+    saved, _lean = _lean, True
+    try:
+        yield
+    finally:
+        _lean = saved
 
 
 @contextmanager

@@ -73,6 +73,10 @@ class ProbeGroup(click.Group):
     #: Click 8.2+ raises this for a bare ``probe``: it prints the help, so it stays as it is.
     _SHOWS_HELP: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        with _tf.lean_imports():  # the CLI owns its process; CliRunner and scripts calling it in-process too
+            return super().main(*args, **kwargs)
+
     @staticmethod
     def _one_line(exc: click.UsageError) -> click.ClickException:
         """A usage error as one ``Error: ...`` line (Click would print usage and a hint first)."""
@@ -83,7 +87,6 @@ class ProbeGroup(click.Group):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         _tf.set_verbose(False)  # until -v says otherwise: each invocation starts quiet
-        _tf.set_lean(True)
         ctx.meta["probe.argv"] = ["probe", *args]
         try:
             return super().parse_args(ctx, args)

@@ -101,7 +101,7 @@ class RunError(ProbeError):
                 )
                 and not line.strip().endswith("(most recent call last):")
             ),
-            raw[0].strip() if raw else type(exc).__name__,
+            type(exc).__name__,  # nothing but headers: the kind of error is all there is
         )
         node = re.search(r"\{\{node ([^}]+)\}\}", message)
         where = f" (at node {node.group(1)})" if node else ""

@@ -47,8 +47,9 @@ class FakeOpError(Exception):
         ),
         (ValueError("Cannot convert a float to int\n  in the second line"), "Cannot convert a float to int"),
         (TypeError(""), "TypeError"),
+        (FakeOpError("Graph execution error:\n\n  \n"), "FakeOpError"),
     ],
-    ids=["with-stack", "stack-unavailable", "plain", "empty"],
+    ids=["with-stack", "stack-unavailable", "plain", "empty", "headers-only"],
 )
 def test_run_error_keeps_cause_and_node(exc: Exception, expected: str) -> None:
     error = RunError.from_exception(exc)
