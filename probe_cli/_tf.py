@@ -11,7 +11,7 @@ import os
 import sys
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from types import ModuleType
 from typing import Any
 
@@ -80,14 +80,12 @@ def _native_stderr_silenced() -> Iterator[None]:
 def tf() -> ModuleType:
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
-    if _verbose:
-        with _plotting_hidden():
-            import tensorflow
-
-        return tensorflow
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    with _native_stderr_silenced(), _plotting_hidden():
+    if not _verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with nullcontext() if _verbose else _native_stderr_silenced(), _plotting_hidden():
         import tensorflow
+    if _verbose:
+        return tensorflow
     for name in ("tensorflow", "absl", "keras", "h5py"):
         logging.getLogger(name).setLevel(logging.ERROR)
     try:
