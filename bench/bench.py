@@ -484,7 +484,7 @@ def measure_in_process(work: Work, res: Results, repeats: int, stages: bool, fou
 
     from probe_cli import _tf
     from probe_cli import pipeline as pl
-    from probe_cli.run import run
+    from probe_cli.run import Runner, run
 
     tf, keras = _tf.tf(), _tf.keras()
 
@@ -515,18 +515,13 @@ def measure_in_process(work: Work, res: Results, repeats: int, stages: bool, fou
     early_runs = [timed(run, traced, feeds, early)[0] for _ in range(repeats)]
     t_early = res.figure("run_early", f"probe run() of {early_layer} output (prune + execute)", runs=early_runs)
     res.ratio(1, f"run() of one early tensor ({early_layer}) / forward pass", t_early / t_fwd, "<=", 1.0)
-    try:
-        from probe_cli.run import Runner
-
-        prune_times, call_times = [], []
-        for _ in range(repeats):
-            t, runner = timed(Runner, traced, early)
-            prune_times.append(t)
-            call_times.append(timed(runner, feeds)[0])
-        res.figure("early_prune", "  of which Runner() (prune)", runs=prune_times)
-        res.figure("early_call", "  of which the execution", runs=call_times)
-    except (ImportError, TypeError) as exc:
-        res.notes.append(f"Runner split not measured: {exc}")
+    prune_times, call_times = [], []
+    for _ in range(repeats):
+        t, runner = timed(Runner, traced, early)
+        prune_times.append(t)
+        call_times.append(timed(runner, feeds)[0])
+    res.figure("early_prune", "  of which Runner() (prune)", runs=prune_times)
+    res.figure("early_call", "  of which the execution", runs=call_times)
 
     # pipeline.dump with open_model answered from memory: everything after set-up (resolve, feeds, run, write, stats).
     # pipeline.dump takes no traced model, so this patch is how the set-up is left out.
@@ -598,7 +593,7 @@ def measure_in_process(work: Work, res: Results, repeats: int, stages: bool, fou
         )
         t_stream, result, table = timed_call(pl.dump, request)
         work.archive("inproc_stream").unlink(missing_ok=True)
-        batches = getattr(result, "batches", 1)
+        batches = result.batches
         res.figure(
             "stream_inproc", f"probe dump of the output over {BIG_N} samples, in-process (after set-up)", t_stream
         )
@@ -807,7 +802,11 @@ def main() -> int:
     )
     parser.add_argument("--workdir", type=Path, help="where the model, inputs and results go (build/bench/<model>)")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--no-stages", action="store_true", help="skip the stage breakdown (saves about a minute)")
+    parser.add_argument(
+        "--no-stages",
+        action="store_true",
+        help="skip the stage breakdown (two stages.py processes; in-process dumps are timed alike)",
+    )
     parser.add_argument(
         "--warm-memory", type=float, default=6.0, metavar="GIB", help="touch this much RAM first (0: don't)"
     )

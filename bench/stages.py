@@ -60,7 +60,6 @@ class StageTimer:
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
-        self.calls: dict[str, int] = {}
         self._running: dict[str, int] = {}
         self._undo: list[tuple[Any, str, Any]] = []
 
@@ -74,7 +73,6 @@ class StageTimer:
         finally:
             self._running[label] -= 1
             self.seconds[label] = self.seconds.get(label, 0.0) + time.perf_counter() - start
-            self.calls[label] = self.calls.get(label, 0) + 1
 
     def _timed(self, inner: Callable[..., T], label: str, parent: str | None) -> Callable[..., T]:
         def timed(*args: Any, **kwargs: Any) -> T:

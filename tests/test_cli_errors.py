@@ -361,9 +361,7 @@ def test_run_failure_names_the_cause(samples: Samples, dest: Path) -> None:
 def test_regex_that_does_not_compile(samples: Samples, dest: Path, args: tuple[str, ...]) -> None:
     command, *rest = args
     extra = ["-o", str(dest)] if command == "dump" else []
-    result = invoke(command, samples.cnn_h5, *rest, *extra)
-    assert result.exit_code == 2
-    assert_one_line_error(result, 2, "regular expression")
+    assert_one_line_error(invoke(command, samples.cnn_h5, *rest, *extra), 2, "regular expression")
 
 
 def test_pattern_matching_nothing_suggests_wildcards(samples: Samples, dest: Path) -> None:

@@ -206,7 +206,7 @@ def test_every_tensor_of_a_lowered_loop_graph_equals_keras(
     tensors (per image) equal the Keras model the graph was frozen from."""
     out = tmp_path / "all.h5"
     ok(invoke("dump", frozen_map_fn.path, "-t", ".*", "-i", map_fn_images, "-o", out))
-    listed = {t["name"] for t in json.loads(ok(invoke("list", frozen_map_fn.path, "--json")).stdout)["tensors"]}
+    listed = {t["name"] for t in list_json(frozen_map_fn.path)["tensors"]}
     with h5py.File(out) as f:
         stored: set[str] = set()
         f["tensors"].visititems(lambda _, obj: stored.add(str(obj.attrs["name"])) if "name" in obj.attrs else None)
