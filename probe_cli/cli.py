@@ -99,6 +99,8 @@ class ProbeGroup(click.Group):
         try:
             return super().invoke(ctx)
         except ProbeError as exc:
+            if _caused_by_interrupt(exc):
+                raise _interrupted() from None
             if ctx.meta.get("probe.debug"):
                 raise
             error = click.ClickException(str(exc))
@@ -111,18 +113,43 @@ class ProbeGroup(click.Group):
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except KeyboardInterrupt:
-            # Click would print "Aborted!" and exit 1; the archive writer has already cleaned up.
-            error = click.ClickException("interrupted; no archive was written")
-            error.exit_code = INTERRUPTED
-            raise error from None
+            raise _interrupted() from None
         except BrokenPipeError:
             raise  # the reader went away (probe list | head): Click exits quietly
         except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
+            if _caused_by_interrupt(exc):
+                raise _interrupted() from None
             if ctx.meta.get("probe.debug"):
                 raise
             error = click.ClickException(f"unexpected {type(exc).__name__}: {exc} (rerun with --debug for details)")
             error.exit_code = FAILURE
             raise error from None
+
+
+def _interrupted() -> click.ClickException:
+    # Click would print "Aborted!" and exit 1; the archive writer has already cleaned up.
+    error = click.ClickException("interrupted; no archive was written")
+    error.exit_code = INTERRUPTED
+    return error
+
+
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    """Whether Ctrl-C or SIGTERM is behind ``exc``.
+
+    An interrupt that lands inside a C extension's import comes back as
+    pybind11's ``ImportError: initialization failed`` (seen during
+    ``import tensorflow``), and library code may wrap that in a ProbeError.
+    """
+    if _signalled:
+        return True
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def _command_line(ctx: click.Context) -> str:
@@ -354,8 +381,15 @@ def dump(
         ctx.exit(NUMERICS)
 
 
-def _terminate(signum: int, frame: object) -> None:
+#: Set by the entry point's signal handler: an error from here on is the interrupt's doing,
+#: even where an extension module dropped the KeyboardInterrupt from its exception chain.
+_signalled = False
+
+
+def _interrupt(signum: int, frame: object) -> None:
     """SIGTERM unwinds like Ctrl-C, so a half-written archive is removed on the way out."""
+    global _signalled
+    _signalled = True
     raise KeyboardInterrupt
 
 
@@ -482,7 +516,8 @@ def main() -> None:
     """Console-script entry point."""
     import signal
 
-    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         cli.main(prog_name="probe")
         code = 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,6 +32,8 @@ from conftest import (
     list_json,
     ok,
 )
+
+from probe_cli.errors import ArchiveError
 
 BAD_MODELS = "bad_models"
 
@@ -474,6 +477,45 @@ def _fail_on_second_write(monkeypatch: pytest.MonkeyPatch, error: BaseException)
 def test_interrupt_midway_leaves_nothing(samples: Samples, monkeypatch: pytest.MonkeyPatch, dest: Path) -> None:
     _fail_on_second_write(monkeypatch, KeyboardInterrupt())
     assert_one_line_error(invoke("dump", samples.cnn_h5, "-o", dest), 130, "interrupted")
+
+
+def _raised_during_interrupt(wrapper: Exception) -> Exception:
+    """``wrapper`` as raised while a KeyboardInterrupt propagates (pybind11's import failure does this)."""
+    wrapper.__cause__ = KeyboardInterrupt()
+    return wrapper
+
+
+@pytest.mark.parametrize(
+    "wrapper",
+    [ImportError("initialization failed"), ArchiveError("cannot write", hint="retry")],
+    ids=["import-error", "probe-error"],
+)
+def test_an_error_caused_by_an_interrupt_is_an_interrupt(
+    samples: Samples, monkeypatch: pytest.MonkeyPatch, dest: Path, wrapper: Exception
+) -> None:
+    """A signal during ``import tensorflow`` came back as ``ImportError: initialization failed`` (exit 1) in CI."""
+    _fail_on_second_write(monkeypatch, _raised_during_interrupt(wrapper))
+    assert_one_line_error(invoke("dump", samples.cnn_h5, "-o", dest), 130, "interrupted; no archive was written")
+    assert not dest.exists()
+
+
+def test_an_error_after_a_signal_is_an_interrupt(samples: Samples, monkeypatch: pytest.MonkeyPatch, dest: Path) -> None:
+    """An extension module may drop the KeyboardInterrupt from the chain; the signal handler's record still counts."""
+    from probe_cli import cli
+    from probe_cli.archive import ArchiveWriter
+
+    monkeypatch.setattr(cli, "_signalled", False)
+
+    def stream(self: ArchiveWriter, *args: Any, **kwargs: Any) -> None:
+        try:
+            cli._interrupt(signal.SIGTERM, None)
+        except KeyboardInterrupt:
+            pass
+        raise ImportError("initialization failed")  # raised outside the handler: no chain
+
+    monkeypatch.setattr(ArchiveWriter, "stream", stream)
+    assert_one_line_error(invoke("dump", samples.cnn_h5, "-o", dest), 130, "interrupted; no archive was written")
+    assert not dest.exists()
 
 
 def test_interrupt_with_force_keeps_old_archive(
