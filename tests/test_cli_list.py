@@ -212,20 +212,30 @@ def test_match_keeps_a_nested_model_whose_output_is_selected() -> None:
 
 
 @pytest.mark.parametrize(
-    "model",
+    ("model", "names"),
     [
-        ("nested_shared.h5",),  # a nested Sequential
-        ("subclassed.keras", "--custom-objects", str(SAMPLES / "subclassed_model.py")),  # Dropout: a pass-through
-        ("lstm.h5",),
-        ("mini_rcnn_frozen.pb",),
+        pytest.param(  # a nested Sequential and a layer called twice
+            ("nested_shared.h5",),
+            ["a", "b", "inner", "inner/d1", "inner/d2", "shared", "merge", "head"],
+            id="nested_shared.h5",
+        ),
+        pytest.param(  # a custom layer's sublayers; Dropout: a pass-through
+            ("subclassed.keras", "--custom-objects", str(SAMPLES / "subclassed_model.py")),
+            ["features", "stem", "block", "block/hidden", "block/proj", "dropout", "head"],
+            id="subclassed.keras",
+        ),
+        pytest.param(("lstm.h5",), ["tokens", "embed", "lstm", "lstm/lstm_cell", "probs"], id="lstm.h5"),
+        # a graph's ops belong to no layer: its one entry is the input placeholder
+        pytest.param(("mini_rcnn_frozen.pb",), ["image"], id="mini_rcnn_frozen.pb"),
     ],
-    ids=lambda model: model[0],
 )
-def test_match_everything_keeps_every_layer(model: tuple[str, ...]) -> None:
+def test_match_everything_keeps_every_layer(model: tuple[str, ...], names: list[str]) -> None:
+    """The layers the sample builders (make_models.py, subclassed_model.py) create, in order, each entry
+    as the unfiltered listing has it."""
     path, *options = model
-    assert (
-        list_json(SAMPLES / path, *options, "--match", ".*")["layers"] == list_json(SAMPLES / path, *options)["layers"]
-    )
+    layers = list_json(SAMPLES / path, *options, "--match", ".*")["layers"]
+    assert [layer["name"] for layer in layers] == names
+    assert layers == list_json(SAMPLES / path, *options)["layers"]
 
 
 def test_match_in_a_tf_graph_prints_no_empty_layers_table() -> None:

@@ -13,16 +13,21 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import import_file
+from conftest import close, import_file
 
 from probe_cli.errors import RunError
 from probe_cli.feed import Feed
 
-LAYERS = """\
+#: The NMS settings of the ``MapNms`` layer, written into its source and used by ``direct_nms``.
+MAX_BOXES = 4
+IOU_THRESHOLD = 0.5
+
+LAYERS = f"""\
 import keras
 import tensorflow as tf
 
-MAX_BOXES = 4
+MAX_BOXES = {MAX_BOXES}
+IOU_THRESHOLD = {IOU_THRESHOLD}
 
 
 @keras.saving.register_keras_serializable(package="probe_cf_tests")
@@ -32,7 +37,7 @@ class MapNms(keras.layers.Layer):
     def call(self, x):
         def one(args):
             boxes, scores = args
-            keep = tf.image.non_max_suppression(boxes, scores, MAX_BOXES, iou_threshold=0.5)
+            keep = tf.image.non_max_suppression(boxes, scores, MAX_BOXES, iou_threshold=IOU_THRESHOLD)
             return tf.pad(keep, [[0, MAX_BOXES - tf.shape(keep)[0]]], constant_values=-1)
 
         return tf.map_fn(one, (x[..., :4], x[..., 4]), fn_output_signature=tf.int32)
@@ -147,6 +152,16 @@ def _detections(seed: int = 0) -> np.ndarray:
     return np.concatenate([corner, corner + size, scores], axis=-1).astype("float32")
 
 
+def direct_nms(boxes: np.ndarray, scores: np.ndarray) -> list[np.ndarray]:
+    """``MapNms``'s op run directly on each image's boxes ``(n, 4)`` and scores ``(n,)``, unpadded."""
+    import tensorflow as tf
+
+    return [
+        tf.image.non_max_suppression(b, s, MAX_BOXES, iou_threshold=IOU_THRESHOLD).numpy()
+        for b, s in zip(boxes, scores, strict=True)
+    ]
+
+
 NMS_OP = "ROI/map/while/body/non_max_suppression/NonMaxSuppressionV3:0"
 
 
@@ -178,8 +193,6 @@ def test_names_identical_in_two_traces(models: Models, nms: Any) -> None:
 
 
 def test_nms_captured_once_per_image_equal_to_direct_nms(nms: Any) -> None:
-    import tensorflow as tf
-
     from probe_cli.control_flow import capture
 
     dets = _detections()
@@ -188,15 +201,13 @@ def test_nms_captured_once_per_image_equal_to_direct_nms(nms: Any) -> None:
     runs = values[NMS_OP]
     assert [run.iteration for run in runs] == list(range(BATCH))
     assert [run.path for run in runs] == [(i,) for i in range(BATCH)]
-    direct = [
-        tf.image.non_max_suppression(dets[i, :, :4], dets[i, :, 4], 4, iou_threshold=0.5).numpy() for i in range(BATCH)
-    ]
+    direct = direct_nms(dets[..., :4], dets[..., 4])
     for run, keep in zip(runs, direct):
         np.testing.assert_array_equal(run.value, keep)
     # the top-level output in the same request: one value, the direct NMS of each image padded with -1
     [top] = values[output]
     assert top.path == () and top.iteration == 0
-    padded = [np.pad(keep, (0, 4 - len(keep)), constant_values=-1) for keep in direct]
+    padded = [np.pad(keep, (0, MAX_BOXES - len(keep)), constant_values=-1) for keep in direct]
     np.testing.assert_array_equal(top.value, np.stack(padded))
 
 
@@ -223,6 +234,13 @@ def test_a_mixed_request_is_one_execution(
     for info in top:
         [run] = values[info.name]
         np.testing.assert_array_equal(run.value, pruned[info.name], err_msg=info.name)
+    # the boxes and scores the loop runs over, captured in the same request, are the fed ones, and each
+    # image's NMS equals the op run directly on them
+    boxes, scores = (values[name][0].value for name in ("ROI/strided_slice:0", "ROI/strided_slice_1:0"))
+    np.testing.assert_array_equal(boxes, dets[..., :4])
+    np.testing.assert_array_equal(scores, dets[..., 4])
+    for run, keep in zip(values[NMS_OP], direct_nms(boxes, scores), strict=True):
+        np.testing.assert_array_equal(run.value, keep)
     [output] = nms.index.outputs
     expected = keras.models.load_model(models.nms, compile=False).predict(dets, verbose=0)
     np.testing.assert_array_equal(values[output][0].value, expected)
@@ -253,13 +271,13 @@ def test_lstm_body_listed_and_captured_once_per_timestep(lstm: Any, lstm_keras: 
     layer = lstm_keras.get_layer("lstm")
     sequence = np.asarray(lstm_hidden(seq))
     [top] = values[lstm_out]
-    np.testing.assert_allclose(top.value, sequence, rtol=1e-5, atol=1e-6)
+    close(top.value, sequence)
     # ... and the cell redone with numpy from the layer's weights, step by step
     for t, step in enumerate(lstm_by_numpy(layer, seq)):
-        np.testing.assert_allclose(values[h][t].value, sequence[:, t], rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(values[h][t].value, step["h"], rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(values[c][t].value, step["c"], rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(values[LSTM_GATES][t].value, step["z"], rtol=1e-5, atol=1e-6)
+        close(values[h][t].value, sequence[:, t])
+        close(values[h][t].value, step["h"])
+        close(values[c][t].value, step["c"])
+        close(values[LSTM_GATES][t].value, step["z"])
 
 
 def test_nested_loops_ordered_by_outer_then_inner_counter(lstm: Any, lstm_keras: Any, lstm_hidden: Any) -> None:
@@ -283,7 +301,7 @@ def test_nested_loops_ordered_by_outer_then_inner_counter(lstm: Any, lstm_keras:
             v = hidden[run.path]
             expected = {"element": v, "mul": v * 2.0, "add": v * 2.0 + 1.0}[kind]
             np.testing.assert_allclose(run.value, expected, rtol=1e-5, atol=1e-6, err_msg=f"{kind} {run.path}")
-    np.testing.assert_allclose(values[output][0].value, np.asarray(lstm_keras(seq)), rtol=1e-5, atol=1e-6)
+    close(values[output][0].value, lstm_keras(seq))
 
 
 @pytest.mark.parametrize(("sign", "ran", "skipped"), [(1.0, "then", "else"), (-1.0, "else", "then")])
