@@ -129,6 +129,15 @@ class StageTimer:
         return out
 
 
+def timed_call(fn: Callable[..., T], *args: Any) -> tuple[float, T, dict[str, float]]:
+    """In-process use: one call of ``fn(*args)`` with every stage timed."""
+    with StageTimer() as timer:
+        start = time.perf_counter()
+        value = fn(*args)
+        total = time.perf_counter() - start
+    return total, value, timer.report(total)
+
+
 def main(argv: list[str]) -> None:
     times: dict[str, float] = {}
     start = time.perf_counter()
@@ -159,12 +168,3 @@ def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1:])
-
-
-def timed_call(fn: Callable[..., T], *args: Any) -> tuple[float, T, dict[str, float]]:
-    """In-process use: one call of ``fn(*args)`` with every stage timed."""
-    with StageTimer() as timer:
-        start = time.perf_counter()
-        value = fn(*args)
-        total = time.perf_counter() - start
-    return total, value, timer.report(total)
