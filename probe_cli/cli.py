@@ -99,10 +99,10 @@ class ProbeGroup(click.Group):
         try:
             return super().invoke(ctx)
         except ProbeError as exc:
-            if _caused_by_interrupt(exc):
-                raise _interrupted() from None
             if ctx.meta.get("probe.debug"):
                 raise
+            if _caused_by_interrupt(exc):
+                raise _interrupted() from None
             error = click.ClickException(str(exc))
             error.exit_code = exc.exit_code
             raise error from None
@@ -117,18 +117,26 @@ class ProbeGroup(click.Group):
         except BrokenPipeError:
             raise  # the reader went away (probe list | head): Click exits quietly
         except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
-            if _caused_by_interrupt(exc):
-                raise _interrupted() from None
             if ctx.meta.get("probe.debug"):
                 raise
+            if _caused_by_interrupt(exc):
+                raise _interrupted() from None
             error = click.ClickException(f"unexpected {type(exc).__name__}: {exc} (rerun with --debug for details)")
             error.exit_code = FAILURE
             raise error from None
 
 
+INTERRUPTED_MESSAGE = "interrupted; no archive was written"
+
+#: Set by the entry point's signal handler. From then on any error is the signal's doing, even
+#: where an extension module dropped the KeyboardInterrupt from its exception chain, or Python
+#: swallowed it (raised in a ``__del__``) and the run failed later for want of what it stopped.
+_signalled = False
+
+
 def _interrupted() -> click.ClickException:
     # Click would print "Aborted!" and exit 1; the archive writer has already cleaned up.
-    error = click.ClickException("interrupted; no archive was written")
+    error = click.ClickException(INTERRUPTED_MESSAGE)
     error.exit_code = INTERRUPTED
     return error
 
@@ -143,12 +151,14 @@ def _caused_by_interrupt(exc: BaseException) -> bool:
     if _signalled:
         return True
     seen: set[int] = set()
-    cause: BaseException | None = exc
-    while cause is not None and id(cause) not in seen:
+    pending: list[BaseException] = [exc]
+    while pending:
+        cause = pending.pop()
         if isinstance(cause, KeyboardInterrupt):
             return True
-        seen.add(id(cause))
-        cause = cause.__cause__ or cause.__context__
+        if id(cause) not in seen:
+            seen.add(id(cause))
+            pending += [link for link in (cause.__cause__, cause.__context__) if link is not None]
     return False
 
 
@@ -381,13 +391,9 @@ def dump(
         ctx.exit(NUMERICS)
 
 
-#: Set by the entry point's signal handler: an error from here on is the interrupt's doing,
-#: even where an extension module dropped the KeyboardInterrupt from its exception chain.
-_signalled = False
-
-
 def _interrupt(signum: int, frame: object) -> None:
-    """SIGTERM unwinds like Ctrl-C, so a half-written archive is removed on the way out."""
+    """Ctrl-C and SIGTERM unwind alike, so a half-written archive is removed on the way out;
+    and the signal is recorded for errors that do not carry it (see ``_caused_by_interrupt``)."""
     global _signalled
     _signalled = True
     raise KeyboardInterrupt
@@ -516,15 +522,16 @@ def main() -> None:
     """Console-script entry point."""
     import signal
 
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(signum) != signal.SIG_IGN:  # `probe dump ... &` in a script ignores Ctrl-C
+            signal.signal(signum, _interrupt)
     try:
         cli.main(prog_name="probe")
         code = 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except KeyboardInterrupt:
-        click.echo("Error: interrupted; no archive was written", err=True)
+        click.echo(f"Error: {INTERRUPTED_MESSAGE}", err=True)
         code = INTERRUPTED
     _exit_fast(code)
 

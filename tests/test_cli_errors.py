@@ -33,6 +33,7 @@ from conftest import (
     ok,
 )
 
+from probe_cli.cli import INTERRUPTED_MESSAGE
 from probe_cli.errors import ArchiveError
 
 BAD_MODELS = "bad_models"
@@ -469,23 +470,36 @@ def test_interrupt_midway_leaves_nothing(samples: Samples, monkeypatch: pytest.M
     assert_one_line_error(invoke("dump", samples.cnn_h5, "-o", dest), 130, "interrupted")
 
 
-def _raised_during_interrupt(wrapper: Exception) -> Exception:
-    """``wrapper`` as raised while a KeyboardInterrupt propagates (pybind11's import failure does this)."""
-    wrapper.__cause__ = KeyboardInterrupt()
-    return wrapper
+def _chained(
+    error: Exception, *, cause: BaseException | None = None, context: BaseException | None = None
+) -> Exception:
+    """``error`` as raised ``from cause`` while handling ``context``."""
+    error.__cause__, error.__context__ = cause, context
+    return error
 
 
 @pytest.mark.parametrize(
-    "wrapper",
-    [ImportError("initialization failed"), ArchiveError("cannot write", hint="retry")],
-    ids=["import-error", "probe-error"],
+    ("error", "code", "message"),
+    [
+        # pybind11's import failure: ImportError from the KeyboardInterrupt
+        (_chained(ImportError("initialization failed"), cause=KeyboardInterrupt()), 130, INTERRUPTED_MESSAGE),
+        (_chained(ArchiveError("cannot write", hint="retry"), cause=KeyboardInterrupt()), 130, INTERRUPTED_MESSAGE),
+        # the interrupt behind an unrelated explicit cause
+        (_chained(RuntimeError("x"), cause=ValueError("y"), context=KeyboardInterrupt()), 130, INTERRUPTED_MESSAGE),
+        # no interrupt anywhere in the chain: an unexpected error, as before
+        (_chained(ImportError("initialization failed"), cause=OSError("no such file")), 1, "unexpected ImportError"),
+    ],
+    ids=["import-error", "probe-error", "context-behind-cause", "no-interrupt"],
 )
 def test_an_error_caused_by_an_interrupt_is_an_interrupt(
-    samples: Samples, monkeypatch: pytest.MonkeyPatch, dest: Path, wrapper: Exception
+    samples: Samples, monkeypatch: pytest.MonkeyPatch, dest: Path, error: Exception, code: int, message: str
 ) -> None:
     """A signal during ``import tensorflow`` came back as ``ImportError: initialization failed`` (exit 1) in CI."""
-    _fail_on_second_write(monkeypatch, _raised_during_interrupt(wrapper))
-    assert_one_line_error(invoke("dump", samples.cnn_h5, "-o", dest), 130, "interrupted; no archive was written")
+    from probe_cli import cli
+
+    monkeypatch.setattr(cli, "_signalled", False)
+    _fail_on_second_write(monkeypatch, error)
+    assert_one_line_error(invoke("dump", samples.cnn_h5, "-o", dest), code, message)
     assert not dest.exists()
 
 
@@ -504,7 +518,7 @@ def test_an_error_after_a_signal_is_an_interrupt(samples: Samples, monkeypatch: 
         raise ImportError("initialization failed")  # raised outside the handler: no chain
 
     monkeypatch.setattr(ArchiveWriter, "stream", stream)
-    assert_one_line_error(invoke("dump", samples.cnn_h5, "-o", dest), 130, "interrupted; no archive was written")
+    assert_one_line_error(invoke("dump", samples.cnn_h5, "-o", dest), 130, INTERRUPTED_MESSAGE)
     assert not dest.exists()
 
 

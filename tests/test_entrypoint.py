@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import h5py
 import pytest
 from conftest import ANSI, ROOT, Samples
 
@@ -40,10 +41,16 @@ def clean_env() -> dict[str, str]:
     return env
 
 
-def run(args: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    """Runs a command as a user would, from the repo root, in a clean environment."""
+def run(args: list[str], env: dict[str, str] | None = None, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """Runs a command as a user would, from the repo root, in a clean environment (plus ``env``)."""
     return subprocess.run(
-        args, capture_output=True, text=True, timeout=120, env=clean_env(), cwd=kwargs.pop("cwd", ROOT), **kwargs
+        args,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**clean_env(), **(env or {})},
+        cwd=kwargs.pop("cwd", ROOT),
+        **kwargs,
     )
 
 
@@ -120,14 +127,7 @@ def test_pure_modules_do_not_import_tensorflow() -> None:
 
 def test_installed_help_imports_no_framework() -> None:
     """The console script's --help (what ratio 7 times in ``make bench``) imports neither TensorFlow nor h5py."""
-    result = subprocess.run(
-        [str(probe_executable()), "--help"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**clean_env(), "PYTHONPROFILEIMPORTTIME": "1"},
-        cwd=ROOT,
-    )
+    result = run([str(probe_executable()), "--help"], env={"PYTHONPROFILEIMPORTTIME": "1"})
     assert result.returncode == 0 and "dump" in result.stdout and "Exit codes" in result.stdout
     imported = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in result.stderr.splitlines() if "|" in line}
     assert "click" in imported  # the import log is there to read
@@ -207,11 +207,36 @@ def test_closed_stdout_is_not_a_crash(samples: Samples) -> None:
 
 
 def _wait_until_mapped(proc: subprocess.Popen[str], library: str, timeout: float = 60.0) -> None:
+    """Returns once ``proc`` has ``library`` mapped; otherwise kills it and fails with its stderr."""
     maps = Path(f"/proc/{proc.pid}/maps")
     deadline = time.monotonic() + timeout
     while library not in maps.read_text():
-        assert proc.poll() is None and time.monotonic() < deadline, f"{library} was never loaded"
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            _, stderr = proc.communicate(timeout=60)
+            pytest.fail(f"{library} was never loaded (exit {proc.returncode}): {stderr}")
         time.sleep(0.005)
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc")
+def test_an_ignored_ctrl_c_stays_ignored(samples: Samples, tmp_path: Path) -> None:
+    """A shell starts ``probe dump ... &`` with SIGINT ignored, so Ctrl-C on the script leaves it running."""
+    output = tmp_path / "out.h5"
+    proc = subprocess.Popen(
+        [str(probe_executable()), "dump", str(samples.cnn_h5), "-l", "probs", "-o", str(output)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
+        cwd=ROOT,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    _wait_until_mapped(proc, "libtensorflow")
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    with h5py.File(output, "r") as archive:
+        assert "tensors/probs/Softmax:0" in archive
 
 
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc")
