@@ -88,24 +88,34 @@ class RunError(ProbeError):
     def from_exception(cls, exc: Exception) -> RunError:
         """TensorFlow's message without its header and Python stack: the cause and the failing node."""
         message = getattr(exc, "message", None) or str(exc)
-        raw = message.splitlines()
         cause = next(
-            (
-                line.strip()
-                for line in raw
-                if line.strip()
-                and not line.startswith(("  ", "\t"))  # indented: a stack frame or source line
-                and line.strip() != "Graph execution error:"
-                and not line.strip().startswith(
-                    ("Detected at node", "File ", "[[", "defined at", "<stack traces unavailable>")
-                )
-                and not line.strip().endswith("(most recent call last):")
-            ),
+            (line.strip() for line in message.splitlines() if _is_cause(line)),
             type(exc).__name__,  # nothing but headers: the kind of error is all there is
         )
         node = re.search(r"\{\{node ([^}]+)\}\}", message)
         where = f" (at node {node.group(1)})" if node else ""
         return cls(f"running the model failed: {cause}{where}")
+
+
+_NOT_THE_CAUSE = (
+    "Graph execution error:",
+    "Detected at node",
+    "File ",
+    "[[",
+    "defined at",
+    "<stack traces unavailable>",
+)
+
+
+def _is_cause(line: str) -> bool:
+    """Whether a line of TensorFlow's error message says what went wrong, rather than where."""
+    text = line.strip()
+    return (
+        bool(text)
+        and not line.startswith(("  ", "\t"))  # indented: a stack frame or source line
+        and not text.startswith(_NOT_THE_CAUSE)
+        and not text.endswith("(most recent call last):")
+    )
 
 
 class ArchiveError(ProbeError):

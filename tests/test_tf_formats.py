@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -177,8 +176,7 @@ def test_lowered_loop_ops_are_captured_per_iteration(
     map_fn_nms_reference: Callable[[np.ndarray], list[np.ndarray]],
 ) -> None:
     """NMS inside a loop that freezing lowered: listed as such, dumped once per image, each exact."""
-    listing = ok(invoke("list", frozen_map_fn.path, "--json", "--match", ".*NonMaxSuppressionV3"))
-    doc = json.loads(listing.stdout)
+    doc = list_json(frozen_map_fn.path, "--match", ".*NonMaxSuppressionV3")
     assert [i["name"] for i in doc["inputs"]] == ["image"]  # no "unused_control_flow_input" placeholders
     (nms,) = doc["tensors"]
     assert nms["name"] == MAP_FN_BODY + "non_max_suppression/NonMaxSuppressionV3:0"
