@@ -45,6 +45,7 @@ DEFAULT_MODEL = "ResNet50"
 
 LABEL_5 = "probe dump (output) / saved_model_cli run, whole process"
 LABEL_6 = f"dump throughput ({BIG_N} samples, batches of {BIG_BATCH}) / model.predict"
+LABEL_6_WHOLE, LABEL_6_INPROC = f"{LABEL_6}, whole process", f"{LABEL_6}, in-process"
 LABEL_8 = f"peak memory N={LARGE_N} / N={SMALL_N} (bounded memory)"
 
 #: Subprocesses get the same quiet environment; probe sets this itself anyway.
@@ -170,6 +171,25 @@ def peak_rss(cmd: list[str]) -> int:
     return kib * 1024
 
 
+def stream_command(work: Work, output_tensor: str, inputs: Path, archive: Path) -> list[Any]:
+    """``probe dump`` of the model's output over ``inputs`` in batches of BIG_BATCH (ratios 6 and 8)."""
+    pattern = re.escape(output_tensor)
+    return [
+        PROBE,
+        "dump",
+        work.h5,
+        "--tensor",
+        pattern,
+        "-i",
+        inputs,
+        "--batch-size",
+        BIG_BATCH,
+        "-o",
+        archive,
+        "--force",
+    ]
+
+
 def memory_growth(work: Work, res: Results, output_tensor: str | None) -> None:
     """Peak memory of streaming SMALL_N vs LARGE_N samples through the same dump: must not grow with N."""
     import numpy as np
@@ -190,24 +210,11 @@ def memory_growth(work: Work, res: Results, output_tensor: str | None) -> None:
     peaks = {}
     for n, path in ((SMALL_N, work.x_small), (LARGE_N, big)):
         archive = work.archive(f"mem{n}")
-        cmd = [
-            PROBE,
-            "dump",
-            work.h5,
-            "--tensor",
-            re.escape(output_tensor),
-            "-i",
-            path,
-            "--batch-size",
-            BIG_BATCH,
-            "-o",
-            archive,
-            "--force",
-        ]
-        peaks[n] = peak_rss(cmd)
+        peaks[n] = peak_rss(stream_command(work, output_tensor, path, archive))
         archive.unlink(missing_ok=True)
         res.figures[f"peak_rss_{n}"] = {"label": f"peak RSS, dump of the output, N={n}", "bytes": peaks[n]}
-        log(f"  {'peak RSS of probe dump (output, batches of 32), N=' + str(n):<62} {peaks[n] / 2**20:8.0f} MiB")
+        label = f"peak RSS of probe dump (output, batches of {BIG_BATCH}), N={n}"
+        log(f"  {label:<62} {peaks[n] / 2**20:8.0f} MiB")
     res.ratio(8, LABEL_8, peaks[LARGE_N] / peaks[SMALL_N], "<=", 1.1)
 
 
@@ -514,10 +521,10 @@ def early_tensor(work: Work, res: Results, repeats: int, traced: Any, t_fwd: flo
     from probe_cli import pipeline as pl
     from probe_cli.run import Runner, run
 
-    feeds = pl.make_feeds(traced.index, pl.InputOptions(files=(str(work.x8),)))
-    feeds = [replace(f, array=np.asarray(f.array)) for f in feeds]  # in memory, as one batch is
     early_layer = first_conv(traced.index)
     request = dump_request(pl, work, "early", layers=(re.escape(early_layer),))
+    feeds = pl.make_feeds(traced.index, request.inputs)
+    feeds = [replace(f, array=np.asarray(f.array)) for f in feeds]  # in memory, as one batch is
     early = pl.select(traced.index, request)
 
     t_first, _ = timed(run, traced, feeds, early)
@@ -532,8 +539,8 @@ def early_tensor(work: Work, res: Results, repeats: int, traced: Any, t_fwd: flo
         call_times.append(timed(runner, feeds)[0])
     res.figure("early_prune", "  of which Runner() (prune)", runs=prune_times)
     res.figure("early_call", "  of which the execution", runs=call_times)
-    t_dump = median([timed(pl.dump, request)[0] for _ in range(repeats)])
-    res.figure("dump_early", f"probe dump of {early_layer} in-process (after set-up)", t_dump)
+    dump_runs = [timed(pl.dump, request)[0] for _ in range(repeats)]
+    res.figure("dump_early", f"probe dump of {early_layer} in-process (after set-up)", runs=dump_runs)
 
 
 def all_of(work: Work, res: Results, repeats: int, stages: bool, found: InProcess, traced: Any, t_fwd: float) -> None:
@@ -553,9 +560,8 @@ def all_of(work: Work, res: Results, repeats: int, stages: bool, found: InProces
             note = f"skipped: {fmt_bytes(plan.estimate)} of {sel.label} would not fit in memory three times"
             res.ratio(sel.number, ratio_label, None, "<=", sel.target, status="n/a", note=note)
             continue
-        selection = pl.select(traced.index, request)
-        feeds = pl.make_feeds(traced.index, request.inputs)
-        values = run(traced, feeds, selection)  # warm-up, and the bytes the raw write stores
+        selection = [planned.info for planned in plan.planned]
+        values = run(traced, plan.feeds, selection)  # warm-up, and the bytes the raw write stores
         arrays = [np.asarray(values[info.name]) for info in selection]
         found.shapes[sel.key] = [(list(a.shape), a.dtype.str) for a in arrays]
         del values
@@ -610,7 +616,7 @@ def stream_in_process(work: Work, res: Results, stages: bool, found: InProcess, 
     request.output.unlink(missing_ok=True)
     res.figure("stream_inproc", f"probe dump of the output over {BIG_N} samples, in-process (after set-up)", t_stream)
     if result.batches > 1:
-        res.ratio(6, f"{LABEL_6}, in-process", t_pred / t_stream, ">=", 0.8)
+        res.ratio(6, LABEL_6_INPROC, t_pred / t_stream, ">=", 0.8)
         if stages:
             found.stages[f"in-process dump of the output, {BIG_N} samples in {result.batches} batches"] = {
                 "dump, after set-up": t_stream,
@@ -618,7 +624,7 @@ def stream_in_process(work: Work, res: Results, stages: bool, found: InProcess, 
                 "for comparison: model.predict, warm": t_pred,
             }
     else:
-        res.ratio(6, f"{LABEL_6}, in-process", None, ">=", 0.8, status="MISS", note="dump ran all samples as one batch")
+        res.ratio(6, LABEL_6_INPROC, None, ">=", 0.8, status="MISS", note="dump ran all samples as one batch")
 
 
 def dump_request(pl: Any, work: Work, name: str, inputs: Any = None, **selection: Any) -> Any:
@@ -705,9 +711,9 @@ def whole_process_stream(
     t_pred = res.figure("predict", f"python: load + model.predict({BIG_N}, batch_size={BIG_BATCH})", runs=predict_runs)
     res.figure("predict_only", "  of which model.predict alone", runs=predict_only)
     if streams:  # same samples on both sides, so the throughput ratio is the inverse ratio of the wall times
-        res.ratio(6, f"{LABEL_6}, whole process", t_pred / t_stream, ">=", 0.8)
+        res.ratio(6, LABEL_6_WHOLE, t_pred / t_stream, ">=", 0.8)
     else:
-        res.ratio(6, f"{LABEL_6}, whole process", None, ">=", 0.8, status="MISS", note=why)
+        res.ratio(6, LABEL_6_WHOLE, None, ">=", 0.8, status="MISS", note=why)
 
 
 def whole_process(work: Work, res: Results, repeats: int, output_tensor: str | None, stages: bool) -> dict[str, Any]:
@@ -728,13 +734,12 @@ def whole_process(work: Work, res: Results, repeats: int, output_tensor: str | N
 
     if output_tensor is None:  # ratios 5 and 6 dump the model's output
         res.ratio(5, LABEL_5, None, "<=", 1.0, "n/a", NO_OUTPUT)
-        res.ratio(6, f"{LABEL_6}, whole process", None, ">=", 0.8, "n/a", NO_OUTPUT)
+        res.ratio(6, LABEL_6_WHOLE, None, ">=", 0.8, "n/a", NO_OUTPUT)
         return out
-    tensor_pattern = re.escape(output_tensor)
 
     # 5: probe dump of the output vs saved_model_cli run
     key = signature_input_key(work)
-    dump_cmd = [PROBE, "dump", work.h5, "--tensor", tensor_pattern, "--input", work.x8, "--force"]
+    dump_cmd = [PROBE, "dump", work.h5, "--tensor", re.escape(output_tensor), "--input", work.x8, "--force"]
     smc = [SAVED_MODEL_CLI, "run", "--dir", work.saved_model, *SIGNATURE, "--inputs", f"{key}={work.x8}"]
     output_dump = [*dump_cmd, "-o", work.archive("output")]
     dump_runs, smc_runs = alternate(partial(wall, output_dump), partial(wall, smc), repeats)
@@ -744,13 +749,12 @@ def whole_process(work: Work, res: Results, repeats: int, output_tensor: str | N
 
     # 6: streaming throughput, counted only if the archive really grew batch by batch
     stream_archive = work.archive("stream")
-    stream = [PROBE, "dump", work.h5, "--tensor", tensor_pattern, "--input", work.x_big, "--batch-size", BIG_BATCH]
-    stream += ["-o", stream_archive, "--force"]
+    stream = stream_command(work, output_tensor, work.x_big, stream_archive)
     try:
         stream_runs, predicts = alternate(partial(wall, stream), partial(predict_script, work), repeats)
         streams, why = streamed(stream_archive, BIG_N)
     except (CommandFailed, OSError, KeyError, ValueError) as exc:  # the stage tables below still come
-        res.ratio(6, f"{LABEL_6}, whole process", None, ">=", 0.8, status="n/a", note=f"failed: {exc}")
+        res.ratio(6, LABEL_6_WHOLE, None, ">=", 0.8, status="n/a", note=f"failed: {exc}")
     else:
         whole_process_stream(res, stream_runs, predicts, streams, why)
     finally:
@@ -877,7 +881,7 @@ def main() -> int:
     stages.update(whole or {})
     attempt(res, "whole-process dump measurements", whole_process_dumps, work, res, args.repeats, found.shapes)
     attempt(res, "memory measurement", memory_growth, work, res, output_tensor)
-    for name in ("inproc_early", "inproc_layers", "inproc_all", "inproc_stream", "output", "stream"):
+    for name in ("inproc_early", "inproc_layers", "inproc_all", "inproc_stream", "output"):
         work.archive(name).unlink(missing_ok=True)
 
     print_ratios(res)
