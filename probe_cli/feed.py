@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from probe_cli.errors import FeedError, FileProblem, ProbeError, UsageProblem
-from probe_cli.index import InputSpec, Shape, format_shape
+from probe_cli.archive.reader import open_archive, read_inputs
+from probe_cli.core.errors import FeedError, FileProblem, ProbeError, UsageProblem
+from probe_cli.core.types import Feed, InputSpec, Shape, format_shape
 
 DEFAULT_SEED = 0
 #: Random integers for inputs that do not feed an Embedding are drawn from [0, 10).
@@ -33,15 +34,6 @@ class InputArg:
 
     name: str | None
     path: Path
-
-
-@dataclass(frozen=True)
-class Feed:
-    """The array fed to one input and where it came from (a path, ``path:key`` or ``random``)."""
-
-    name: str
-    array: np.ndarray
-    source: str
 
 
 def _did_you_mean(name: str, known: Sequence[str]) -> str | None:
@@ -98,7 +90,9 @@ def parse_range_arg(text: str) -> tuple[str, tuple[float, float]]:
 class _ArrayLike:
     """What a lazily read input shares with an ndarray: ``ndim`` and ``size`` follow from ``shape``."""
 
-    shape: tuple[int, ...]
+    @property
+    def shape(self) -> tuple[int, ...]:
+        raise NotImplementedError
 
     @property
     def ndim(self) -> int:
@@ -249,10 +243,9 @@ def _many_files(path: Path) -> list[Path] | None:
 
 def _archive_inputs(path: Path) -> dict[str | None, Any]:
     """The inputs stored in an earlier probe archive, by input name (``--inputs-from``)."""
-    from probe_cli.archive import open_archive, read_inputs
 
     with open_archive(path) as file:
-        arrays = {name: array for name, (array, _) in read_inputs(file).items()}
+        arrays: dict[str | None, Any] = {name: array for name, (array, _) in read_inputs(file).items()}
     if not arrays:
         raise FileProblem(f"archive {str(path)!r} holds no inputs")
     return arrays
@@ -394,7 +387,7 @@ def _concrete_shape(spec: InputSpec, given: tuple[int, ...] | None, batch_size: 
 
 
 def random_array(
-    spec: InputSpec, shape: Shape, rng: np.random.Generator, value_range: tuple[float, float] | None
+    spec: InputSpec, shape: tuple[int, ...], rng: np.random.Generator, value_range: tuple[float, float] | None
 ) -> np.ndarray:
     """Uniform floats in [0, 1), integers below the Embedding's ``input_dim``, or ``value_range``."""
     dtype = np.dtype(spec.dtype) if spec.dtype != "string" else None
@@ -423,7 +416,7 @@ def random_array(
     lo, hi = value_range if value_range else (0.0, 1.0)
     if dtype.kind == "f" and max(abs(lo), abs(hi)) > float(np.finfo(dtype).max):
         raise FeedError(f"--value-range {lo:g},{hi:g} does not fit input {spec.name!r} ({spec.dtype})")
-    values = rng.random(shape, dtype=np.float64)
+    values = rng.random(shape)
     out = (lo * (1.0 - values) + hi * values).astype(dtype)  # no overflow in hi - lo
     if dtype.kind == "f":  # rounding to a narrower float can reach HI: keep [LO, HI)
         out = np.minimum(out, np.nextafter(dtype.type(hi), dtype.type(lo)))
@@ -438,11 +431,12 @@ def build_feeds(
     value_ranges: Mapping[str, tuple[float, float]] | None = None,
     batch_size: int | None = None,
     seed: int = DEFAULT_SEED,
+    in_memory: Mapping[str, Any] | None = None,
 ) -> list[Feed]:
     """One feed per model input, in the model's input order.
 
-    Files map by name (``NAME=FILE``, ``.npz`` keys), then unnamed ``.npy``
-    files by position among the inputs not yet fed. Every other input gets
+    ``in_memory`` arrays (the Python API's) map by input name. Files map by name (``NAME=FILE``,
+    ``.npz`` keys), then unnamed ``.npy`` files by position among the inputs not yet fed. Every other input gets
     random data from its own stream ``default_rng([seed, position])``, so
     feeding one input from a file does not change the others.
     """
@@ -458,6 +452,10 @@ def build_feeds(
         raise UsageProblem(f"--seed must be a non-negative integer, got {seed}")
 
     given: dict[str, tuple[np.ndarray, str]] = {}
+    for name, array in (in_memory or {}).items():
+        if name not in names:
+            raise FeedError(f"input {name!r} is no input of the model", _did_you_mean(name, names))
+        given[name] = (array, "array")
     positional: list[tuple[np.ndarray, str]] = []
     for arg in args:
         arrays = read_array_file(arg.path)
@@ -472,8 +470,9 @@ def build_feeds(
             elif len(arrays) == 1:
                 arrays = {arg.name: next(iter(arrays.values()))}
             else:
-                raise FeedError(f"{arg.path} has no array {arg.name!r}", "keys: " + ", ".join(arrays))
+                raise FeedError(f"{arg.path} has no array {arg.name!r}", "keys: " + ", ".join(map(str, arrays)))
         for key, array in arrays.items():
+            assert key is not None  # a .npy's array (key None) was renamed or set aside above
             if key not in names:
                 raise FeedError(
                     f"{arg.path} holds array {key!r}, which is no input of the model", _did_you_mean(key, names)

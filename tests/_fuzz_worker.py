@@ -31,7 +31,7 @@ def main(argv: list[str]) -> int:
     cases = json.loads(Path(argv[1]).read_text())
     from click.testing import CliRunner
 
-    from probe_cli import _tf
+    from probe_cli.backends import tfenv as _tf
     from probe_cli.cli import cli
 
     _tf.keras()  # import TensorFlow before the first case, so its cost is no case's

@@ -181,7 +181,7 @@ def leftovers(directory: Path) -> list[str]:
 @pytest.fixture(scope="session")
 def keras() -> Any:
     """Keras, imported through probe so TensorFlow's noise stays hidden."""
-    from probe_cli import _tf
+    from probe_cli.backends import tfenv as _tf
 
     return _tf.keras()
 
@@ -189,7 +189,7 @@ def keras() -> Any:
 @pytest.fixture(scope="session")
 def tf(keras: Any) -> Any:
     """TensorFlow (after Keras, through probe)."""
-    from probe_cli import _tf
+    from probe_cli.backends import tfenv as _tf
 
     return _tf.tf()
 
@@ -302,7 +302,7 @@ def map_fn_nms_reference(keras: Any) -> Callable[[Any], list[Any]]:
     """NMS of each image computed directly from the map_fn sample's box and score heads."""
     import tensorflow as tf
 
-    from probe_cli.load import import_custom_objects
+    from probe_cli.backends.base import import_custom_objects
 
     objects = import_custom_objects([SAMPLES / "map_fn_layers.py"])
     model = keras.models.load_model(SAMPLES / "map_fn_nms.keras", compile=False, custom_objects=objects)

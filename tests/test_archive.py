@@ -12,23 +12,12 @@ import h5py
 import numpy as np
 import pytest
 
-from probe_cli import archive as archive_module
-from probe_cli.archive import (
-    FORMAT_VERSION,
-    ArchiveWriter,
-    check_destination,
-    dataset_path,
-    list_tensors,
-    open_archive,
-    read_attrs,
-    read_inputs,
-    tensor_attrs,
-    write_archive,
-)
-from probe_cli.control_flow import Execution
-from probe_cli.errors import USAGE, ArchiveError, ArchiveExists, FileProblem
-from probe_cli.feed import Feed
-from probe_cli.index import TensorInfo
+from probe_cli.archive import writer as archive_module
+from probe_cli.archive.format import FORMAT_VERSION, dataset_path, tensor_attrs
+from probe_cli.archive.reader import list_tensors, open_archive, read_attrs, read_inputs
+from probe_cli.archive.writer import ArchiveWriter, check_destination, write_archive
+from probe_cli.core.errors import USAGE, ArchiveError, ArchiveExists, FileProblem
+from probe_cli.core.types import Execution, Feed, TensorInfo
 
 ROOT_ATTRS = {
     "probe_version": "0.1.0",
@@ -329,7 +318,7 @@ def test_ctrl_c_between_removing_the_old_archive_and_the_rename(written: Path, m
             raise KeyboardInterrupt
         real_replace(src, dst)
 
-    monkeypatch.setattr("probe_cli.archive.os.replace", interrupted_once)
+    monkeypatch.setattr("probe_cli.archive.writer.os.replace", interrupted_once)
     with pytest.raises(KeyboardInterrupt):
         write_archive(written, sample_tensors()[:1], [], {**ROOT_ATTRS, "seed": 99}, seed=99, force=True)
     assert len(calls) == 2

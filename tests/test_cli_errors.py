@@ -33,8 +33,8 @@ from conftest import (
     ok,
 )
 
-from probe_cli.cli import INTERRUPTED_MESSAGE
-from probe_cli.errors import ArchiveError
+from probe_cli.cli.commands import INTERRUPTED_MESSAGE
+from probe_cli.core.errors import ArchiveError
 
 BAD_MODELS = "bad_models"
 
@@ -425,7 +425,7 @@ def test_output_directory_not_writable(samples: Samples, tmp_path: Path) -> None
 @pytest.mark.parametrize("where", ["before the command", "after it"])
 def test_debug_shows_the_exception(tmp_path: Path, where: str) -> None:
     """With --debug the ProbeError propagates (and Python prints its traceback), wherever it is given."""
-    from probe_cli.errors import FileProblem
+    from probe_cli.core.errors import FileProblem
 
     args = (
         ["--debug", "list", tmp_path / "nope.h5"]
@@ -451,7 +451,7 @@ def test_usage_errors_are_one_line(samples: Samples) -> None:
 
 def _fail_on_second_write(monkeypatch: pytest.MonkeyPatch, error: BaseException) -> None:
     """Makes the archive writer raise ``error`` after it has written one dataset."""
-    from probe_cli.archive import ArchiveWriter
+    from probe_cli.archive.writer import ArchiveWriter
 
     original = ArchiveWriter.stream
     calls = {"n": 0}
@@ -495,7 +495,7 @@ def test_an_error_caused_by_an_interrupt_is_an_interrupt(
     samples: Samples, monkeypatch: pytest.MonkeyPatch, dest: Path, error: Exception, code: int, message: str
 ) -> None:
     """A signal during ``import tensorflow`` came back as ``ImportError: initialization failed`` (exit 1) in CI."""
-    from probe_cli import cli
+    from probe_cli.cli import commands as cli
 
     monkeypatch.setattr(cli, "_signalled", False)
     _fail_on_second_write(monkeypatch, error)
@@ -504,8 +504,8 @@ def test_an_error_caused_by_an_interrupt_is_an_interrupt(
 
 def test_an_error_after_a_signal_is_an_interrupt(samples: Samples, monkeypatch: pytest.MonkeyPatch, dest: Path) -> None:
     """An extension module may drop the KeyboardInterrupt from the chain; the signal handler's record still counts."""
-    from probe_cli import cli
-    from probe_cli.archive import ArchiveWriter
+    from probe_cli.archive.writer import ArchiveWriter
+    from probe_cli.cli import commands as cli
 
     monkeypatch.setattr(cli, "_signalled", False)
 

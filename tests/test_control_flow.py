@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from conftest import close, import_file
 
-from probe_cli.errors import RunError
-from probe_cli.feed import Feed
+from probe_cli.core.errors import RunError
+from probe_cli.core.types import Feed
 
 #: The NMS settings of the ``MapNms`` layer, written into its source and used by ``direct_nms``.
 MAX_BOXES = 4
@@ -92,10 +92,17 @@ def models(keras: Any, tmp_path_factory: pytest.TempPathFactory) -> Models:
 
 
 def _trace(path: Path, layers: Path) -> Any:
-    from probe_cli.load import load
-    from probe_cli.trace import trace
+    from probe_cli.backends.base import OpenOptions
+    from probe_cli.backends.registry import open_model
 
-    return trace(load(path, custom_objects=(layers,)))
+    return open_model(path, OpenOptions(custom_objects=(layers,)))
+
+
+def capture(traced: Any, infos: list[Any], feeds: list[Feed]) -> dict[str, Any]:
+    """One execution: every value of each tensor in ``infos`` (by probe name), with its iteration."""
+    from probe_cli.backends.keras.capture import Capturer
+
+    return Capturer(traced, infos)(feeds)
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +187,7 @@ def test_nms_inside_map_fn_is_listed(nms: Any) -> None:
 
 
 def test_body_tensors_are_selected_by_the_same_patterns(nms: Any) -> None:
-    from probe_cli.resolve import resolve
+    from probe_cli.core.resolve import resolve
 
     assert [t.name for t in resolve(nms.index, ["ROI/.*NonMaxSuppressionV3"])] == [NMS_OP]
 
@@ -193,7 +200,6 @@ def test_names_identical_in_two_traces(models: Models, nms: Any) -> None:
 
 
 def test_nms_captured_once_per_image_equal_to_direct_nms(nms: Any) -> None:
-    from probe_cli.control_flow import capture
 
     dets = _detections()
     output = nms.index.outputs[0]
@@ -216,9 +222,8 @@ def test_a_mixed_request_is_one_execution(
 ) -> None:
     """Top-level tensors asked for with body tensors come from the re-traced function's own
     execution: no second, pruned execution is built, and the values are the Runner's and Keras'."""
-    import probe_cli.run
-    from probe_cli.control_flow import capture
-    from probe_cli.run import Runner
+    import probe_cli.backends.keras.capture as capture_module
+    from probe_cli.backends.tfgraph import Runner
 
     dets = _detections()
     feeds = [Feed("dets", dets, "test")]
@@ -228,7 +233,7 @@ def test_a_mixed_request_is_one_execution(
     def refuse(*_: Any, **__: Any) -> None:
         raise AssertionError("a second execution was built")
 
-    monkeypatch.setattr(probe_cli.run, "Runner", refuse)
+    monkeypatch.setattr(capture_module, "Runner", refuse)
     values = capture(nms, [*top, nms.index.tensor(NMS_OP)], feeds)
     assert len(values[NMS_OP]) == BATCH
     for info in top:
@@ -250,7 +255,6 @@ LSTM_GATES = "lstm/while/body/lstm_cell/call_1/BiasAdd:0"
 
 
 def test_lstm_body_listed_and_captured_once_per_timestep(lstm: Any, lstm_keras: Any, lstm_hidden: Any) -> None:
-    from probe_cli.control_flow import capture
 
     body = [t for t in lstm.index.tensors if t.context == "loop lstm/while/body"]
     assert body and {t.layer for t in body} <= {"lstm", "lstm/lstm_cell"}
@@ -281,7 +285,6 @@ def test_lstm_body_listed_and_captured_once_per_timestep(lstm: Any, lstm_keras: 
 
 
 def test_nested_loops_ordered_by_outer_then_inner_counter(lstm: Any, lstm_keras: Any, lstm_hidden: Any) -> None:
-    from probe_cli.control_flow import capture
 
     inner = "nested/map/while/body/map/while/body/"
     names = {"element": inner + "TensorArrayV2Read/TensorListGetItem:0", "mul": inner + "mul:0", "add": inner + "add:0"}
@@ -306,7 +309,6 @@ def test_nested_loops_ordered_by_outer_then_inner_counter(lstm: Any, lstm_keras:
 
 @pytest.mark.parametrize(("sign", "ran", "skipped"), [(1.0, "then", "else"), (-1.0, "else", "then")])
 def test_cond_branch_captured_when_it_runs(gate: Any, sign: float, ran: str, skipped: str) -> None:
-    from probe_cli.control_flow import capture
 
     branch = {
         kind: [t for t in gate.index.tensors if t.context == f"branch gate/cond/{kind}"] for kind in ("then", "else")
@@ -324,7 +326,7 @@ def test_cond_branch_captured_when_it_runs(gate: Any, sign: float, ran: str, ski
 
 
 def test_model_without_forward_function_gives_run_error(gate: Any) -> None:
-    from probe_cli.control_flow import Capturer
+    from probe_cli.backends.keras.capture import Capturer
 
     info = next(t for t in gate.index.tensors if t.context)
     with pytest.raises(RunError, match="cannot capture"):

@@ -17,7 +17,7 @@ import pytest
 from conftest import ANSI, ROOT, Samples, tensors_of
 
 from probe_cli import __version__
-from probe_cli.cli import INTERRUPTED_MESSAGE
+from probe_cli.cli.commands import INTERRUPTED_MESSAGE
 
 #: Lines TensorFlow prints on its own (C++ logging, oneDNN, CUDA probing) that probe must hide.
 TF_NOISE = ("oneDNN", "absl::InitializeLog", "cuda", "cpu_feature_guard", "I0000", "W0000", "E0000", "tensorflow/")
@@ -84,7 +84,7 @@ CLI_LIST = (
     "result = CliRunner().invoke(cli, {args!r})\n"
     "assert result.exit_code == 0, result.output\n"
 )
-LIBRARY_IMPORT = "from probe_cli import _tf\n_tf.keras()\n"
+LIBRARY_IMPORT = "from probe_cli.backends import tfenv as _tf\n_tf.keras()\n"
 
 
 @pytest.mark.parametrize(
@@ -117,7 +117,8 @@ def test_plotting_packages_skipped_only_by_the_cli(samples: Samples, through: st
 def test_pure_modules_do_not_import_tensorflow() -> None:
     """The stages that need no graph (resolve, feed, archive, names, stats) load without TensorFlow."""
     code = (
-        "import sys, probe_cli.resolve, probe_cli.feed, probe_cli.archive, probe_cli.names, probe_cli.stats\n"
+        "import sys, probe_cli.core.resolve, probe_cli.feed, probe_cli.archive.writer, probe_cli.archive.reader, "
+        "probe_cli.core.names, probe_cli.core.stats, probe_cli.analysis.show, probe_cli.analysis.diff\n"
         "print(repr(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules)))\n"
     )
     result = run([sys.executable, "-c", code])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import assert_one_line_error, invoke, leftovers, ok, tensors_of
 
-from probe_cli.errors import FAILURE, RunError
+from probe_cli.core.errors import FAILURE, RunError
 
 #: Messages as TensorFlow 2.21 words them (``OpError.message``), with and without a Python stack.
 RESHAPE = (

@@ -11,7 +11,8 @@ import h5py
 import numpy as np
 import pytest
 
-from probe_cli.errors import USAGE, FeedError, FileProblem, UsageProblem
+from probe_cli.core.errors import USAGE, FeedError, FileProblem, UsageProblem
+from probe_cli.core.types import InputSpec
 from probe_cli.feed import (
     DEFAULT_INT_LIMIT,
     DEFAULT_SEED,
@@ -24,7 +25,6 @@ from probe_cli.feed import (
     random_array,
     read_array_file,
 )
-from probe_cli.index import InputSpec
 
 IMAGE = InputSpec("image", "float32", (None, 4, 4, 1), "image:0")
 TOKENS = InputSpec("tokens", "int32", (None, 6), "tokens:0", int_limit=7)

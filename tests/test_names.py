@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from probe_cli.names import Frame, LayerCall, Owner, call_owners, display_name, unique_names
+from probe_cli.core.names import Frame, LayerCall, Owner, call_owners, display_name, unique_names
 
 CONV1 = Frame(1, "conv1", 0)
 ROI = Frame(2, "ROI", 0)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from probe_cli.index import TensorInfo
-from probe_cli.pipeline import _region_starts, human_bytes, parse_bytes
+from probe_cli.analysis.numerics import region_starts as _region_starts
+from probe_cli.core.types import Region, TensorInfo
+from probe_cli.core.units import human_bytes, parse_bytes
 
 
 def tensor(name: str, order: int, context: str | None = None, op_type: str = "Relu") -> TensorInfo:
-    return TensorInfo(name, name, op_type, "float32", (), None, order, context)
+    region = Region.TOP if context is None else Region.LOWERED_LOOP if context.startswith("lowered") else Region.BODY
+    return TensorInfo(name, name, op_type, "float32", (), None, order, context, region)
 
 
 def test_region_starts_are_not_fooled_by_scopes_named_like_region_parts() -> None:

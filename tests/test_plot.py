@@ -10,7 +10,7 @@ import pytest
 from conftest import assert_one_line_error, invoke, ok
 from test_show_diff import make_archive
 
-from probe_cli import plot as plot_module
+from probe_cli.analysis import plot as plot_module
 
 image = pytest.importorskip("matplotlib.image")
 

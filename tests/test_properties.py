@@ -12,12 +12,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from probe_cli.archive import dataset_path, list_tensors, open_archive, read_attrs, read_inputs, write_archive
-from probe_cli.errors import PatternError, UsageProblem
+from probe_cli.archive.format import dataset_path
+from probe_cli.archive.reader import list_tensors, open_archive, read_attrs, read_inputs
+from probe_cli.archive.writer import write_archive
+from probe_cli.core.errors import PatternError, UsageProblem
+from probe_cli.core.names import unique_names
+from probe_cli.core.resolve import compile_pattern, resolve
+from probe_cli.core.types import LayerInfo, ModelIndex, TensorInfo
 from probe_cli.feed import Feed, InputArg, parse_input_arg, parse_range_arg, parse_shape_arg
-from probe_cli.index import LayerInfo, ModelIndex, TensorInfo
-from probe_cli.names import unique_names
-from probe_cli.resolve import compile_pattern, resolve
 
 #: Modest example counts: the whole file runs in a few seconds on a 2-core CI machine.
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

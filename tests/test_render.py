@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from probe_cli.render import Out
+from probe_cli.cli.render import Out
 
 
 def strict(text: str) -> object:

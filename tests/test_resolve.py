@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from probe_cli.errors import USAGE, PatternError, UsageProblem
-from probe_cli.index import InputSpec, LayerInfo, ModelIndex, TensorInfo
-from probe_cli.resolve import compile_pattern, match_layers, resolve, tensor_matches
+from probe_cli.core.errors import USAGE, PatternError, UsageProblem
+from probe_cli.core.resolve import compile_pattern, match_layers, resolve, tensor_matches
+from probe_cli.core.types import InputSpec, LayerInfo, ModelIndex, TensorInfo
 
 #: (name, op type, layer) in graph order: a Mask-R-CNN-like model with a skip connection,
 #: a custom ``ROI`` layer holding NMS ops, a two-output op, a nested model and an op outside layers.

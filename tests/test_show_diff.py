@@ -15,12 +15,14 @@ import numpy as np
 import pytest
 from conftest import assert_one_line_error, invoke, ok
 
-from probe_cli import cli as cli_module
-from probe_cli import inspect_archive
-from probe_cli.archive import write_archive
+from probe_cli.analysis import diff as inspect_diff
+from probe_cli.analysis import show as inspect_show
+from probe_cli.archive import reader as archive_reader
+from probe_cli.archive.writer import write_archive
+from probe_cli.cli import commands as cli_module
+from probe_cli.core.stats import summarize
+from probe_cli.core.types import TensorInfo
 from probe_cli.feed import Feed
-from probe_cli.index import TensorInfo
-from probe_cli.stats import summarize
 
 PROVENANCE = {
     "probe_version": "0.1.0",
@@ -189,10 +191,10 @@ def test_statistics_are_computed_in_bounded_slices(tmp_path: Path, monkeypatch: 
     values[7, 1], values[33, 2] = np.nan, -np.inf
     archive = make_archive(tmp_path / "a.h5", {"big:0": values})
     reads: list[Any] = []
-    original = inspect_archive.read_slice
-    monkeypatch.setattr(inspect_archive, "CHUNK_ELEMENTS", 7)  # 2 rows of 3 per slice
-    monkeypatch.setattr(inspect_archive, "read_slice", lambda ds, key: reads.append(key) or original(ds, key))
-    stats = inspect_archive.show_archive(archive).tensors[0].stats
+    original = archive_reader.read_slice
+    monkeypatch.setattr(archive_reader, "CHUNK_ELEMENTS", 7)  # 2 rows of 3 per slice
+    monkeypatch.setattr(archive_reader, "read_slice", lambda ds, key: reads.append(key) or original(ds, key))
+    stats = inspect_show.show_archive(archive).tensors[0].stats
     assert len(reads) == 25 and all(isinstance(k, slice) and k.stop - k.start <= 2 for k in reads)
     whole = summarize(values)
     assert (stats["nan"], stats["inf"], stats["min"], stats["max"]) == (1, 1, whole["min"], whole["max"])
@@ -208,7 +210,7 @@ def test_show_reads_per_batch_groups(tmp_path: Path) -> None:
         group.attrs.update(name="w/Read:0", order=1, layout="per_batch", batches=2, op_type="ReadVariableOp")
         group["batch_00000"] = np.array([1.0, 2.0], dtype=np.float32)
         group["batch_00001"] = np.array([3.0, 4.0], dtype=np.float32)
-    w = inspect_archive.show_archive(archive).tensors[1]
+    w = inspect_show.show_archive(archive).tensors[1]
     assert (w.name, w.shape, w.stats["min"], w.stats["max"], w.stats["mean"]) == ("w/Read:0", (2,), 1.0, 4.0, 2.5)
 
 
@@ -370,8 +372,8 @@ def test_diff_slices_big_tensors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     changed[2, 0] += 1.0
     a = make_archive(tmp_path / "a.h5", {"t:0": values})
     b = make_archive(tmp_path / "b.h5", {"t:0": changed})
-    monkeypatch.setattr(inspect_archive, "CHUNK_ELEMENTS", 6)
-    t = inspect_archive.diff_archives(a, b).tensors[0]
+    monkeypatch.setattr(archive_reader, "CHUNK_ELEMENTS", 6)
+    t = inspect_diff.diff_archives(a, b).tensors[0]
     assert (t.max_abs_error, t.worst_index, t.out_of_tolerance) == (4.0, (13, 2), 2)
 
 
@@ -385,7 +387,7 @@ def test_per_batch_values_are_compared_batch_by_batch(tmp_path: Path) -> None:
             group["batch_00000"] = np.array([1.0, 2.0], dtype=np.float32)
             group["batch_00001"] = np.array([3.0, last], dtype=np.float32)
         paths.append(archive)
-    result = inspect_archive.diff_archives(*paths)
+    result = inspect_diff.diff_archives(*paths)
     assert result.first_divergence is not None and result.first_divergence.name == "w/Read:0"
     assert (result.first_divergence.max_abs_error, result.first_divergence.size) == (0.5, 4)
 
@@ -410,4 +412,4 @@ def test_diff_help_documents_defaults_and_exit_codes() -> None:
     assert "[default: 0.0001; x>=0]" in flat
     assert "|a - b| > atol + rtol * |b|" in result.stdout
     assert "1  differences found" in result.stdout
-    assert (cli_module.DIFF_ATOL, cli_module.DIFF_RTOL) == (inspect_archive.DEFAULT_ATOL, inspect_archive.DEFAULT_RTOL)
+    assert (cli_module.DIFF_ATOL, cli_module.DIFF_RTOL) == (inspect_diff.DEFAULT_ATOL, inspect_diff.DEFAULT_RTOL)

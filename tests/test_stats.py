@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from probe_cli.stats import RunningStats, summarize
+from probe_cli.core.stats import RunningStats, summarize
 
 EMPTY = {"min": None, "max": None, "mean": None, "std": None, "nan": 0, "inf": 0}
 

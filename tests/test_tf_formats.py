@@ -149,7 +149,7 @@ def frozen_map_fn(keras: Any, tf: Any, tmp_path_factory: pytest.TempPathFactory)
     """The map_fn sample frozen: freezing lowers its while loop into the graph."""
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    from probe_cli.load import import_custom_objects
+    from probe_cli.backends.base import import_custom_objects
 
     objects = import_custom_objects([SAMPLES / "map_fn_layers.py"])
     model = keras.models.load_model(SAMPLES / "map_fn_nms.keras", compile=False, custom_objects=objects)

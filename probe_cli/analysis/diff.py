@@ -1,10 +1,8 @@
-"""Reading archives back: ``probe show`` (provenance and statistics) and ``probe diff`` (where two runs diverge).
+"""``probe diff``: where two runs diverge, tensor by tensor in graph order.
 
 Pure h5py/NumPy: no TensorFlow, no Click, no printing; the CLI renders the
-dataclasses returned here. Datasets are read in slices along axis 0 of about
-:data:`CHUNK_ELEMENTS` elements (at least one row), so a multi-gigabyte tensor
-never has to fit in memory at once. Attributes are read with defaults, so archives written
-by older probe versions (fewer attributes) still show and diff.
+dataclasses returned here. Values are compared slice by slice (see
+:mod:`probe_cli.archive.reader`), so a multi-gigabyte tensor never has to fit in memory.
 """
 
 from __future__ import annotations
@@ -19,28 +17,18 @@ from typing import Any
 import h5py
 import numpy as np
 
-from probe_cli.archive import INPUTS, StoredTensor, list_tensors, open_archive, read_attrs
-from probe_cli.errors import PatternError
-from probe_cli.index import ModelIndex, TensorInfo
-from probe_cli.resolve import resolve
-from probe_cli.stats import RunningStats, summarize
-
-#: Elements read per slice; module-level so tests can force chunking on tiny tensors.
-CHUNK_ELEMENTS = 1 << 21
-
-#: Root attributes ``show`` reports, in display order; missing ones read as None.
-PROVENANCE_KEYS = (
-    "model_path",
-    "model_sha256",
-    "model_format",
-    "probe_version",
-    "probe_format",
-    "tensorflow_version",
-    "keras_version",
-    "seed",
-    "batch_size",
-    "command",
-    "created",
+from probe_cli.archive.reader import (
+    InputRecord,
+    StoredTensor,
+    as_info,
+    input_datasets,
+    list_tensors,
+    open_archive,
+    parts,
+    read_provenance,
+    read_slice,
+    row_slices,
+    select_tensors,
 )
 
 DEFAULT_ATOL = 1e-5
@@ -48,210 +36,6 @@ DEFAULT_RTOL = 1e-4
 
 NUMERIC_KINDS = "biufc"
 
-
-# --------------------------------------------------------------------------- reading helpers
-
-
-def _blank_to_none(value: Any) -> Any:
-    """The writer stores None as "" (HDF5 has no null attribute)."""
-    return None if isinstance(value, str) and value == "" else value
-
-
-def row_slices(shape: tuple[int, ...], chunk_elements: int | None = None) -> Iterator[tuple[Any, int]]:
-    """Keys that read a dataset in bounded slices along axis 0, with each slice's first row.
-
-    Small or scalar datasets are read whole (key ``()``), so their statistics
-    are bit-identical to what ``dump`` printed.
-    """
-    limit = CHUNK_ELEMENTS if chunk_elements is None else chunk_elements
-    size = math.prod(shape)
-    if not shape or size <= limit:
-        yield (), 0
-        return
-    row = max(1, math.prod(shape[1:]))
-    step = max(1, limit // row)
-    for start in range(0, shape[0], step):
-        yield slice(start, min(start + step, shape[0])), start
-
-
-def read_slice(ds: h5py.Dataset, key: Any) -> np.ndarray:
-    """One slice as an array (``ds[()]`` of a scalar dataset is a NumPy scalar)."""
-    return np.asarray(ds[key])
-
-
-def _batch_number(key: str) -> tuple[int, str]:
-    digits = key.rpartition("_")[2]
-    return (int(digits) if digits.isdigit() else -1, key)
-
-
-def parts(node: h5py.Dataset | h5py.Group) -> list[h5py.Dataset]:
-    """The datasets holding one stored value: the dataset itself, or one per batch (``per_batch`` layout)."""
-    if isinstance(node, h5py.Dataset):
-        return [node]
-    batches = [(key, ds) for key, ds in node.items() if isinstance(ds, h5py.Dataset)]
-    return [ds for _, ds in sorted(batches, key=lambda kv: _batch_number(kv[0]))]
-
-
-def iter_chunks(node: h5py.Dataset | h5py.Group) -> Iterator[np.ndarray]:
-    """A stored value as bounded slices, batch after batch."""
-    for ds in parts(node):
-        for key, _ in row_slices(tuple(ds.shape)):
-            yield read_slice(ds, key)
-
-
-def dataset_stats(node: h5py.Dataset | h5py.Group) -> dict[str, Any]:
-    """:func:`probe_cli.stats.summarize` of a stored value, computed slice by slice."""
-    chunks = iter_chunks(node)
-    first = next(chunks, None)
-    if first is None:
-        return summarize(np.empty(0))
-    second = next(chunks, None)
-    if second is None:  # read whole: exactly the numbers dump printed
-        return summarize(first)
-    running = RunningStats()
-    running.update(first)
-    running.update(second)
-    for chunk in chunks:
-        running.update(chunk)
-    return running.result()
-
-
-def _as_info(tensor: StoredTensor) -> TensorInfo:
-    attrs = tensor.attrs
-    try:
-        order = int(attrs.get("order", 0) or 0)
-    except (TypeError, ValueError):
-        order = 0
-    return TensorInfo(
-        name=tensor.name,
-        graph_name=_blank_to_none(attrs.get("graph_name")) or tensor.name,
-        op_type=_blank_to_none(attrs.get("op_type")) or "",
-        dtype=_blank_to_none(attrs.get("dtype")) or tensor.dtype,
-        shape=tensor.shape,
-        layer=_blank_to_none(attrs.get("layer")),
-        order=order,
-    )
-
-
-def select_tensors(tensors: Sequence[StoredTensor], patterns: Sequence[str], option: str) -> list[StoredTensor]:
-    """The stored tensors the patterns select, with exactly ``dump``'s resolver semantics.
-
-    A pattern that selects nothing is a :class:`PatternError` naming the closest
-    stored names, as in ``dump``; only the option name and hint are adapted.
-    """
-    if not patterns:
-        return list(tensors)
-    index = ModelIndex("archive", (), (), (), tuple(_as_info(t) for t in tensors))
-    try:
-        chosen = {t.name for t in resolve(index, patterns)}
-    except PatternError as exc:
-        message = exc.message.replace("--tensor", option, 1)
-        hint = (exc.hint or "").replace("probe list MODEL", "probe show ARCHIVE") or None
-        raise PatternError(message, hint) from None
-    return [t for t in tensors if t.name in chosen]
-
-
-# --------------------------------------------------------------------------- show
-
-
-@dataclass(frozen=True)
-class InputRecord:
-    """One fed input as recorded in the archive (data not loaded)."""
-
-    name: str
-    shape: tuple[int, ...]
-    dtype: str
-    source: str | None
-    seed: int | None
-
-
-@dataclass(frozen=True)
-class TensorSummary:
-    """One stored tensor with its statistics (over finite values) and NaN/Inf counts."""
-
-    name: str
-    graph_name: str
-    op_type: str | None
-    layer: str | None
-    shape: tuple[int, ...]
-    dtype: str
-    stats: dict[str, Any]
-    #: per-batch or per-iteration values: how many are stored (``shape`` is the first one's)
-    parts: int | None = None
-
-
-@dataclass(frozen=True)
-class ArchiveSummary:
-    """What ``probe show`` reports: provenance, inputs and tensors in graph order."""
-
-    path: str
-    provenance: dict[str, Any]
-    extra: dict[str, Any]
-    inputs: list[InputRecord]
-    tensors: list[TensorSummary]
-    total_tensors: int
-
-
-def _input_datasets(file: h5py.File) -> list[tuple[InputRecord, h5py.Dataset | h5py.Group]]:
-    """Each recorded input with its node (a dataset, or a group of per-batch datasets), data not read."""
-    group = file.get(INPUTS)
-    if not isinstance(group, h5py.Group):  # archives without /inputs
-        return []
-    found: list[tuple[InputRecord, h5py.Dataset | h5py.Group]] = []
-    for key, node in group.items():
-        batches = parts(node)
-        if not batches:
-            continue
-        ds = batches[0]
-        attrs = {k: v.decode("utf-8", "replace") if isinstance(v, bytes) else v for k, v in node.attrs.items()}
-        seed = attrs.get("seed")
-        record = InputRecord(
-            name=str(_blank_to_none(attrs.get("name")) or key),
-            shape=tuple(ds.shape),
-            dtype=str(ds.dtype),
-            source=_blank_to_none(str(attrs["source"])) if "source" in attrs else None,
-            seed=int(seed) if isinstance(seed, (int, np.integer)) else None,
-        )
-        found.append((record, node))
-    return found
-
-
-def read_input_records(file: h5py.File) -> list[InputRecord]:
-    return [record for record, _ in _input_datasets(file)]
-
-
-def _provenance(file: h5py.File) -> tuple[dict[str, Any], dict[str, Any]]:
-    attrs = {k: _blank_to_none(v) for k, v in read_attrs(file).items()}
-    known = {key: attrs.get(key) for key in PROVENANCE_KEYS}
-    extra = {k: v for k, v in attrs.items() if k not in PROVENANCE_KEYS}
-    return known, extra
-
-
-def show_archive(path: str | Path, match: Sequence[str] = ()) -> ArchiveSummary:
-    """Provenance, inputs and per-tensor statistics of one archive."""
-    with open_archive(path) as file:
-        provenance, extra = _provenance(file)
-        stored = list_tensors(file)
-        selected = select_tensors(stored, match, "--match")
-        summaries = []
-        for tensor in selected:
-            info = _as_info(tensor)
-            summaries.append(
-                TensorSummary(
-                    name=tensor.name,
-                    graph_name=info.graph_name,
-                    op_type=info.op_type or None,
-                    layer=info.layer,
-                    shape=tensor.shape,
-                    dtype=tensor.dtype,
-                    stats=dataset_stats(file[tensor.path]),
-                    parts=tensor.parts,
-                )
-            )
-        return ArchiveSummary(str(path), provenance, extra, read_input_records(file), summaries, len(stored))
-
-
-# --------------------------------------------------------------------------- diff
 
 OK = "ok"
 DIFFERS = "differs"
@@ -383,7 +167,7 @@ def compare_tensors(
     rtol: float,
 ) -> TensorDiff:
     """Compares one tensor's stored values slice by slice; A's attributes name it."""
-    info = _as_info(ta)
+    info = as_info(ta)
     make = partial(
         TensorDiff,
         name=info.name,
@@ -435,8 +219,8 @@ def _arrays_equal(a: np.ndarray, b: np.ndarray) -> bool:
 def compare_inputs(fa: h5py.File, fb: h5py.File, seed_a: Any, seed_b: Any) -> list[str]:
     """Warnings when the two runs were not fed the same data, so their tensors are not comparable."""
     warnings: list[str] = []
-    inputs_a = {r.name: (r, ds) for r, ds in _input_datasets(fa)}
-    inputs_b = {r.name: (r, ds) for r, ds in _input_datasets(fb)}
+    inputs_a = {r.name: (r, ds) for r, ds in input_datasets(fa)}
+    inputs_b = {r.name: (r, ds) for r, ds in input_datasets(fb)}
     if not inputs_a and not inputs_b:
         if seed_a != seed_b:
             warnings.append(f"the archives record no inputs and were made with different seeds ({seed_a} vs {seed_b})")
@@ -466,8 +250,8 @@ def diff_archives(
 ) -> ArchiveDiff:
     """Compares the tensors both archives hold, in A's graph order; B is the reference for ``rtol``."""
     with open_archive(path_a) as fa, open_archive(path_b) as fb:
-        prov_a, _ = _provenance(fa)
-        prov_b, _ = _provenance(fb)
+        prov_a, _ = read_provenance(fa)
+        prov_b, _ = read_provenance(fb)
         stored_a, stored_b = list_tensors(fa), list_tensors(fb)
         names_a = {t.name for t in stored_a}
         union = stored_a + [t for t in stored_b if t.name not in names_a]

@@ -1,77 +1,32 @@
-"""Stage 2: trace the model once into a graph and index every op tensor under probe's names.
+"""Trace a Keras model once into a graph and index every op tensor under probe's names.
 
 Keras 3 has no symbolic graph tensors, so probe traces ``model(x, training=False)``
 with ``tf.compat.v1.wrap_function``: variables stay captured (no freezing) and
 the wrapped function can later be pruned to any set of tensors. While tracing,
 each layer's ``call`` is wrapped to record the name scope it ran in and the
-tensors it returned; :mod:`probe_cli.names` turns those into stable names.
+tensors it returned; :mod:`probe_cli.core.names` turns those into stable names.
+The model object is left as it was found: the wrappers are removed afterwards.
 """
 
 from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from probe_cli import _tf, control_flow
-from probe_cli.errors import ModelLoadError
-from probe_cli.index import InputSpec, LayerInfo, ModelIndex, Shape, TensorInfo
-from probe_cli.load import LoadedModel
-from probe_cli.names import Frame, LayerCall, Owner, call_owners, display_name, unique_names
-
-
-@dataclass
-class TracedModel:
-    """The traced graph and its index; what resolve, feed and run work on."""
-
-    loaded: LoadedModel
-    index: ModelIndex
-    function: Any  # tf.compat.v1 WrappedFunction
-    #: probe name -> graph tensor
-    graph_tensors: dict[str, Any]
-    #: input name -> placeholder
-    placeholders: dict[str, Any]
-    #: Keras models: the traced forward function and its input signature, so
-    #: :mod:`probe_cli.control_flow` can trace it again to capture loop-body values.
-    forward: Callable[..., Any] | None = None
-    signature: tuple[Any, ...] | None = None
-
-    def op_inputs(self, info: TensorInfo) -> list[TensorInfo]:
-        """The listed tensors feeding the op that produced ``info`` (handles and the like omitted)."""
-        by_graph = {t.graph_name: t for t in self.index.tensors}
-        op = self.graph_tensors[info.name].op
-        return [by_graph[t.name] for t in op.inputs if t.name in by_graph]
-
-
-def shape_of(tensor: Any) -> Shape | None:
-    if tensor.shape.rank is None:
-        return None
-    return tuple(tensor.shape.as_list())
+from probe_cli.backends import tfenv
+from probe_cli.backends.base import Backend, LoadedModel, TracedModel
+from probe_cli.backends.tfgraph import index_graph, shape_of
+from probe_cli.core.errors import ModelLoadError
+from probe_cli.core.names import Frame, LayerCall, call_owners, display_name
+from probe_cli.core.types import InputSpec, LayerInfo, ModelIndex, Region
 
 
 def _op_name(name: str) -> str:
     """A valid TensorFlow op name for a Keras input name."""
     cleaned = re.sub(r"[^A-Za-z0-9_.\-/]", "_", name)
     return cleaned if re.match(r"[A-Za-z0-9.]", cleaned) else f"input_{cleaned}"
-
-
-def reachable_ops(outputs: Sequence[Any], stop: Collection[str] = ()) -> set[Any]:
-    """Every op the outputs depend on; each op visited once, no depth cap.
-
-    Ops named in ``stop`` (fed or captured tensors' ops) are neither included nor walked through.
-    """
-    seen: set[Any] = set()
-    stack = [t.op for t in outputs]
-    while stack:
-        op = stack.pop()
-        if op in seen or op.name in stop:
-            continue
-        seen.add(op)
-        stack.extend(t.op for t in op.inputs)
-        stack.extend(op.control_inputs)
-    return seen
 
 
 def _source_placeholder(tensor: Any) -> Any | None:
@@ -109,8 +64,8 @@ class _CallRecorder:
             vars(layer).pop("call", None)
 
     def _wrap(self, layer: Any, call: Callable[..., Any]) -> Callable[..., Any]:
-        tf = _tf.tf()
-        keras = _tf.keras()
+        tf = tfenv.tf()
+        keras = tfenv.keras()
         is_top = layer is self.model
         is_embedding = isinstance(layer, keras.layers.Embedding)
 
@@ -147,28 +102,30 @@ class _CallRecorder:
             self.int_limits[name] = min(limit, self.int_limits.get(name, limit))
 
 
-def _keras_input_specs(model: Any) -> list[tuple[str, Any]]:
-    """Name and ``tf.TensorSpec`` of each model input, in the order ``forward`` receives them.
+def _keras_input_specs(model: Any) -> tuple[list[tuple[str, Any]], Any]:
+    """Name and ``tf.TensorSpec`` of each model input, in the order ``forward`` receives them, and
+    the structure (list, dict) to pack them into, if any.
 
     Functional and Sequential models know their inputs; a subclassed model only
     knows the shapes it was built with (its build config), from which the specs
     are derived with a free batch dimension.
     """
-    tf = _tf.tf()
+    tf = tfenv.tf()
     try:
         inputs = model.inputs
     except (AttributeError, ValueError):
         inputs = None
     if inputs:
-        return [(t.name, tf.TensorSpec(t.shape, t.dtype, name=_op_name(t.name))) for t in inputs]
-    specs = _built_input_specs(model)
-    if specs is None:
+        specs = [(t.name, tf.TensorSpec(t.shape, t.dtype, name=_op_name(t.name))) for t in inputs]
+        return specs, getattr(model, "_inputs_struct", None)
+    built = _built_input_specs(model)
+    if built is None:
         raise ModelLoadError(
             f"model {model.name!r} ({type(model).__name__}) has no known inputs: "
             "it was saved before it was built or called, so its input shapes were never recorded",
             "call it once on data (or model.build(shape)) before saving it as .keras, or save it as a functional model",
         )
-    return specs
+    return built
 
 
 def _is_shape(value: Any) -> bool:
@@ -205,15 +162,15 @@ def _first_call_argument(model: Any) -> str:
     return next((p.name for p in parameters if p.kind in kinds and p.name != "self"), "inputs")
 
 
-def _built_input_specs(model: Any) -> list[tuple[str, Any]] | None:
+def _built_input_specs(model: Any) -> tuple[list[tuple[str, Any]], Any] | None:
     """Input specs of a subclassed model from the shapes it was built with (as Keras' own export does).
 
     The batch dimension becomes None, the dtype is the model's input dtype
     (``float32`` unless its dtype policy says otherwise). When the input is a
-    list or dict, ``model._inputs_struct`` is set so the traced forward packs
-    the placeholders back into that structure. None when nothing is recorded.
+    list or dict, its structure comes too, so the traced forward packs the
+    placeholders back into it. None when nothing is recorded.
     """
-    tf = _tf.tf()
+    tf = tfenv.tf()
     try:
         config = model.get_build_config() or {}
     except Exception:  # noqa: BLE001 - user code may override get_build_config
@@ -242,9 +199,8 @@ def _built_input_specs(model: Any) -> list[tuple[str, Any]] | None:
     for path, shape in leaves:
         name = "_".join(path) if isinstance(structure, Mapping) else "_".join((argument, *path))
         specs.append((name, tf.TensorSpec((None, *shape[1:]), dtype, name=_op_name(name))))
-    if not _is_shape(structure) and getattr(model, "_inputs_struct", None) is None:
-        object.__setattr__(model, "_inputs_struct", _plain_structure(structure))
-    return specs
+    packing = None if _is_shape(structure) else getattr(model, "_inputs_struct", None) or _plain_structure(structure)
+    return specs, packing
 
 
 def _input_spec_shapes(model: Any) -> Any:
@@ -254,17 +210,17 @@ def _input_spec_shapes(model: Any) -> Any:
         return None
     many = isinstance(declared, (list, tuple))
     shapes = [getattr(spec, "shape", None) for spec in (declared if many else [declared])]
-    if not shapes or any(shape is None for shape in shapes):
+    known = [tuple(shape) for shape in shapes if shape is not None]
+    if not known or len(known) < len(shapes):
         return None
-    return [tuple(s) for s in shapes] if many else tuple(shapes[0])
+    return known if many else known[0]
 
 
-def _trace_keras(loaded: LoadedModel) -> TracedModel:
-    tf = _tf.tf()
-    keras = _tf.keras()
+def trace_keras(loaded: LoadedModel, backend: Backend) -> TracedModel:
+    tf = tfenv.tf()
+    keras = tfenv.keras()
     model = loaded.keras_model
-    specs = _keras_input_specs(model)
-    structure = getattr(model, "_inputs_struct", None)
+    specs, structure = _keras_input_specs(model)
 
     def forward(*xs: Any) -> Any:
         if structure is not None:
@@ -298,9 +254,9 @@ def _trace_keras(loaded: LoadedModel) -> TracedModel:
         )
         for name, _ in specs
     )
-    index, graph_tensors = _index_graph(graph, list(function.outputs), name_of, "keras", owners)
+    index, graph_tensors = index_graph(graph, list(function.outputs), name_of, "keras", owners)
 
-    by_graph_name = {t.graph_name: t.name for t in index.tensors if t.context is None}
+    by_graph_name = {t.graph_name: t.name for t in index.tensors if t.region is Region.TOP}
     # tensors inside loop bodies and branches (an RNN cell's outputs), found by identity
     by_ref = {t.ref(): name for name, t in graph_tensors.items() if t.graph is not graph}
 
@@ -342,83 +298,4 @@ def _trace_keras(loaded: LoadedModel) -> TracedModel:
         extra={"model_name": model.name, "model_class": type(model).__name__},
     )
     signature = tuple(spec for _, spec in specs)
-    return TracedModel(loaded, index, function, graph_tensors, placeholders, forward, signature)
-
-
-def _index_graph(
-    graph: Any,
-    outputs: list[Any],
-    name_of: Callable[[Any], tuple[str, str | None]],
-    model_format: str,
-    owners: Mapping[str, Owner] | None = None,
-) -> tuple[ModelIndex, dict[str, Any]]:
-    """Every value tensor the outputs depend on, in graph (creation, hence topological) order.
-
-    With ``owners`` (Keras models), the ops inside loop bodies and branches are
-    listed too (:func:`probe_cli.control_flow.expand`), right before the outputs
-    of the While/If/Case op that runs them.
-    """
-    reachable = reachable_ops(outputs)
-    ops = [op for op in graph.get_operations() if op in reachable]
-    inner: dict[Any, list[control_flow.BodyOp]] = {}
-    if owners is not None:
-        for op in ops:
-            if op.type in control_flow.CONTROL_FLOW_TYPES:
-                name, layer = name_of(op)
-                inner[op] = control_flow.expand(op, name, layer, owners)
-    pairs = [(op.name, name_of(op)[0]) for op in ops]
-    pairs += [(entry.key, entry.name) for entries in inner.values() for entry in entries]
-    op_names = unique_names(pairs)
-    tensors: list[TensorInfo] = []
-    graph_tensors: dict[str, Any] = {}
-    for op in ops:
-        base = op_names[op.name]
-        layer = name_of(op)[1]
-        for entry in inner.get(op, ()):
-            for tensor in control_flow.value_outputs(entry.op):
-                name = f"{op_names[entry.key]}:{tensor.value_index}"
-                tensors.append(
-                    TensorInfo(
-                        name=name,
-                        graph_name=f"{entry.key}:{tensor.value_index}",
-                        op_type=entry.op.type,
-                        dtype=tensor.dtype.name,
-                        shape=shape_of(tensor),
-                        layer=entry.layer,
-                        order=len(tensors),
-                        context=entry.context,
-                    )
-                )
-                graph_tensors[name] = tensor
-        for tensor in control_flow.value_outputs(op):
-            name = f"{base}:{tensor.value_index}"
-            tensors.append(
-                TensorInfo(
-                    name=name,
-                    graph_name=tensor.name,
-                    op_type=op.type,
-                    dtype=tensor.dtype.name,
-                    shape=shape_of(tensor),
-                    layer=layer,
-                    order=len(tensors),
-                )
-            )
-            graph_tensors[name] = tensor
-    by_graph = {t.graph_name: t.name for t in tensors}
-    index = ModelIndex(
-        model_format=model_format,
-        inputs=(),
-        outputs=tuple(by_graph[t.name] for t in outputs if t.name in by_graph),
-        layers=(),
-        tensors=tuple(tensors),
-    )
-    return index, graph_tensors
-
-
-def trace(loaded: LoadedModel) -> TracedModel:
-    """Traces a loaded model; the one place probe builds a graph."""
-    if loaded.keras_model is not None:
-        return _trace_keras(loaded)
-    from probe_cli.graphdef import trace_graph_def
-
-    return trace_graph_def(loaded, _index_graph)
+    return TracedModel(loaded, index, function, graph_tensors, placeholders, backend, forward, signature)

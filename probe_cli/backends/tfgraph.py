@@ -1,4 +1,4 @@
-"""Stage 5: graph executions computing every requested tensor, and only what they need.
+"""Graph helpers every TensorFlow backend shares: walk, index, prune and run a traced graph.
 
 The traced function is pruned once to the requested tensors (a new function
 made of the ops they need), so fetching an early tensor runs only the ops in
@@ -7,16 +7,110 @@ front of it, and each batch is one call of the pruned function.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from probe_cli import _tf
-from probe_cli.errors import RunError
-from probe_cli.feed import Feed
-from probe_cli.index import TensorInfo
-from probe_cli.trace import TracedModel, reachable_ops
+from probe_cli.backends import control_flow, tfenv
+from probe_cli.backends.base import TracedModel
+from probe_cli.core.errors import RunError
+from probe_cli.core.names import Owner, unique_names
+from probe_cli.core.types import Feed, ModelIndex, Region, Shape, TensorInfo
+
+
+def shape_of(tensor: Any) -> Shape | None:
+    if tensor.shape.rank is None:
+        return None
+    return tuple(tensor.shape.as_list())
+
+
+def reachable_ops(outputs: Sequence[Any], stop: Collection[str] = ()) -> set[Any]:
+    """Every op the outputs depend on; each op visited once, no depth cap.
+
+    Ops named in ``stop`` (fed or captured tensors' ops) are neither included nor walked through.
+    """
+    seen: set[Any] = set()
+    stack = [t.op for t in outputs]
+    while stack:
+        op = stack.pop()
+        if op in seen or op.name in stop:
+            continue
+        seen.add(op)
+        stack.extend(t.op for t in op.inputs)
+        stack.extend(op.control_inputs)
+    return seen
+
+
+def index_graph(
+    graph: Any,
+    outputs: list[Any],
+    name_of: Callable[[Any], tuple[str, str | None]],
+    model_format: str,
+    owners: Mapping[str, Owner] | None = None,
+) -> tuple[ModelIndex, dict[str, Any]]:
+    """Every value tensor the outputs depend on, in graph (creation, hence topological) order.
+
+    With ``owners`` (Keras models), the ops inside loop bodies and branches are
+    listed too (:func:`probe_cli.control_flow.expand`), right before the outputs
+    of the While/If/Case op that runs them.
+    """
+    reachable = reachable_ops(outputs)
+    ops = [op for op in graph.get_operations() if op in reachable]
+    inner: dict[Any, list[control_flow.BodyOp]] = {}
+    if owners is not None:
+        for op in ops:
+            if op.type in control_flow.CONTROL_FLOW_TYPES:
+                name, layer = name_of(op)
+                inner[op] = control_flow.expand(op, name, layer, owners)
+    pairs = [(op.name, name_of(op)[0]) for op in ops]
+    pairs += [(entry.key, entry.name) for entries in inner.values() for entry in entries]
+    op_names = unique_names(pairs)
+    tensors: list[TensorInfo] = []
+    graph_tensors: dict[str, Any] = {}
+    for op in ops:
+        base = op_names[op.name]
+        layer = name_of(op)[1]
+        for entry in inner.get(op, ()):
+            for tensor in control_flow.value_outputs(entry.op):
+                name = f"{op_names[entry.key]}:{tensor.value_index}"
+                tensors.append(
+                    TensorInfo(
+                        name=name,
+                        graph_name=f"{entry.key}:{tensor.value_index}",
+                        op_type=entry.op.type,
+                        dtype=tensor.dtype.name,
+                        shape=shape_of(tensor),
+                        layer=entry.layer,
+                        order=len(tensors),
+                        context=entry.context,
+                        region=Region.BODY,
+                    )
+                )
+                graph_tensors[name] = tensor
+        for tensor in control_flow.value_outputs(op):
+            name = f"{base}:{tensor.value_index}"
+            tensors.append(
+                TensorInfo(
+                    name=name,
+                    graph_name=tensor.name,
+                    op_type=op.type,
+                    dtype=tensor.dtype.name,
+                    shape=shape_of(tensor),
+                    layer=layer,
+                    order=len(tensors),
+                )
+            )
+            graph_tensors[name] = tensor
+    by_graph = {t.graph_name: t.name for t in tensors}
+    index = ModelIndex(
+        model_format=model_format,
+        inputs=(),
+        outputs=tuple(by_graph[t.name] for t in outputs if t.name in by_graph),
+        layers=(),
+        tensors=tuple(tensors),
+    )
+    return index, graph_tensors
 
 
 def to_numpy(tensor: object) -> np.ndarray:
@@ -27,7 +121,7 @@ def to_numpy(tensor: object) -> np.ndarray:
         return tensor.numpy()  # type: ignore[attr-defined]
 
 
-def _prune(graph: Any, feeds: Sequence[Any], fetches: Sequence[str]) -> Any:
+def prune(graph: Any, feeds: Sequence[Any], fetches: Sequence[str]) -> Any:
     """A function of ``feeds`` computing ``fetches``: the ops they need, imported from ``graph``'s GraphDef.
 
     ``WrappedFunction.prune`` does the same by copying op by op in Python
@@ -37,7 +131,7 @@ def _prune(graph: Any, feeds: Sequence[Any], fetches: Sequence[str]) -> Any:
     arguments and captures, so nothing is frozen; ops keep the graph's names
     (unless one clashes with an argument's, which only error messages show).
     """
-    tf = _tf.tf()
+    tf = tfenv.tf()
     graph_def = graph.as_graph_def()
     captured = {internal.op.name: external for external, internal in graph.captures}
     stop = {tensor.op.name for tensor in feeds} | captured.keys()
@@ -83,8 +177,7 @@ class Runner:
     """The model pruned to ``fetches``; call it with the feeds of one batch."""
 
     def __init__(self, traced: TracedModel, fetches: Sequence[TensorInfo]) -> None:
-        tf = _tf.tf()
-        _tf.without_grappler()
+        tf = tfenv.tf()
         self._tf = tf
         self.traced = traced
         inputs = {traced.placeholders[spec.name].name: spec.name for spec in traced.index.inputs}
@@ -107,7 +200,7 @@ class Runner:
             self.positions = [outputs.index(name) for name in wanted]
             return
         try:
-            self.function = _prune(
+            self.function = prune(
                 traced.function.graph,
                 [traced.placeholders[name] for name in self.order],
                 [traced.graph_tensors[info.name].name for info in self.computed],
@@ -123,14 +216,10 @@ class Runner:
             return values
         tf = self._tf
         try:
-            results = tf.nest.flatten(self.function(*[tf.constant(fed[name]) for name in self.order]))
+            with tfenv.grappler_off():
+                results = tf.nest.flatten(self.function(*[tf.constant(fed[name]) for name in self.order]))
         except (tf.errors.OpError, ValueError, TypeError) as exc:
             raise RunError.from_exception(exc) from exc
         for info, position in zip(self.computed, self.positions):
             values[info.name] = to_numpy(results[position])
         return values
-
-
-def run(traced: TracedModel, feeds: Sequence[Feed], fetches: Sequence[TensorInfo]) -> dict[str, np.ndarray]:
-    """One execution: values of ``fetches`` by probe name."""
-    return Runner(traced, fetches)(feeds)

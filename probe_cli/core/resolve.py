@@ -12,8 +12,8 @@ import difflib
 import re
 from collections.abc import Sequence
 
-from probe_cli.errors import PatternError
-from probe_cli.index import LayerInfo, ModelIndex, TensorInfo
+from probe_cli.core.errors import PatternError
+from probe_cli.core.types import LayerInfo, ModelIndex, TensorInfo
 
 
 def compile_pattern(pattern: str, option: str = "--tensor") -> re.Pattern[str]:

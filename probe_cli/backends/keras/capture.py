@@ -1,25 +1,6 @@
-"""Tensors inside loop bodies and branches: listing them and capturing one value per execution.
+"""Values of tensors inside loop bodies and branches of a Keras model, one per execution.
 
-Control flow v2 keeps the ops of a ``tf.while_loop``/``tf.map_fn`` body (and of
-Keras' recurrent layers), of ``tf.cond`` branches and of ``tf.switch_case``
-branches in function graphs, not in ``graph.get_operations()``, and a body op
-runs once per iteration, so it cannot be pruned to and fetched like a
-top-level tensor.
-
-Listing (:func:`expand`): every value tensor reachable from a function
-graph's outputs is named after the control-flow op that runs it::
-
-    <probe name of While op>/body/<op path inside the loop>:<k>   (also /cond/)
-    <probe name of If op>/then/...  /else/...
-    <probe name of Case op>/branch_<i>/...
-
-recursively for nested loops. The op path is the op's graph name relative to
-the control-flow op's scope, with the scopes of layers called inside the body
-(an LSTM's cell) replaced by the layer's name, so no tracing suffix leaks in.
-Function arguments (Placeholders) are not listed: each is an outer tensor or
-the value a listed body op produced in the previous iteration.
-
-Capturing (:class:`Capturer`): the model's forward function is traced again
+Capturing: the model's forward function is traced again
 in a ``tf.function`` with an op callback (the mechanism tfdbg v2 uses) that,
 for each requested op inside a function graph, adds a stateful
 ``tf.numpy_function`` recording the op's outputs together with the loop
@@ -31,157 +12,20 @@ then yields every value, sorted by those counters.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from probe_cli import _tf
-from probe_cli.errors import RunError
-from probe_cli.index import TensorInfo
-from probe_cli.names import Owner
+from probe_cli.backends import tfenv
+from probe_cli.backends.base import TracedModel
+from probe_cli.backends.tfgraph import Runner, to_numpy
+from probe_cli.core.errors import RunError
+from probe_cli.core.types import Execution, Feed, Region, TensorInfo
 
-WHILE_TYPES = frozenset({"While", "StatelessWhile"})
-IF_TYPES = frozenset({"If", "StatelessIf"})
-CASE_TYPES = frozenset({"Case", "StatelessCase"})
-CONTROL_FLOW_TYPES = WHILE_TYPES | IF_TYPES | CASE_TYPES
-
-#: Tensors of these dtypes are handles, not values: nothing to dump.
-_UNFETCHABLE = {"resource", "variant"}
 #: Name scope of the recording ops, at the root of each function graph, so no model op is renamed.
 _SCOPE = "probe_capture"
-
-
-@dataclass(frozen=True)
-class BodyOp:
-    """One op inside a function graph of a control-flow op, under probe's name."""
-
-    #: Unique raw name: the control-flow op's graph name, the function kind, the op's raw path.
-    key: str
-    #: probe op name (before :func:`probe_cli.names.unique_names`)
-    name: str
-    layer: str | None
-    #: ``"loop <path>"`` or ``"branch <path>"`` (see :attr:`TensorInfo.context`)
-    context: str
-    #: the op, in its function graph
-    op: Any
-
-
-def functions_of(op: Any) -> list[tuple[str, Any]]:
-    """``(kind, function graph)`` pairs a control-flow op runs: cond and body, then and else, branch_<i>.
-
-    Empty when the function graphs are unavailable (e.g. ops imported from a GraphDef).
-    """
-    attrs = op.node_def.attr
-    if op.type in WHILE_TYPES:
-        names = [("cond", attrs["cond"].func.name), ("body", attrs["body"].func.name)]
-    elif op.type in IF_TYPES:
-        names = [("then", attrs["then_branch"].func.name), ("else", attrs["else_branch"].func.name)]
-    elif op.type in CASE_TYPES:
-        names = [(f"branch_{i}", f.name) for i, f in enumerate(attrs["branches"].list.func)]
-    else:
-        return []
-    result = []
-    for kind, name in names:
-        graph = _function_graph(op.graph, name)
-        if graph is None:
-            return []
-        result.append((kind, graph))
-    return result
-
-
-def _function_graph(graph: Any, name: str) -> Any | None:
-    """The FuncGraph a function name refers to, looked up from the op's graph outwards."""
-    while graph is not None:
-        function = graph._get_function(name)  # noqa: SLF001 - the only way from a name to its FuncGraph
-        if function is not None:
-            return getattr(function, "graph", None)
-        graph = getattr(graph, "outer_graph", None)
-    return None
-
-
-def _reachable_in(graph: Any) -> list[Any]:
-    """Ops of a function graph its outputs depend on, in creation order; arguments left out."""
-    seen: set[Any] = set()
-    stack = [t.op for t in graph.outputs] + list(getattr(graph, "control_outputs", []))
-    while stack:
-        op = stack.pop()
-        if op in seen or op.graph is not graph:
-            continue
-        seen.add(op)
-        stack.extend(t.op for t in op.inputs)
-        stack.extend(op.control_inputs)
-    return [op for op in graph.get_operations() if op in seen and op.type != "Placeholder"]
-
-
-def _owner_of(name: str, owners: Mapping[str, Owner]) -> Owner | None:
-    """The layer call whose scope is the longest prefix of ``name``."""
-    parts = name.split("/")
-    for cut in range(len(parts), 0, -1):
-        owner = owners.get("/".join(parts[:cut]))
-        if owner is not None:
-            return owner
-    return None
-
-
-def _relative(raw: str, base: str, owners: Mapping[str, Owner]) -> tuple[str, str | None]:
-    """An op's path below the control-flow op ``base``, and the layer called inside the body owning it.
-
-    Scopes of layers called inside the body (an RNN's cell, ``lstm_cell_1``) are
-    replaced by the layer's path relative to the control-flow op's layer (``lstm_cell``).
-    """
-    if not raw.startswith(base + "/"):
-        return raw, None
-    parts = raw[len(base) + 1 :].split("/")
-    outer = _owner_of(base, owners)
-    for cut in range(len(parts) - 1, 0, -1):
-        owner = owners.get(base + "/" + "/".join(parts[:cut]))
-        if owner is None:
-            continue
-        prefix = owner.prefix
-        if outer is not None and outer.prefix and prefix.startswith(outer.prefix + "/"):
-            prefix = prefix[len(outer.prefix) + 1 :]
-        return "/".join([prefix, *parts[cut:]]), owner.layer
-    return "/".join(parts), None
-
-
-def expand(op: Any, name: str, layer: str | None, owners: Mapping[str, Owner] | None = None) -> list[BodyOp]:
-    """Every op inside the function graphs of control-flow op ``op`` (probe name ``name``), recursively.
-
-    Order: for a While, its cond graph then its body graph; for an If, then then
-    else; for a Case, branch 0, 1, ...; within a graph, creation (topological)
-    order, each nested control-flow op's own functions listed right before it.
-    ``layer`` is the control-flow op's owning layer; an op inside a layer called
-    in the body (an RNN cell) is attributed to that layer instead.
-    """
-    owners = owners or {}
-    result: list[BodyOp] = []
-    kind = "loop" if op.type in WHILE_TYPES else "branch"
-    for part, graph in functions_of(op):
-        path = f"{name}/{part}"
-        for inner in _reachable_in(graph):
-            rel, inner_layer = _relative(inner.name, op.name, owners)
-            raw = inner.name.removeprefix(op.name + "/")
-            entry = BodyOp(
-                key=f"{op.name}/{part}/{raw}",
-                name=f"{path}/{rel}",
-                layer=inner_layer or layer,
-                context=f"{kind} {path}",
-                op=inner,
-            )
-            if inner.type in CONTROL_FLOW_TYPES:
-                result.extend(expand(inner, entry.name, entry.layer, owners))
-            result.append(entry)
-    return result
-
-
-def value_outputs(op: Any) -> list[Any]:
-    """The outputs of an op worth listing (handles left out)."""
-    return [t for t in op.outputs if t.dtype.name not in _UNFETCHABLE]
-
-
-# --- capture -----------------------------------------------------------------------------------
 
 
 def _strip_uid(function_name: str) -> str:
@@ -192,17 +36,6 @@ def _strip_uid(function_name: str) -> str:
 def capture_key(tensor: Any) -> tuple[str, str]:
     """What identifies a body op across two traces of the same model: its function graph and op name."""
     return _strip_uid(tensor.graph.name), tensor.op.name
-
-
-@dataclass(frozen=True)
-class Execution:
-    """One value of a body tensor: which iteration produced it."""
-
-    #: Loop counter of the innermost enclosing loop (0 when no loop encloses it, e.g. a top-level branch).
-    iteration: int
-    #: Loop counters of every enclosing loop, outermost first (``()`` outside loops).
-    path: tuple[int, ...]
-    value: np.ndarray
 
 
 def _loop_counters(graph: Any) -> list[Any]:
@@ -231,17 +64,16 @@ class Capturer:
     so a mixed request works through one object. When body tensors are requested too,
     the re-traced function also returns the top-level ones it holds under the same op
     name and type, so one execution computes everything; any other top-level tensor
-    is computed by :class:`probe_cli.run.Runner` (a second execution on the same feeds).
-    Like the Runner, it switches Grappler off for the process (``_tf.without_grappler``).
+    is computed by :class:`probe_cli.backends.tfgraph.Runner` (a second execution on the same feeds).
+    Like the Runner, it runs with Grappler off (:func:`~probe_cli.backends.tfenv.grappler_off`).
     """
 
-    def __init__(self, traced: Any, infos: Sequence[TensorInfo]) -> None:
-        tf = _tf.tf()
-        _tf.without_grappler()
+    def __init__(self, traced: TracedModel, infos: Sequence[TensorInfo]) -> None:
+        tf = tfenv.tf()
         self._tf = tf
         self.traced = traced
-        self.body = [info for info in infos if info.context is not None]
-        self.top = [info for info in infos if info.context is None]
+        self.body = [info for info in infos if info.region is Region.BODY]
+        self.top = [info for info in infos if info.region is Region.TOP]
         #: top-level tensors the re-traced function returns beside the model's outputs
         self._returned: list[TensorInfo] = []
         self._runner = None
@@ -257,8 +89,6 @@ class Capturer:
         returned = {info.name for info in self._returned}
         rest = [info for info in self.top if info.name not in returned]
         if rest:
-            from probe_cli.run import Runner
-
             self._runner = Runner(traced, rest)
 
     def _plan(self) -> None:
@@ -348,10 +178,8 @@ class Capturer:
                 raise RunError(f"cannot capture {info.name!r}: its op {key[1]!r} {why} when the model was re-traced")
         return function
 
-    def __call__(self, feeds: Sequence[Any]) -> dict[str, list[Execution]]:
+    def __call__(self, feeds: Sequence[Feed]) -> dict[str, list[Execution]]:
         """Every value of each requested tensor for one batch, sorted by loop counters (execution order on ties)."""
-        from probe_cli.run import to_numpy
-
         tf = self._tf
         result: dict[str, list[Execution]] = {}
         if self._runner is not None:
@@ -363,7 +191,8 @@ class Capturer:
         order = [spec.name for spec in self.traced.index.inputs]
         self._recording.rows.clear()
         try:
-            _, top = self._function(*[tf.constant(fed[name]) for name in order])
+            with tfenv.grappler_off():
+                _, top = self._function(*[tf.constant(fed[name]) for name in order])
         except (tf.errors.OpError, ValueError, TypeError) as exc:
             raise RunError.from_exception(exc) from exc
         for info, value in zip(self._returned, top):
@@ -390,8 +219,3 @@ def _recorder(recording: _Recording, key: tuple[str, str], depth: int) -> Callab
         return np.int32(0)
 
     return record
-
-
-def capture(traced: Any, infos: Sequence[TensorInfo], feeds: Sequence[Any]) -> dict[str, list[Execution]]:
-    """One execution: every value of each tensor in ``infos`` (by probe name), with its iteration."""
-    return Capturer(traced, infos)(feeds)

@@ -1,6 +1,6 @@
-"""The HDF5 archive: one dataset per tensor, the fed inputs, and provenance.
+"""Writing the HDF5 archive: one dataset per tensor, the fed inputs, and provenance.
 
-Layout (readable with h5py, ``h5ls -r`` or ``h5dump``; no probe needed)::
+Layout (docs/archive-format.md) (readable with h5py, ``h5ls -r`` or ``h5dump``; no probe needed)::
 
     /                 attrs: probe_version, probe_format, tensorflow_version, keras_version,
                              model_path, model_sha256, model_format, seed, batch_size,
@@ -22,22 +22,17 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 
-from probe_cli.errors import ArchiveError, ArchiveExists, FileProblem
-from probe_cli.feed import Feed
-from probe_cli.index import TensorInfo
-
-FORMAT_VERSION = 1
-TENSORS = "tensors"
-INPUTS = "inputs"
+from probe_cli.archive.format import FORMAT_VERSION, INPUTS, TENSORS, dataset_path, layout, tensor_attrs
+from probe_cli.core.errors import ArchiveError, ArchiveExists, FileProblem
+from probe_cli.core.types import Feed, TensorInfo
 
 
 def check_destination(path: Path, force: bool) -> None:
@@ -55,34 +50,6 @@ def check_destination(path: Path, force: bool) -> None:
         raise FileProblem(f"output directory {str(parent)!r} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise FileProblem(f"output directory {str(parent)!r} is not writable")
-
-
-def tensor_attrs(info: TensorInfo) -> dict[str, Any]:
-    """The attributes every stored tensor carries, whatever its layout."""
-    attrs = {
-        "name": info.name,
-        "graph_name": info.graph_name,
-        "op_type": info.op_type,
-        "layer": info.layer,
-        "dtype": info.dtype,
-        "order": info.order,
-    }
-    if info.context is not None:
-        attrs["context"] = info.context
-    return attrs
-
-
-def layout(batched: bool, batches: int) -> str:
-    """How a top-level tensor is stored (see ``ArchiveWriter.stream``): one growing dataset, one
-    plain dataset, or a dataset per batch."""
-    if batched:
-        return "batch"
-    return "per_batch" if batches > 1 else "single"
-
-
-def dataset_path(tensor_name: str) -> str:
-    """The HDF5 path of a tensor: its name under /tensors (``conv1/Relu:0`` -> ``tensors/conv1/Relu:0``)."""
-    return f"{TENSORS}/{tensor_name}"
 
 
 def _attr(value: Any) -> Any:
@@ -345,76 +312,3 @@ def write_archive(
     except OSError as exc:
         raise ArchiveError(f"cannot write archive {str(path)!r}: {exc.strerror or exc}") from None
     return Path(path)
-
-
-@dataclass(frozen=True)
-class StoredTensor:
-    """A tensor as read back: its attributes and a lazy handle on its data."""
-
-    name: str
-    attrs: dict[str, Any]
-    shape: tuple[int, ...]
-    dtype: str
-    path: str
-    #: group layouts (per_batch, per_iteration): how many datasets hold the values; None for one dataset
-    parts: int | None = None
-
-
-@contextmanager
-def open_archive(source: str | Path | h5py.File) -> Iterator[h5py.File]:
-    """Opens a probe archive for reading; closes it only if we opened it."""
-    if isinstance(source, h5py.File):
-        yield source
-        return
-    path = Path(source)
-    if not path.exists():
-        raise FileProblem(f"archive {str(path)!r} does not exist")
-    try:
-        file = h5py.File(path, "r")
-    except OSError:
-        raise FileProblem(f"{str(path)!r} is not an HDF5 file, so not a probe archive") from None
-    try:
-        if "probe_version" not in file.attrs or TENSORS not in file:
-            raise FileProblem(f"{str(path)!r} is an HDF5 file but not a probe archive (no probe_version attribute)")
-        yield file
-    finally:
-        file.close()
-
-
-def _decode(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def list_tensors(file: h5py.File) -> list[StoredTensor]:
-    """The archive's tensors in graph order."""
-    found: list[StoredTensor] = []
-
-    def visit(_: str, obj: Any) -> None:
-        per_batch = isinstance(obj, h5py.Group) and "layout" in obj.attrs  # per_batch or per_iteration
-        if per_batch or (isinstance(obj, h5py.Dataset) and "layout" not in obj.parent.attrs):
-            attrs = {k: _decode(v) for k, v in obj.attrs.items()}
-            name = attrs.get("name") or obj.name[len(TENSORS) + 2 :]
-            first = next(iter(obj.values()), None) if per_batch else obj
-            parts = len(obj) if per_batch else None
-            if first is None:  # a branch that never ran
-                found.append(StoredTensor(name, attrs, (), str(attrs.get("dtype", "")), obj.name, 0))
-            else:
-                found.append(StoredTensor(name, attrs, tuple(first.shape), str(first.dtype), obj.name, parts))
-
-    file[TENSORS].visititems(visit)
-    found.sort(key=lambda t: (t.attrs.get("order", 0), t.name))
-    return found
-
-
-def read_attrs(file: h5py.File) -> dict[str, Any]:
-    return {k: _decode(v) for k, v in file.attrs.items()}
-
-
-def read_inputs(file: h5py.File) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
-    """The fed inputs, by name, with their attributes (source, seed)."""
-    group = file.get(INPUTS, {})
-    return {name: (ds[()], {k: _decode(v) for k, v in ds.attrs.items()}) for name, ds in group.items()}

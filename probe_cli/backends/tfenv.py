@@ -1,7 +1,9 @@
-"""The one place TensorFlow is imported, lazily, with its log noise hidden.
+"""The one place TensorFlow is imported, lazily, and every process-wide setting probe touches.
 
 ``probe --help`` must stay fast, so nothing imports TensorFlow at module level;
-library modules call :func:`tf` and :func:`keras` when they need them.
+library modules call :func:`tf` and :func:`keras` when they need them. The CLI owns
+its process and silences TensorFlow for good (:func:`cli_process`); a library caller's
+process is only borrowed: :func:`guest` and :func:`grappler_off` put back what they change.
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ from types import ModuleType
 from typing import Any
 
 _verbose = False
-_lean = False
+_cli = False
+#: The names of the loggers TensorFlow, Keras and h5py log through.
+_LOGGERS = ("tensorflow", "absl", "keras", "h5py")
+_NOISY_MODULES = r"(keras|tensorflow|h5py)(\..*)?"
 
 #: Imported by Keras at import time when installed, only for ``keras.visualization``, which
 #: probe never calls: importing TensorFlow and Keras without it took 1.96 s instead of 2.28 s
@@ -31,23 +36,24 @@ def set_verbose(verbose: bool) -> None:
 
 
 @contextmanager
-def lean_imports() -> Iterator[None]:
-    """TensorFlow imported inside is imported without :data:`PLOTTING_PACKAGES`: for the CLI, which
-    owns its process. Keras then holds ``plt = None`` in its plotting helpers for the rest of the
-    process, so outside this block (a library user who lets probe import TensorFlow) nothing is hidden."""
-    global _lean
-    saved, _lean = _lean, True
+def cli_process() -> Iterator[None]:
+    """For the CLI, which owns its process: TensorFlow imported inside is imported quietly (unless
+    :func:`set_verbose`) and without :data:`PLOTTING_PACKAGES`. Keras then holds ``plt = None`` in its
+    plotting helpers for the rest of the process, so outside this block (a library user who lets probe
+    import TensorFlow) nothing is hidden or silenced."""
+    global _cli
+    saved, _cli = _cli, True
     try:
         yield
     finally:
-        _lean = saved
+        _cli = saved
 
 
 @contextmanager
 def _plotting_hidden() -> Iterator[None]:
     """Makes ``import matplotlib`` fail (Keras catches the ImportError) while TensorFlow imports, and
     importable again afterwards: ``probe plot`` uses matplotlib's Figure directly."""
-    hidden = [name for name in PLOTTING_PACKAGES if name not in sys.modules] if _lean else []
+    hidden = [name for name in PLOTTING_PACKAGES if name not in sys.modules] if _cli else []
     for name in hidden:
         sys.modules[name] = None  # type: ignore[assignment]
     try:
@@ -80,13 +86,17 @@ def _native_stderr_silenced() -> Iterator[None]:
 def tf() -> ModuleType:
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
+    if not _cli:  # a library caller's process: TensorFlow imports as it would for them
+        with _plotting_hidden():
+            import tensorflow
+        return tensorflow
     if not _verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with nullcontext() if _verbose else _native_stderr_silenced(), _plotting_hidden():
         import tensorflow
     if _verbose:
         return tensorflow
-    for name in ("tensorflow", "absl", "keras", "h5py"):
+    for name in _LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
     try:
         from absl import logging as absl_logging
@@ -94,17 +104,55 @@ def tf() -> ModuleType:
         absl_logging.set_verbosity(absl_logging.ERROR)
     except ImportError:  # pragma: no cover - absl ships with TensorFlow
         pass
-    warnings.filterwarnings("ignore", module=r"(keras|tensorflow|h5py)(\..*)?")
+    warnings.filterwarnings("ignore", module=_NOISY_MODULES)
     tensorflow.get_logger().setLevel(logging.ERROR)
     return tensorflow
 
 
-def without_grappler() -> None:
+@contextmanager
+def guest() -> Iterator[None]:
+    """Around a library call: TensorFlow's and Keras' warnings and log lines inside stay hidden (unless
+    :func:`set_verbose`), and the caller's warning filters and logger levels are put back afterwards."""
+    if _verbose:
+        yield
+        return
+    loggers = [logging.getLogger(name) for name in _LOGGERS]
+    levels = [logger.level for logger in loggers]
+    absl_level = _absl_verbosity()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module=_NOISY_MODULES)
+        for logger in loggers:
+            logger.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            for logger, level in zip(loggers, levels):
+                logger.setLevel(level)
+            if absl_level is not None and "absl.logging" in sys.modules:
+                sys.modules["absl.logging"].set_verbosity(absl_level)
+
+
+def _absl_verbosity() -> int | None:
+    absl = sys.modules.get("absl.logging")
+    return absl.get_verbosity() if absl is not None else None
+
+
+@contextmanager
+def grappler_off() -> Iterator[None]:
     """Graphs probe runs are not rewritten by Grappler: values then do not depend on which tensors
     are fetched or watched (fetching a tensor blocks fusions such as Conv+BiasAdd+Relu, which
-    changes rounding and NaN handling), and the first call of a freshly pruned function is 0.3-0.9 s
-    cheaper on ResNet50 (see make bench). Process-wide, so every execution agrees."""
-    tf().config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+    changes rounding and NaN handling), and a freshly pruned function's first call is cheaper.
+    The option is process-wide in TensorFlow, so it is set around each execution and put back."""
+    optimizer = tf().config.optimizer
+    saved = optimizer.get_experimental_options()
+    if saved.get("disable_meta_optimizer"):
+        yield
+        return
+    optimizer.set_experimental_options({"disable_meta_optimizer": True})
+    try:
+        yield
+    finally:
+        optimizer.set_experimental_options(saved)
 
 
 def session_config() -> Any:

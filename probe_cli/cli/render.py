@@ -13,10 +13,12 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TextIO
 
-from probe_cli.index import ModelIndex, format_shape
-from probe_cli.inspect_archive import ArchiveDiff, ArchiveSummary, TensorDiff
-from probe_cli.pipeline import DumpResult, StoredSummary, human_bytes
-from probe_cli.plot import PlotResult
+from probe_cli.analysis.diff import ArchiveDiff, TensorDiff
+from probe_cli.analysis.plot import PlotResult
+from probe_cli.analysis.show import ArchiveSummary
+from probe_cli.core.types import ModelIndex, format_shape
+from probe_cli.core.units import human_bytes
+from probe_cli.pipeline import DumpResult, StoredSummary
 
 
 def _fmt(value: Any) -> str:
@@ -110,32 +112,10 @@ def index_document(index: ModelIndex, model: str) -> dict[str, Any]:
     return {
         "model": model,
         "format": index.model_format,
-        "inputs": [
-            {"name": s.name, "dtype": s.dtype, "shape": list(s.shape), "graph_name": s.graph_name} for s in index.inputs
-        ],
+        "inputs": [spec.record() for spec in index.inputs],
         "outputs": list(index.outputs),
-        "layers": [
-            {
-                "name": layer.name,
-                "class_name": layer.class_name,
-                "params": layer.params,
-                "output_shapes": [None if s is None else list(s) for s in layer.output_shapes],
-                "outputs": list(layer.outputs),
-            }
-            for layer in index.layers
-        ],
-        "tensors": [
-            {
-                "name": t.name,
-                "graph_name": t.graph_name,
-                "op_type": t.op_type,
-                "dtype": t.dtype,
-                "shape": None if t.shape is None else list(t.shape),
-                "layer": t.layer,
-                "context": t.context,
-            }
-            for t in index.tensors
-        ],
+        "layers": [layer.record() for layer in index.layers],
+        "tensors": [tensor.record() for tensor in index.tensors],
     }
 
 

@@ -20,9 +20,16 @@ from typing import Any
 import h5py
 import numpy as np
 
-from probe_cli.archive import StoredTensor, list_tensors, open_archive
-from probe_cli.errors import FileProblem, MissingExtra, UsageProblem
-from probe_cli.inspect_archive import dataset_stats, iter_chunks, parts, select_tensors
+from probe_cli.archive.reader import (
+    StoredTensor,
+    dataset_stats,
+    iter_chunks,
+    list_tensors,
+    open_archive,
+    parts,
+    select_tensors,
+)
+from probe_cli.core.errors import FileProblem, MissingExtra, UsageProblem
 
 #: Figure geometry (inches at :data:`DPI`): one row per tensor, so a PNG is ``ROW_HEIGHT * DPI`` pixels per tensor.
 ROW_HEIGHT = 3.0

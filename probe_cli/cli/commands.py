@@ -1,6 +1,6 @@
 """The ``probe`` command: parse, call the library, render. Nothing else lives here.
 
-Every :class:`~probe_cli.errors.ProbeError` becomes one ``Error: ...`` line and
+Every :class:`~probe_cli.core.errors.ProbeError` becomes one ``Error: ...`` line and
 its exit code in :meth:`ProbeGroup.invoke`; TensorFlow is imported only when
 a command needs it, so ``probe --help`` stays fast.
 """
@@ -17,8 +17,9 @@ from typing import Any
 
 import click
 
-from probe_cli import __version__, _tf  # _tf imports TensorFlow only when asked to
-from probe_cli.errors import FAILURE, INTERRUPTED, NUMERICS, USAGE, ProbeError
+from probe_cli import __version__
+from probe_cli.backends import tfenv  # imports TensorFlow only when asked to
+from probe_cli.core.errors import FAILURE, INTERRUPTED, NUMERICS, USAGE, ProbeError
 
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -33,7 +34,7 @@ Exit codes:
 
 def _verbose_callback(ctx: click.Context, param: click.Parameter, value: bool) -> None:
     if value:  # before any command body runs, so before TensorFlow is imported
-        _tf.set_verbose(True)
+        tfenv.set_verbose(True)
 
 
 def _debug_callback(ctx: click.Context, param: click.Parameter, value: bool) -> None:
@@ -74,19 +75,17 @@ class ProbeGroup(click.Group):
     _SHOWS_HELP: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
-        with _tf.lean_imports():  # the CLI owns its process; CliRunner and scripts calling it in-process too
+        with tfenv.cli_process():  # the CLI owns its process; CliRunner and scripts calling it in-process too
             return super().main(*args, **kwargs)
 
     @staticmethod
     def _one_line(exc: click.UsageError) -> click.ClickException:
         """A usage error as one ``Error: ...`` line (Click would print usage and a hint first)."""
         where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
-        error = click.ClickException(exc.format_message() + where)
-        error.exit_code = exc.exit_code
-        return error
+        return _error(exc.format_message() + where, exc.exit_code)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        _tf.set_verbose(False)  # until -v says otherwise: each invocation starts quiet
+        tfenv.set_verbose(False)  # until -v says otherwise: each invocation starts quiet
         ctx.meta["probe.argv"] = ["probe", *args]
         try:
             return super().parse_args(ctx, args)
@@ -103,9 +102,7 @@ class ProbeGroup(click.Group):
                 raise
             if _caused_by_interrupt(exc):
                 raise _interrupted() from None
-            error = click.ClickException(str(exc))
-            error.exit_code = exc.exit_code
-            raise error from None
+            raise _error(str(exc), exc.exit_code) from None
         except self._SHOWS_HELP:
             raise
         except click.UsageError as exc:
@@ -121,9 +118,8 @@ class ProbeGroup(click.Group):
                 raise
             if _caused_by_interrupt(exc):
                 raise _interrupted() from None
-            error = click.ClickException(f"unexpected {type(exc).__name__}: {exc} (rerun with --debug for details)")
-            error.exit_code = FAILURE
-            raise error from None
+            message = f"unexpected {type(exc).__name__}: {exc} (rerun with --debug for details)"
+            raise _error(message, FAILURE) from None
 
 
 INTERRUPTED_MESSAGE = "interrupted; no archive was written"
@@ -134,11 +130,16 @@ INTERRUPTED_MESSAGE = "interrupted; no archive was written"
 _signalled = False
 
 
+def _error(message: str, exit_code: int) -> click.ClickException:
+    """What Click prints as one ``Error: ...`` line and exits with ``exit_code``: the one place that maps codes."""
+    error = click.ClickException(message)
+    error.exit_code = exit_code  # type: ignore[misc]  # an instance attribute, as Click's own subclasses set it
+    return error
+
+
 def _interrupted() -> click.ClickException:
     # Click would print "Aborted!" and exit 1; the archive writer has already cleaned up.
-    error = click.ClickException(INTERRUPTED_MESSAGE)
-    error.exit_code = INTERRUPTED
-    return error
+    return _error(INTERRUPTED_MESSAGE, INTERRUPTED)
 
 
 def _caused_by_interrupt(exc: BaseException) -> bool:
@@ -243,8 +244,8 @@ cli.params.extend(_global_options())
 @json_option
 def list_command(model: Any, match: tuple[str, ...], layers_only: bool, as_json: bool) -> None:
     """List a model's inputs, layers and every op tensor, under the names dump accepts."""
+    from probe_cli.cli.render import Out, render_index
     from probe_cli.pipeline import filter_index, list_model
-    from probe_cli.render import Out, render_index
 
     index = filter_index(list_model(model), match, layers_only)
     render_index(Out(), index, str(model.path), layers_only=layers_only, as_json=as_json)
@@ -361,21 +362,19 @@ def dump(
     With no --tensor or --layer, every layer output and model output is dumped. Inputs not
     given with --input get seeded random data.
     """
-    from probe_cli.pipeline import DumpRequest, InputOptions, parse_bytes
+    from probe_cli.cli.render import Out, progress_bar, render_dump
+    from probe_cli.core.units import parse_bytes
+    from probe_cli.pipeline import DumpRequest, DumpSpec, InputOptions
     from probe_cli.pipeline import dump as run_dump
-    from probe_cli.render import Out, progress_bar, render_dump
 
     try:
         limit = parse_bytes(max_bytes)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--max-bytes") from None
 
-    request = DumpRequest(
-        model=model,
+    spec = DumpSpec(
         tensors=tensors,
         layers=layers,
-        inputs=InputOptions(inputs, shapes, value_ranges, batch_size, seed, inputs_from),
-        output=output,
         force=force,
         dry_run=dry_run,
         command=_command_line(ctx),
@@ -383,6 +382,8 @@ def dump(
         max_bytes=limit,
         check_numerics=check_numerics,
     )
+    inputs_options = InputOptions(inputs, shapes, value_ranges, batch_size, seed, inputs_from)
+    request = DumpRequest(model=model, spec=spec, inputs=inputs_options, output=output)
     with progress_bar(enabled=not as_json) as progress:
         result = run_dump(request, progress=progress)
     render_dump(Out(), result, as_json=as_json)
@@ -402,7 +403,7 @@ def _interrupt(signum: int, frame: object) -> None:
 ARCHIVE_MATCH_HELP = (
     "Only tensors whose full name (op:0) or op name this regex matches completely, as dump selects. Repeatable."
 )
-#: Same values as probe_cli.inspect_archive.DEFAULT_ATOL/RTOL, repeated so --help never imports h5py.
+#: Same values as probe_cli.analysis.diff.DEFAULT_ATOL/RTOL, repeated so --help never imports h5py.
 DIFF_ATOL = 1e-5
 DIFF_RTOL = 1e-4
 
@@ -419,8 +420,8 @@ def show(archive: Path, match: tuple[str, ...], as_json: bool) -> None:
     shape, dtype, min, max, mean, std (over finite values) and NaN/Inf counts.
     Needs only h5py: TensorFlow is not loaded.
     """
-    from probe_cli.inspect_archive import show_archive
-    from probe_cli.render import Out, render_show
+    from probe_cli.analysis.show import show_archive
+    from probe_cli.cli.render import Out, render_show
 
     render_show(Out(), show_archive(archive, match), as_json=as_json)
 
@@ -463,8 +464,8 @@ def diff(ctx: click.Context, a: Path, b: Path, atol: float, rtol: float, match: 
       1  differences found (values, shapes, dtypes, or tensors in only one archive)
       2  trouble (missing file, not a probe archive, bad pattern)
     """
-    from probe_cli.inspect_archive import diff_archives
-    from probe_cli.render import Out, render_diff
+    from probe_cli.analysis.diff import diff_archives
+    from probe_cli.cli.render import Out, render_diff
 
     result = diff_archives(a, b, atol=atol, rtol=rtol, match=match)
     render_diff(Out(), result, as_json=as_json, warn=Out(sys.stderr, color=False))
@@ -511,8 +512,8 @@ def plot(
     \b
     Needs matplotlib:  pip install matplotlib  (from a checkout: pip install -e '.[plot]')
     """
-    from probe_cli.plot import plot_archive
-    from probe_cli.render import Out, render_plot
+    from probe_cli.analysis.plot import plot_archive
+    from probe_cli.cli.render import Out, render_plot
 
     result = plot_archive(archive, tensors, output, sample=sample, bins=bins, max_channels=max_channels)
     render_plot(Out(), result)

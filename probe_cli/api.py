@@ -1,0 +1,213 @@
+"""The Python API: open a model file or an in-memory ``keras.Model``, list it, run it, dump it.
+
+Every call borrows the caller's process and gives it back as it was: TensorFlow's
+and Keras' warnings and log lines inside are hidden and the caller's filters and
+levels restored (:func:`~probe_cli.backends.tfenv.guest`), Grappler is switched off
+only around probe's own executions, and a model object handed in is left unchanged.
+See docs/python-api.md.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from probe_cli.analysis.diff import DEFAULT_ATOL, DEFAULT_RTOL, ArchiveDiff, diff_archives
+from probe_cli.analysis.show import ArchiveSummary, show_archive
+from probe_cli.backends import registry, tfenv
+from probe_cli.backends.base import OpenOptions, TracedModel
+from probe_cli.core.errors import FeedError
+from probe_cli.core.types import Feed, ModelIndex, TensorInfo
+from probe_cli.feed import DEFAULT_SEED, build_feeds, plan_batches, sample_count
+from probe_cli.pipeline import (
+    DEFAULT_MAX_BYTES,
+    DumpResult,
+    DumpSpec,
+    dump_model,
+    fixed_batch,
+    has_batch_axis,
+    run_batches,
+    select,
+)
+
+#: What ``inputs`` may be: one array (a model with one input), a list by position, a dict by name.
+Inputs = Any
+
+
+def open(  # noqa: A001 - probe.open reads as intended, like io.open
+    source: str | os.PathLike[str] | Any,
+    *,
+    custom_objects: Sequence[str | os.PathLike[str]] = (),
+    unsafe: bool = False,
+    signature: str = "serving_default",
+) -> Model:
+    """Opens a model file of any format probe reads, or a ``keras.Model`` held in memory.
+
+    ``custom_objects`` are Python files whose classes the model needs; ``unsafe`` lets a
+    Keras file run code it holds (Lambda layers); ``signature`` picks a SavedModel's signature.
+    """
+    with tfenv.guest():
+        if isinstance(source, (str, os.PathLike)):
+            options = OpenOptions(tuple(Path(p) for p in custom_objects), unsafe, signature)
+            traced = registry.open_model(Path(source), options)
+        else:
+            traced = registry.open_keras_model(source)
+    return Model(traced)
+
+
+def show(path: str | os.PathLike[str], match: Sequence[str] = ()) -> ArchiveSummary:
+    """An archive's provenance, inputs and per-tensor statistics: what ``probe show`` prints."""
+    return show_archive(Path(path), tuple(match))
+
+
+def diff(
+    a: str | os.PathLike[str],
+    b: str | os.PathLike[str],
+    *,
+    atol: float = DEFAULT_ATOL,
+    rtol: float = DEFAULT_RTOL,
+    match: Sequence[str] = (),
+) -> ArchiveDiff:
+    """Where archive ``a`` diverges from the reference ``b``: what ``probe diff`` prints."""
+    return diff_archives(Path(a), Path(b), atol=atol, rtol=rtol, match=tuple(match))
+
+
+class Model:
+    """An opened model: its inputs, layers and tensors, and runs of any selection of them.
+
+    A second :meth:`run` or :meth:`dump` of the same selection reuses the pruned function.
+    """
+
+    def __init__(self, traced: TracedModel) -> None:
+        self._traced = traced
+
+    def __repr__(self) -> str:
+        index = self.index
+        return (
+            f"<probe.Model {self._traced.loaded.origin} ({index.model_format}): {len(index.inputs)} inputs, "
+            f"{len(index.layers)} layers, {len(index.tensors)} tensors>"
+        )
+
+    @property
+    def index(self) -> ModelIndex:
+        """Everything ``probe list`` shows, as typed records."""
+        return self._traced.index
+
+    @property
+    def format(self) -> str:
+        return self._traced.loaded.model_format
+
+    @property
+    def inputs(self) -> list[dict[str, Any]]:
+        """The model's inputs, as ``probe list --json`` prints them."""
+        return [spec.record() for spec in self.index.inputs]
+
+    @property
+    def layers(self) -> list[dict[str, Any]]:
+        return [layer.record() for layer in self.index.layers]
+
+    @property
+    def tensors(self) -> list[dict[str, Any]]:
+        """Every op tensor under the name probe shows, accepts and stores."""
+        return [tensor.record() for tensor in self.index.tensors]
+
+    def select(self, tensors: Sequence[str] = (), layers: Sequence[str] = ()) -> list[TensorInfo]:
+        """The tensors the regexes select, as ``dump`` would (none given: every layer and model output)."""
+        return select(self.index, _patterns(tensors), _patterns(layers))
+
+    def run(
+        self,
+        inputs: Inputs = None,
+        *,
+        tensors: Sequence[str] = (),
+        layers: Sequence[str] = (),
+        seed: int = DEFAULT_SEED,
+        batch_size: int | None = None,
+    ) -> dict[str, Any]:
+        """Values of the selected tensors, by probe name, over all samples of ``inputs``.
+
+        ``inputs``: an array, a list of arrays or a dict by input name; None for seeded
+        random inputs. A tensor with a batch axis is concatenated over the batches; a tensor
+        inside a loop body or branch gives a list of arrays, one per execution. Arrays are
+        read-only views of TensorFlow's results: copy one to change it.
+        """
+        with tfenv.guest():
+            traced = self._traced
+            selection = self.select(tensors, layers)
+            feeds = self._feeds(inputs, seed, batch_size)
+            batch = plan_batches(traced.index.inputs, sample_count(feeds, traced.index.inputs), batch_size)
+            parts: dict[str, list[Any]] = {info.name: [] for info in selection}
+            for _, _fed, values in run_batches(traced, feeds, traced.executors(selection), batch):
+                for info in selection:
+                    value = values[info.name]
+                    if info.per_execution:
+                        parts[info.name].extend(execution.value for execution in value)
+                    else:
+                        parts[info.name].append(value)
+            return {info.name: self._joined(info, parts[info.name]) for info in selection}
+
+    def dump(
+        self,
+        path: str | os.PathLike[str],
+        inputs: Inputs = None,
+        *,
+        tensors: Sequence[str] = (),
+        layers: Sequence[str] = (),
+        force: bool = False,
+        seed: int = DEFAULT_SEED,
+        batch_size: int | None = None,
+        compression: str | None = None,
+        max_bytes: int | None = DEFAULT_MAX_BYTES,
+        check_numerics: bool = False,
+    ) -> DumpResult:
+        """Writes the same archive ``probe dump`` writes, and returns what the CLI renders."""
+        spec = DumpSpec(
+            tensors=_patterns(tensors),
+            layers=_patterns(layers),
+            force=force,
+            command=f"python: probe.open({self._traced.loaded.origin}).dump(...)",
+            compression=None if compression == "none" else compression,
+            max_bytes=max_bytes,
+            check_numerics=check_numerics,
+        )
+        with tfenv.guest():
+            feeds = self._feeds(inputs, seed, batch_size)
+            return dump_model(self._traced, feeds, Path(path), spec, seed=seed, batch_size=batch_size)
+
+    def _feeds(self, inputs: Inputs, seed: int, batch_size: int | None) -> list[Feed]:
+        specs = self.index.inputs
+        names = [spec.name for spec in specs]
+        if inputs is None:
+            arrays: dict[str, Any] = {}
+        elif isinstance(inputs, Mapping):
+            arrays = dict(inputs)
+        elif isinstance(inputs, (list, tuple)):
+            if len(inputs) != len(names):
+                raise FeedError(f"{len(inputs)} input arrays given, but the model has {len(names)} inputs ({names})")
+            arrays = dict(zip(names, inputs))
+        else:
+            if len(names) != 1:
+                raise FeedError(
+                    f"one array given, but the model has {len(names)} inputs", "pass a list, or a dict by input name"
+                )
+            arrays = {names[0]: inputs}
+        return build_feeds(specs, seed=seed, batch_size=batch_size, in_memory=arrays)
+
+    def _joined(self, info: TensorInfo, parts: list[Any]) -> Any:
+        """One tensor's values over every batch."""
+        if info.per_execution:
+            return parts
+        if len(parts) == 1:
+            return parts[0]
+        if all(has_batch_axis(info, part, len(part), fixed_batch(self.index)) for part in parts if part.ndim):
+            return np.concatenate(parts)
+        return np.stack(parts)  # no batch axis: one value per batch
+
+
+def _patterns(patterns: Sequence[str] | str) -> tuple[str, ...]:
+    """A single regex is as good as a list of one."""
+    return (patterns,) if isinstance(patterns, str) else tuple(patterns)
