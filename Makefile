@@ -8,7 +8,9 @@ OUT    ?= build
 
 RCNN := sample_models/mini_rcnn.h5 --custom-objects sample_models/mini_rcnn_layers.py
 
-.PHONY: install demo test lint models bench fuzz clean
+.PHONY: install demo test test-unit typecheck lint models bench fuzz clean
+#: The tests that need no TensorFlow (pure stages, archives, analyses): seconds.
+UNIT_TESTS := tests/core tests/archive tests/analysis tests/test_feed.py
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,10 +26,19 @@ demo: $(STAMP)
 	$(PROBE) list $(RCNN) --layers
 	$(PROBE) dump $(RCNN) --tensor 'ROI/.*NonMax.*' --layer 'conv.*' --force -o $(OUT)/mini_rcnn.probe.h5
 
-## Lint and run the whole test suite.
+## Lint, type-check and run the whole test suite.
 test: $(STAMP)
 	$(BIN)/ruff check probe_cli tests sample_models bench
+	$(BIN)/ruff format --check probe_cli tests sample_models bench
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
+
+## The tests that need no TensorFlow, alone: seconds. Importing TensorFlow there fails the test.
+test-unit: $(STAMP)
+	PROBE_NO_TENSORFLOW=1 $(BIN)/python -m pytest -q $(UNIT_TESTS)
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
 
 lint: $(STAMP)
 	$(BIN)/ruff check probe_cli tests sample_models bench
@@ -45,7 +56,7 @@ bench: $(STAMP)
 
 ## A longer fuzzing run than the one in the test suite.
 fuzz: $(STAMP)
-	PROBE_FUZZ_CASES=400 $(BIN)/python -m pytest -q tests/test_fuzz.py
+	PROBE_FUZZ_CASES=400 $(BIN)/python -m pytest -q tests/cli/test_fuzz.py
 
 clean:
 	rm -rf $(OUT) .pytest_cache

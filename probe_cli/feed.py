@@ -19,7 +19,7 @@ import numpy as np
 
 from probe_cli.archive.reader import open_archive, read_inputs
 from probe_cli.core.errors import FeedError, FileProblem, ProbeError, UsageProblem
-from probe_cli.core.types import Feed, InputSpec, Shape, format_shape
+from probe_cli.core.types import Feed, InputSpec, format_shape
 
 DEFAULT_SEED = 0
 #: Random integers for inputs that do not feed an Embedding are drawn from [0, 10).

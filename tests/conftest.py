@@ -38,6 +38,19 @@ RCNN = (str(RCNN_H5), "--custom-objects", str(RCNN_LAYERS))
 ANSI = re.compile(r"\x1b\[")
 
 
+class _NoTensorFlow:
+    """Under ``make test-unit`` (``PROBE_NO_TENSORFLOW=1``): importing TensorFlow or Keras fails the test
+    that tried, so a unit test that needs them cannot hide in the seconds-long suite."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name.split(".")[0] in ("tensorflow", "keras", "tf_keras"):
+            raise ImportError(f"{name} imported by a unit test (PROBE_NO_TENSORFLOW is set)")
+
+
+if os.environ.get("PROBE_NO_TENSORFLOW"):
+    sys.meta_path.insert(0, _NoTensorFlow())  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True)
 class Samples:
     """Paths of the committed sample models."""

@@ -116,9 +116,10 @@ def guest() -> Iterator[None]:
     if _verbose:
         yield
         return
-    loggers = [logging.getLogger(name) for name in _LOGGERS]
+    # Only loggers that exist: creating absl's before absl.logging does would give it a plain Logger.
+    known = logging.Logger.manager.loggerDict
+    loggers = [logging.getLogger(name) for name in _LOGGERS if isinstance(known.get(name), logging.Logger)]
     levels = [logger.level for logger in loggers]
-    absl_level = _absl_verbosity()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", module=_NOISY_MODULES)
         for logger in loggers:
@@ -128,13 +129,6 @@ def guest() -> Iterator[None]:
         finally:
             for logger, level in zip(loggers, levels):
                 logger.setLevel(level)
-            if absl_level is not None and "absl.logging" in sys.modules:
-                sys.modules["absl.logging"].set_verbosity(absl_level)
-
-
-def _absl_verbosity() -> int | None:
-    absl = sys.modules.get("absl.logging")
-    return absl.get_verbosity() if absl is not None else None
 
 
 @contextmanager

@@ -20,6 +20,7 @@ import numpy as np
 
 from probe_cli.backends import tfenv
 from probe_cli.backends.base import TracedModel
+from probe_cli.backends.keras.tracer import untouched
 from probe_cli.backends.tfgraph import Runner, to_numpy
 from probe_cli.core.errors import RunError
 from probe_cli.core.types import Execution, Feed, Region, TensorInfo
@@ -166,7 +167,8 @@ class Capturer:
 
         op_callbacks.add_op_callback(callback)
         try:
-            function = tf.function(forward_and_top, autograph=False).get_concrete_function(*signature)
+            with untouched(self.traced.loaded.keras_model):
+                function = tf.function(forward_and_top, autograph=False).get_concrete_function(*signature)
         except Exception as exc:  # noqa: BLE001 - tracing runs arbitrary layer code
             raise RunError(f"cannot re-trace the model to capture loop values: {str(exc).splitlines()[0]}") from exc
         finally:

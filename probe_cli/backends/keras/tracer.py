@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from probe_cli.backends import tfenv
@@ -35,6 +36,42 @@ def _source_placeholder(tensor: Any) -> Any | None:
     while op.type in ("Cast", "Identity") and op.inputs:
         op = op.inputs[0].op
     return op if op.type == "Placeholder" else None
+
+
+@contextmanager
+def untouched(model: Any) -> Iterator[None]:
+    """The caller's model object as it was after a trace: tracing calls the model, and Keras records
+    that on it (``_called``, built shapes). Attributes added are removed, replaced ones put back, and
+    lists and dicts changed in place get their old items back."""
+    saved = [(layer, dict(vars(layer))) for layer in model._flatten_layers(include_self=True, recursive=True)]
+    items = {
+        id(value): list(value.items()) if isinstance(value, dict) else list(value)
+        for _, attrs in saved
+        for value in attrs.values()
+        if isinstance(value, (list, dict))
+    }
+    try:
+        yield
+    finally:
+        for layer, attrs in saved:
+            current = vars(layer)
+            for key in [key for key in current if key not in attrs]:
+                del current[key]
+            for key, value in attrs.items():
+                current[key] = value
+                if id(value) in items:
+                    _restore_items(value, items[id(value)])
+
+
+def _restore_items(container: Any, old: list[Any]) -> None:
+    now = list(container.items()) if isinstance(container, dict) else list(container)
+    if len(now) == len(old) and all(a is b or a == b for a, b in zip(now, old) if not hasattr(a, "shape")):
+        return
+    if isinstance(container, dict):
+        dict.clear(container)
+        dict.update(container, old)
+    else:
+        list.__setitem__(container, slice(None), old)
 
 
 class _CallRecorder:
@@ -229,7 +266,7 @@ def trace_keras(loaded: LoadedModel, backend: Backend) -> TracedModel:
             args = xs[0] if len(xs) == 1 else list(xs)
         return model(args, training=False)
 
-    with _CallRecorder(model) as recorder:
+    with untouched(model), _CallRecorder(model) as recorder:
         try:
             function = tf.compat.v1.wrap_function(forward, [spec for _, spec in specs])
         except Exception as exc:  # noqa: BLE001 - tracing runs arbitrary layer code

@@ -1,12 +1,9 @@
-"""Pure helpers of ``probe_cli.pipeline`` (no TensorFlow)."""
+"""``--check-numerics``' ordering of loop regions (no TensorFlow)."""
 
 from __future__ import annotations
 
-import pytest
-
-from probe_cli.analysis.numerics import region_starts as _region_starts
+from probe_cli.analysis.numerics import region_starts
 from probe_cli.core.types import Region, TensorInfo
-from probe_cli.core.units import human_bytes, parse_bytes
 
 
 def tensor(name: str, order: int, context: str | None = None, op_type: str = "Relu") -> TensorInfo:
@@ -28,27 +25,10 @@ def test_region_starts_are_not_fooled_by_scopes_named_like_region_parts() -> Non
         tensor("gate/cond:0", 7, op_type="StatelessIf"),
         tensor("frozen/while/body/v:0", 8, "lowered loop frozen/while/while_context"),
     ]
-    assert _region_starts(tensors) == {
+    assert region_starts(tensors) == {
         "outer/body/map/while/body/x:0": 0,
         "outer/then/while/body/y:0": 2,
         "outer/then/while/body/inner/while/body/z:0": 2,
         "outer/then/while/body/inner/while:0": 2,
         "gate/cond/then/w:0": 6,
     }
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"), [("1000", 1000), ("500M", 500 * 1024**2), ("2G", 2 * 1024**3), ("1.5GiB", 3 * 1024**3 // 2)]
-)
-def test_parse_bytes(text: str, expected: int) -> None:
-    assert parse_bytes(text) == expected
-
-
-def test_parse_bytes_refuses_what_is_not_a_size() -> None:
-    with pytest.raises(ValueError, match="not a size"):
-        parse_bytes("lots")
-
-
-@pytest.mark.parametrize(("n", "expected"), [(None, "?"), (512, "512 B"), (1536, "1.5 KiB"), (3 * 1024**3, "3.0 GiB")])
-def test_human_bytes(n: int | None, expected: str) -> None:
-    assert human_bytes(n) == expected

@@ -1,6 +1,6 @@
 """Worker process of ``test_fuzz.py``: runs ``probe list`` in-process on each mutant.
 
-Usage: ``python tests/_fuzz_worker.py CASES.json EVENTS.jsonl``. ``CASES.json``
+Usage: ``python tests/cli/_fuzz_worker.py CASES.json EVENTS.jsonl``. ``CASES.json``
 is a list of ``{"id": ..., "path": ...}``. One JSON line is appended to
 ``EVENTS.jsonl`` (and flushed) when the worker is ready, when a case starts and
 when it ends, so the parent process can tell which case hung or crashed the
