@@ -114,8 +114,17 @@ def test_second_run_reuses_the_pruned_function(functional: Any, monkeypatch: pyt
 
 
 def _process_state(tf: Any) -> tuple[Any, ...]:
+    from tensorflow.python.eager import context
+
     loggers = {name: logging.getLogger(name).level for name in ("tensorflow", "absl", "keras", "h5py")}
-    return (list(warnings.filters), loggers, tf.get_logger().level, tf.config.optimizer.get_experimental_options())
+    config = context.context().config.SerializeToString(deterministic=True)  # what functions are instantiated with
+    return (
+        list(warnings.filters),
+        loggers,
+        tf.get_logger().level,
+        tf.config.optimizer.get_experimental_options(),
+        config,
+    )
 
 
 def _model_state(model: Any) -> list[tuple[str, dict[str, Any]]]:

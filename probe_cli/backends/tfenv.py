@@ -136,17 +136,23 @@ def grappler_off() -> Iterator[None]:
     """Graphs probe runs are not rewritten by Grappler: values then do not depend on which tensors
     are fetched or watched (fetching a tensor blocks fusions such as Conv+BiasAdd+Relu, which
     changes rounding and NaN handling), and a freshly pruned function's first call is cheaper.
-    The option is process-wide in TensorFlow, so it is set around each execution and put back."""
-    optimizer = tf().config.optimizer
-    saved = optimizer.get_experimental_options()
+    The option is process-wide in TensorFlow, so it is set around each execution and put back
+    exactly: the public setter would leave explicit defaults behind, a config that differs from
+    the caller's and makes TensorFlow re-instantiate their functions once."""
+    tf()
+    from tensorflow.python.eager import context
+
+    ctx = context.context()
+    saved = dict(ctx._optimizer_experimental_options)  # noqa: SLF001 - see the docstring
     if saved.get("disable_meta_optimizer"):
         yield
         return
-    optimizer.set_experimental_options({"disable_meta_optimizer": True})
+    ctx.set_optimizer_experimental_options({"disable_meta_optimizer": True})
     try:
         yield
     finally:
-        optimizer.set_experimental_options(saved)
+        ctx._optimizer_experimental_options = saved  # noqa: SLF001
+        ctx._thread_local_data.function_call_options = None  # noqa: SLF001 - rebuilt from the config on use
 
 
 def session_config() -> Any:
