@@ -24,16 +24,17 @@ __all__ = [
     "RunError",
     "UsageProblem",
     "__version__",
+    "compare",
     "diff",
     "open",
     "show",
 ]
 
-_API = {"open", "show", "diff", "Model"}
+_API = {"open", "show", "diff", "compare", "Model"}
 _ERRORS = {"ProbeError", "UsageProblem", "FeedError", "PatternError", "ModelLoadError", "RunError", "ArchiveError"}
 
 if TYPE_CHECKING:
-    from probe_cli.api import Model, diff, open, show
+    from probe_cli.api import Model, compare, diff, open, show
     from probe_cli.core.errors import (
         ArchiveError,
         FeedError,

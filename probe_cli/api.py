@@ -10,13 +10,14 @@ See docs/python-api.md.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from probe_cli.analysis.diff import DEFAULT_ATOL, DEFAULT_RTOL, ArchiveDiff, diff_archives
+from probe_cli.analysis.diff import ArchiveDiff, diff_archives
 from probe_cli.analysis.show import ArchiveSummary, show_archive
 from probe_cli.backends import registry, tfenv
 from probe_cli.backends.base import OpenOptions, TracedModel
@@ -27,6 +28,7 @@ from probe_cli.pipeline import (
     DEFAULT_MAX_BYTES,
     DumpResult,
     DumpSpec,
+    compare_models,
     dump_model,
     fixed_batch,
     has_batch_axis,
@@ -68,12 +70,54 @@ def diff(
     a: str | os.PathLike[str],
     b: str | os.PathLike[str],
     *,
-    atol: float = DEFAULT_ATOL,
-    rtol: float = DEFAULT_RTOL,
+    atol: float | None = None,
+    rtol: float | None = None,
     match: Sequence[str] = (),
+    mapping: Mapping[str, str] | None = None,
 ) -> ArchiveDiff:
-    """Where archive ``a`` diverges from the reference ``b``: what ``probe diff`` prints."""
-    return diff_archives(Path(a), Path(b), atol=atol, rtol=rtol, match=tuple(match))
+    """Where archive ``a`` diverges from the reference ``b``: what ``probe diff`` prints.
+
+    Without ``atol``/``rtol`` a float tensor differs when ``||a - b|| > 1e-4 * ||b||``; with either,
+    when any element is out of ``atol + rtol * |b|``. ``mapping`` pairs A's names with B's.
+    """
+    return diff_archives(Path(a), Path(b), atol=atol, rtol=rtol, match=tuple(match), mapping=mapping)
+
+
+def compare(
+    reference: str | os.PathLike[str] | Model | Any,
+    candidate: str | os.PathLike[str] | Model | Any,
+    inputs: Inputs = None,
+    *,
+    tensors: Sequence[str] = (),
+    layers: Sequence[str] = (),
+    atol: float | None = None,
+    rtol: float | None = None,
+    mapping: Mapping[str, str] | None = None,
+    seed: int = DEFAULT_SEED,
+    batch_size: int | None = None,
+    save_dir: str | os.PathLike[str] | None = None,
+) -> ArchiveDiff:
+    """Where ``candidate`` (another form of the model: its SavedModel, a frozen graph, a retrained copy)
+    first diverges from ``reference``, run on the same inputs: what ``probe compare`` prints.
+
+    Models are paths, :class:`Model` objects or in-memory ``keras.Model`` objects. With no
+    selection, every tensor the two share is compared. ``save_dir`` keeps both archives.
+    """
+    ref, cand = (item if isinstance(item, Model) else open(item) for item in (reference, candidate))
+    with tfenv.guest(), tempfile.TemporaryDirectory(prefix="probe-compare-") as work:
+        return compare_models(
+            ref._traced,
+            cand._traced,
+            ref._feeds(inputs, seed, batch_size),
+            Path(save_dir) if save_dir is not None else Path(work),
+            tensors=_patterns(tensors),
+            layers=_patterns(layers),
+            mapping=mapping,
+            atol=atol,
+            rtol=rtol,
+            seed=seed,
+            batch_size=batch_size,
+        )
 
 
 class Model:

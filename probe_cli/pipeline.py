@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -19,15 +19,17 @@ from typing import Any
 import numpy as np
 
 from probe_cli import __version__
+from probe_cli.analysis.diff import ArchiveDiff, diff_archives
 from probe_cli.analysis.numerics import NonFinite, first_nonfinite
+from probe_cli.analysis.pairing import pair
 from probe_cli.archive.format import FORMAT_VERSION, INPUTS, TENSORS, layout, tensor_attrs
 from probe_cli.archive.writer import ArchiveWriter, check_destination
 from probe_cli.backends import registry, tfenv
 from probe_cli.backends.base import Executor, OpenOptions, TracedModel
-from probe_cli.core.errors import ArchiveTooBig
+from probe_cli.core.errors import ArchiveTooBig, FeedError
 from probe_cli.core.resolve import match_layers, resolve
 from probe_cli.core.stats import RunningStats
-from probe_cli.core.types import Feed, ModelIndex, Shape, TensorInfo
+from probe_cli.core.types import Feed, InputSpec, ModelIndex, Shape, TensorInfo
 from probe_cli.core.units import human_bytes
 from probe_cli.feed import (
     DEFAULT_SEED,
@@ -279,14 +281,18 @@ def dump_model(
     seed: int = DEFAULT_SEED,
     batch_size: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    selection: Sequence[TensorInfo] | None = None,
 ) -> DumpResult:
     """Fetches the selected tensors and archives them with their inputs, batch by batch.
 
     One execution per batch, by the executors the model's backend builds for the selection.
-    ``progress`` is called with (samples done, samples in all) after each batch.
+    ``progress`` is called with (samples done, samples in all) after each batch. ``selection``,
+    when given, replaces the spec's patterns.
     """
     index = traced.index
-    selection = select(index, spec.tensors, spec.layers, spec.check_numerics)
+    if selection is None:
+        selection = select(index, spec.tensors, spec.layers, spec.check_numerics)
+    selection = list(selection)
     samples = sample_count(feeds, index.inputs)
     batch = plan_batches(index.inputs, samples, batch_size)
     batches = math.ceil(samples / batch)
@@ -401,3 +407,53 @@ def filter_index(index: ModelIndex, match: Sequence[str], layers_only: bool) -> 
     names = {t.name for t in tensors}
     layers = tuple(layer for layer in index.layers if layer.name in owners or names.intersection(layer.outputs))
     return replace(index, tensors=tensors, layers=layers)
+
+
+def compare_models(
+    reference: TracedModel,
+    candidate: TracedModel,
+    feeds: list[Feed],
+    work_dir: Path,
+    *,
+    tensors: Sequence[str] = (),
+    layers: Sequence[str] = (),
+    mapping: Mapping[str, str] | None = None,
+    atol: float | None = None,
+    rtol: float | None = None,
+    seed: int = DEFAULT_SEED,
+    batch_size: int | None = None,
+    command: str = "",
+) -> ArchiveDiff:
+    """``probe compare``: both models run on the same inputs (``feeds``, the reference's), every tensor
+    they share (or the reference's selection and its partners) is dumped into ``work_dir`` as
+    ``reference.probe.h5`` and ``candidate.probe.h5``, and the candidate is diffed against the reference.
+    Tensors without a partner are listed; only the paired ones decide the verdict."""
+    chosen = select(reference.index, tensors, layers) if tensors or layers else list(reference.index.tensors)
+    pairing = pair(candidate.index.tensors, chosen, mapping)
+    spec = DumpSpec(force=True, command=command, max_bytes=None)
+    ref_archive, cand_archive = work_dir / "reference.probe.h5", work_dir / "candidate.probe.h5"
+    ref_selection = [reference.index.tensor(p.b) for p in pairing.pairs]
+    dump_model(reference, feeds, ref_archive, spec, seed=seed, batch_size=batch_size, selection=ref_selection)
+    cand_feeds = _fed_alike(candidate.index.inputs, reference.index.inputs, feeds)
+    cand_selection = [candidate.index.tensor(p.a) for p in pairing.pairs]
+    dump_model(candidate, cand_feeds, cand_archive, spec, seed=seed, batch_size=batch_size, selection=cand_selection)
+    result = diff_archives(
+        cand_archive, ref_archive, atol=atol, rtol=rtol, mapping=pairing.b_of(), unpaired_differ=False
+    )
+    how = {p.a: p.how for p in pairing.pairs}  # the diff paired them by the map made of these pairs
+    compared = [replace(t, paired_by=how.get(t.name, t.paired_by)) for t in result.tensors]
+    return replace(result, tensors=compared, only_in_a=pairing.only_a, only_in_b=pairing.only_b)
+
+
+def _fed_alike(inputs: Sequence[InputSpec], reference: Sequence[InputSpec], feeds: Sequence[Feed]) -> list[Feed]:
+    """The reference's feeds for the candidate's inputs: by name when the names agree, else by position."""
+    names = [spec.name for spec in inputs]
+    if sorted(names) == sorted(spec.name for spec in reference):
+        given = {feed.name: feed for feed in feeds}
+        return [given[name] for name in names]
+    if len(names) != len(feeds):
+        raise FeedError(
+            f"the candidate has {len(names)} inputs ({', '.join(names)}), the reference {len(feeds)}",
+            "compare models with the same inputs",
+        )
+    return [Feed(name, feed.array, feed.source) for name, feed in zip(names, feeds)]

@@ -149,6 +149,27 @@ def export_tf_formats(model: keras.Model, out_dir: Path) -> None:
     print(f"wrote {out_dir / 'mini_rcnn_frozen.pb'}")
 
 
+#: The layer ``cnn_perturbed_savedmodel`` changes, and by how much (its kernel scaled).
+PERTURBED_LAYER, PERTURBATION = "conv2", 1.01
+
+
+def export_cnn_forms(model: keras.Model, out_dir: Path) -> None:
+    """The CNN as a SavedModel, and a copy with one layer's kernel changed by 1% as another: what
+    ``probe compare`` is for (the README's example finds the changed layer)."""
+    import shutil
+
+    for name, factor in (("cnn_savedmodel", 1.0), ("cnn_perturbed_savedmodel", PERTURBATION)):
+        copy = keras.models.clone_model(model)
+        copy.set_weights(model.get_weights())
+        layer = copy.get_layer(PERTURBED_LAYER)
+        kernel, *rest = layer.get_weights()
+        layer.set_weights([kernel * factor, *rest])
+        target = out_dir / name
+        shutil.rmtree(target, ignore_errors=True)
+        copy.export(str(target), verbose=False)
+        print(f"wrote {target}")
+
+
 def main(out_dir: Path = HERE) -> None:
     for index, (filename, build) in enumerate(MODELS.items()):
         keras.utils.set_random_seed(1234 + index)
@@ -156,6 +177,7 @@ def main(out_dir: Path = HERE) -> None:
         model.save(out_dir / filename)
         if filename == "cnn.h5":
             model.save(out_dir / "cnn.keras")
+            export_cnn_forms(model, out_dir)
         if filename == "mini_rcnn.h5":
             export_tf_formats(model, out_dir)
         print(f"wrote {out_dir / filename}")

@@ -8,7 +8,7 @@ dataclasses returned here. Values are compared slice by slice (see
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -17,6 +17,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from probe_cli.analysis.pairing import pair
 from probe_cli.archive.reader import (
     InputRecord,
     StoredTensor,
@@ -31,10 +32,21 @@ from probe_cli.archive.reader import (
     select_tensors,
 )
 
+#: Element tolerances of ``--atol``/``--rtol``: reported always, the verdict only when given.
 DEFAULT_ATOL = 1e-5
 DEFAULT_RTOL = 1e-4
+#: The default verdict: a float tensor differs when ||a - b|| > REL_TOL * ||b|| + ABS_FLOOR * sqrt(n),
+#: an error relative to the whole tensor, so it holds at any activation scale: float32 rounding between
+#: two kernels is ~1e-6 of it, a 1% change of one layer's weights ~1e-2 downstream of that layer.
+#: The floor keeps an all-zero reference (a dead ReLU) from failing on rounding noise.
+REL_TOL = 1e-4
+ABS_FLOOR = 1e-9
+SCALE_AWARE = f"||a - b|| <= {REL_TOL:g} * ||b|| (+ {ABS_FLOOR:g} * sqrt(n))"
+ELEMENTWISE = "|a - b| <= atol + rtol * |b| for every element"
 
 NUMERIC_KINDS = "biufc"
+#: Compared exactly: integers and booleans (indices, counts, masks).
+EXACT_KINDS = "biu"
 
 
 OK = "ok"
@@ -67,6 +79,18 @@ class TensorDiff:
     out_of_tolerance: int | None = None
     nonfinite_mismatches: int = 0
     worst_index: tuple[int, ...] | None = None
+    #: B's name for the tensor, and how the two were paired (see :mod:`probe_cli.analysis.pairing`)
+    name_b: str | None = None
+    paired_by: str = "name"
+    #: ||a - b|| / ||b|| over elements finite in both (inf when B is all zeros and A is not)
+    rel_error: float | None = None
+    cosine: float | None = None
+    #: 10 log10(||b||^2 / ||a - b||^2); inf when equal
+    snr_db: float | None = None
+    #: how B was brought to A's shape before comparing (``"B reshaped (1, 10) -> (10,)"``), if it was
+    layout_change: str | None = None
+    #: whether the verdict's criterion fails
+    failed: bool = False
 
     @property
     def share_out_of_tolerance(self) -> float | None:
@@ -77,7 +101,7 @@ class TensorDiff:
     @property
     def diverges(self) -> bool:
         """Values differ beyond tolerance, or cannot be compared at all (shapes differ)."""
-        return self.status == SHAPE_MISMATCH or bool(self.out_of_tolerance)
+        return self.status == SHAPE_MISMATCH or self.failed
 
 
 @dataclass(frozen=True)
@@ -94,6 +118,11 @@ class ArchiveDiff:
     warnings: list[str] = field(default_factory=list)
     provenance_a: dict[str, Any] = field(default_factory=dict)
     provenance_b: dict[str, Any] = field(default_factory=dict)
+    #: the verdict's criterion: :data:`SCALE_AWARE` unless --atol/--rtol were given
+    criterion: str = SCALE_AWARE
+    #: whether a tensor found on one side only makes the archives differ (``diff``); ``compare`` judges
+    #: the tensors two forms of a model share, and only lists the others
+    unpaired_differ: bool = True
 
     @property
     def first_divergence(self) -> TensorDiff | None:
@@ -106,8 +135,9 @@ class ArchiveDiff:
 
     @property
     def same(self) -> bool:
-        """Within tolerance everywhere, same dtypes and shapes, and the same tensors on both sides."""
-        return not self.differing and not self.only_in_a and not self.only_in_b
+        """Within tolerance everywhere, same dtypes and shapes, and (for ``diff``) the same tensors on both sides."""
+        unpaired = bool(self.only_in_a or self.only_in_b) and self.unpaired_differ
+        return not self.differing and not unpaired
 
 
 @dataclass
@@ -119,6 +149,31 @@ class _ErrorAccumulator:
     max_abs: float | None = None
     max_rel: float | None = None
     worst: tuple[int, ...] | None = None
+    #: sums over elements finite in both, for the whole-tensor metrics
+    count: int = 0
+    sse: float = 0.0
+    sum_a2: float = 0.0
+    sum_b2: float = 0.0
+    sum_ab: float = 0.0
+
+    def metrics(self) -> tuple[float | None, float | None, float | None]:
+        """Relative error of the whole tensor, cosine similarity and SNR in dB."""
+        if not self.count:
+            return None, None, None
+        norm_b = math.sqrt(self.sum_b2)
+        error = math.sqrt(self.sse)
+        rel = error / norm_b if norm_b else (0.0 if error == 0 else math.inf)
+        denominator = math.sqrt(self.sum_a2 * self.sum_b2)
+        cosine = self.sum_ab / denominator if denominator else (1.0 if self.sum_a2 == self.sum_b2 else 0.0)
+        snr = math.inf if error == 0 else (10 * math.log10(self.sum_b2 / self.sse) if self.sum_b2 else -math.inf)
+        return rel, max(-1.0, min(1.0, cosine)), snr
+
+    def scale_aware_fails(self, exact: bool) -> bool:
+        if self.nonfinite:
+            return True
+        if exact:
+            return self.sse > 0
+        return math.sqrt(self.sse) > REL_TOL * math.sqrt(self.sum_b2) + ABS_FLOOR * math.sqrt(self.count)
 
     def add(self, a: np.ndarray, b: np.ndarray, start: int) -> None:
         work = np.complex128 if "c" in (a.dtype.kind, b.dtype.kind) else np.float64
@@ -132,6 +187,12 @@ class _ErrorAccumulator:
             if not finite.any():
                 return
             err = np.where(finite, np.abs(a - b), 0.0)
+            real_a, real_b = np.where(finite, a, 0.0), np.where(finite, b, 0.0)
+            self.count += int(np.count_nonzero(finite))
+            self.sse += float(np.sum(np.abs(err) ** 2))
+            self.sum_a2 += float(np.sum(np.abs(real_a) ** 2))
+            self.sum_b2 += float(np.sum(np.abs(real_b) ** 2))
+            self.sum_ab += float(np.real(np.sum(real_a * np.conj(real_b))))
             flat = int(np.argmax(err))
             worst = float(err.flat[flat])
             if worst > (self.max_abs or 0.0):  # locate the largest error; an all-zero error has no location
@@ -158,6 +219,25 @@ def _paired_chunks(pairs: Sequence[tuple[h5py.Dataset, h5py.Dataset]]) -> Iterat
             yield read_slice(da, key), read_slice(db, key), start
 
 
+#: NHWC <-> NCHW, the layouts two forms of one model most often disagree on.
+_LAYOUTS = {(0, 3, 1, 2): "NHWC -> NCHW", (0, 2, 3, 1): "NCHW -> NHWC"}
+
+
+def _aligned(na: h5py.Dataset | h5py.Group, nb: h5py.Dataset | h5py.Group) -> tuple[list[tuple[Any, Any]], str | None]:
+    """Matching values of two stored tensors whose shapes differ only by a batch or unit axis (B reshaped)
+    or by NHWC/NCHW layout (B transposed), with the change made, said in words; ([], None) otherwise."""
+    if not (isinstance(na, h5py.Dataset) and isinstance(nb, h5py.Dataset)) or na.size != nb.size:
+        return [], None
+    shape_a, shape_b = tuple(na.shape), tuple(nb.shape)
+    if [d for d in shape_a if d != 1] == [d for d in shape_b if d != 1]:
+        return [(na[()], np.asarray(nb[()]).reshape(shape_a))], f"B reshaped {shape_b} -> {shape_a}"
+    if len(shape_a) == len(shape_b) == 4:
+        for axes, words in _LAYOUTS.items():
+            if tuple(shape_b[k] for k in axes) == shape_a:
+                return [(na[()], np.transpose(nb[()], axes))], f"B transposed {words}"
+    return [], None
+
+
 def compare_tensors(
     ta: StoredTensor,
     tb: StoredTensor,
@@ -165,8 +245,15 @@ def compare_tensors(
     nb: h5py.Dataset | h5py.Group,
     atol: float,
     rtol: float,
+    *,
+    elementwise: bool = False,
+    paired_by: str = "name",
 ) -> TensorDiff:
-    """Compares one tensor's stored values slice by slice; A's attributes name it."""
+    """Compares one tensor's stored values slice by slice; A's attributes name it.
+
+    The verdict is :data:`SCALE_AWARE` unless ``elementwise`` (``--atol``/``--rtol`` given), then
+    :data:`ELEMENTWISE`; integers and booleans must be equal either way.
+    """
     info = as_info(ta)
     make = partial(
         TensorDiff,
@@ -178,27 +265,46 @@ def compare_tensors(
         dtype_a=ta.dtype,
         dtype_b=tb.dtype,
         size=sum(math.prod(ds.shape) for ds in parts(na)),
+        name_b=tb.name if tb.name != ta.name else None,
+        paired_by=paired_by,
     )
-    pairs = _paired(na, nb)
-    if not pairs:
-        return make(status=SHAPE_MISMATCH)
+    layout_change = None
+    pairs: list[tuple[Any, Any]] = list(_paired(na, nb))
+    if pairs:
+        chunks: Iterator[tuple[np.ndarray, np.ndarray, int]] = _paired_chunks(pairs)
+    else:
+        aligned, layout_change = _aligned(na, nb)
+        if not aligned:
+            return make(status=SHAPE_MISMATCH, failed=True)
+        pairs = aligned
+        chunks = iter([(np.asarray(a), np.asarray(b), 0) for a, b in aligned])
     kind_a, kind_b = pairs[0][0].dtype.kind, pairs[0][1].dtype.kind
     status = OK if ta.dtype == tb.dtype else DTYPE_MISMATCH
     if (kind_a in NUMERIC_KINDS) != (kind_b in NUMERIC_KINDS):  # a number against a string: nothing compares
-        return make(status=DTYPE_MISMATCH, out_of_tolerance=make.keywords["size"])
+        return make(status=DTYPE_MISMATCH, out_of_tolerance=make.keywords["size"], failed=True)
     if kind_a not in NUMERIC_KINDS:  # strings: equal or not
-        unequal = sum(int(np.count_nonzero(a != b)) for a, b, _ in _paired_chunks(pairs))
-        return make(status=DIFFERS if unequal and status == OK else status, out_of_tolerance=unequal)
+        unequal = sum(int(np.count_nonzero(a != b)) for a, b, _ in chunks)
+        return make(
+            status=DIFFERS if unequal and status == OK else status, out_of_tolerance=unequal, failed=bool(unequal)
+        )
     acc = _ErrorAccumulator(atol, rtol)
-    for a, b, start in _paired_chunks(pairs):
+    for a, b, start in chunks:
         acc.add(a, b, start)
+    exact = kind_a in EXACT_KINDS and kind_b in EXACT_KINDS
+    failed = bool(acc.out or acc.nonfinite) if elementwise else acc.scale_aware_fails(exact)
+    rel_error, cosine, snr_db = acc.metrics()
     return make(
-        status=DIFFERS if acc.out and status == OK else status,
+        status=DIFFERS if failed and status == OK else status,
         max_abs_error=acc.max_abs,
         max_rel_error=acc.max_rel,
         out_of_tolerance=acc.out,
         nonfinite_mismatches=acc.nonfinite,
         worst_index=acc.worst if len(pairs) == 1 else None,  # per-batch values: no single index
+        layout_change=layout_change,
+        failed=failed,
+        rel_error=rel_error,
+        cosine=cosine,
+        snr_db=snr_db,
     )
 
 
@@ -244,11 +350,21 @@ def diff_archives(
     path_a: str | Path,
     path_b: str | Path,
     *,
-    atol: float = DEFAULT_ATOL,
-    rtol: float = DEFAULT_RTOL,
+    atol: float | None = None,
+    rtol: float | None = None,
     match: Sequence[str] = (),
+    mapping: Mapping[str, str] | None = None,
+    unpaired_differ: bool = True,
 ) -> ArchiveDiff:
-    """Compares the tensors both archives hold, in A's graph order; B is the reference for ``rtol``."""
+    """Compares the tensors the archives share, in A's graph order; B is the reference.
+
+    Tensors are paired by ``mapping`` (A's name -> B's), by name, then by graph name (see
+    :mod:`probe_cli.analysis.pairing`). With ``atol`` or ``rtol`` every element must be within them;
+    else the scale-aware criterion decides (:data:`SCALE_AWARE`).
+    """
+    elementwise = atol is not None or rtol is not None
+    atol = DEFAULT_ATOL if atol is None else atol
+    rtol = DEFAULT_RTOL if rtol is None else rtol
     with open_archive(path_a) as fa, open_archive(path_b) as fb:
         prov_a, _ = read_provenance(fa)
         prov_b, _ = read_provenance(fb)
@@ -257,14 +373,16 @@ def diff_archives(
         union = stored_a + [t for t in stored_b if t.name not in names_a]
         wanted = {t.name for t in select_tensors(union, match, "--match")}
         tensors_a = [t for t in stored_a if t.name in wanted]
-        by_name_b = {t.name: t for t in stored_b if t.name in wanted}
+        tensors_b = [t for t in stored_b if t.name in wanted or (mapping and t.name in mapping.values())]
+        pairing = pair([as_info(t) for t in tensors_a], [as_info(t) for t in tensors_b], mapping)
+        by_name_a = {t.name: t for t in tensors_a}
+        by_name_b = {t.name: t for t in tensors_b}
         compared = []
-        for ta in tensors_a:
-            tb = by_name_b.get(ta.name)
-            if tb is not None:
-                compared.append(compare_tensors(ta, tb, fa[ta.path], fb[tb.path], atol, rtol))
-        only_a = [t.name for t in tensors_a if t.name not in by_name_b]
-        only_b = [name for name in by_name_b if name not in names_a]
+        for p in pairing.pairs:
+            ta, tb = by_name_a[p.a], by_name_b[p.b]
+            compared.append(
+                compare_tensors(ta, tb, fa[ta.path], fb[tb.path], atol, rtol, elementwise=elementwise, paired_by=p.how)
+            )
         warnings = compare_inputs(fa, fb, prov_a.get("seed"), prov_b.get("seed"))
         return ArchiveDiff(
             a=str(path_a),
@@ -272,9 +390,11 @@ def diff_archives(
             atol=atol,
             rtol=rtol,
             tensors=compared,
-            only_in_a=only_a,
-            only_in_b=only_b,
+            only_in_a=pairing.only_a,
+            only_in_b=pairing.only_b,
             warnings=warnings,
             provenance_a=prov_a,
             provenance_b=prov_b,
+            criterion=ELEMENTWISE if elementwise else SCALE_AWARE,
+            unpaired_differ=unpaired_differ,
         )

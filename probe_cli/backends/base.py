@@ -83,6 +83,8 @@ class LoadedModel:
     signature: dict[str, Any] | None = None
     #: What the archive records as the model's path: the file, or ``<in-memory Model 'name'>``.
     origin: str = ""
+    #: Names of the Keras layers a graph file lists (``keras_metadata.pb``), when it lists them.
+    layer_names: frozenset[str] | None = None
 
     @property
     def sha256(self) -> str:

@@ -30,9 +30,19 @@ PLOTTING_PACKAGES = ("matplotlib",)
 
 
 def set_verbose(verbose: bool) -> None:
-    """Show TensorFlow's own log lines (``probe -v``); must be called before the first import."""
+    """Show TensorFlow's own log lines (``probe -v``), and probe's own notes (which loader read a
+    SavedModel) as ``probe: ...`` lines on stderr; must be called before the first import."""
     global _verbose
     _verbose = verbose
+    logger = logging.getLogger("probe_cli")
+    for handler in [h for h in logger.handlers if h.get_name() == "probe-verbose"]:
+        logger.removeHandler(handler)
+    if verbose:
+        handler = logging.StreamHandler(sys.stderr)  # the stream of this invocation (CliRunner swaps it)
+        handler.set_name("probe-verbose")
+        handler.setFormatter(logging.Formatter("probe: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
 
 
 @contextmanager

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TextIO
@@ -354,6 +355,12 @@ def _tensor_diff_doc(t: TensorDiff) -> dict[str, Any]:
         "share_out_of_tolerance": t.share_out_of_tolerance,
         "nonfinite_mismatches": t.nonfinite_mismatches,
         "worst_index": None if t.worst_index is None else list(t.worst_index),
+        "rel_error": t.rel_error,
+        "cosine": t.cosine,
+        "snr_db": t.snr_db,
+        "name_b": t.name_b or t.name,
+        "paired_by": t.paired_by,
+        "layout_change": t.layout_change,
     }
 
 
@@ -365,7 +372,9 @@ def diff_document(result: ArchiveDiff) -> dict[str, Any]:
         "b": result.b,
         "atol": result.atol,
         "rtol": result.rtol,
+        "criterion": result.criterion,
         "same": result.same,
+        "paired": len(result.tensors),
         "first_divergence": None if first is None else first.name,
         "tensors": [_tensor_diff_doc(t) for t in result.tensors],
         "only_in_a": result.only_in_a,
@@ -376,6 +385,14 @@ def diff_document(result: ArchiveDiff) -> dict[str, Any]:
             "b": {"path": result.provenance_b.get("model_path"), "sha256": result.provenance_b.get("model_sha256")},
         },
     }
+
+
+def _paired_by(result: ArchiveDiff) -> str:
+    """`` (12 by name, 3 by graph name)`` when some pairs were not found by name."""
+    counts = Counter(t.paired_by for t in result.tensors)
+    if set(counts) <= {"name"}:
+        return ""
+    return " (" + ", ".join(f"{n} by {how}" for how, n in counts.items()) + ")"
 
 
 def _share(t: TensorDiff) -> str:
@@ -398,23 +415,27 @@ def render_diff(out: Out, result: ArchiveDiff, *, as_json: bool, warn: Out | Non
         out.line(f"{label}: {path}  (model {_fmt(prov.get('model_path'))}, sha256 {sha[:12] if sha else '-'})")
     out.line()
     out.table(
-        f"Compared {len(result.tensors)} tensor(s), atol={result.atol:g} rtol={result.rtol:g}",
-        ["name", "status", "shape", "max abs err", "max rel err", "out of tol"],
+        f"Compared {len(result.tensors)} tensor(s){_paired_by(result)}; differs when not {result.criterion}",
+        ["name", "status", "shape", "max abs err", "rel err", "SNR dB", "out of tol"],
         [
             (
-                t.name,
+                t.name if t.name_b is None else f"{t.name} = {t.name_b}",
                 t.status,
                 _shape_text(t.shape_a)
                 if t.shape_a == t.shape_b
                 else f"{_shape_text(t.shape_a)} vs {_shape_text(t.shape_b)}",
                 t.max_abs_error,
-                t.max_rel_error,
+                t.rel_error,
+                None if t.snr_db is None else round(t.snr_db, 1),
                 _share(t),
             )
             for t in result.tensors
         ],
-        right=["max abs err", "max rel err", "out of tol"],
+        right=["max abs err", "rel err", "SNR dB", "out of tol"],
     )
+    for t in result.tensors:
+        if t.layout_change:
+            out.line(f"{t.name}: compared after {t.layout_change}")
     for label, names in (("A", result.only_in_a), ("B", result.only_in_b)):
         if names:
             out.line()
@@ -434,13 +455,15 @@ def render_diff(out: Out, result: ArchiveDiff, *, as_json: bool, warn: Out | Non
         else:
             at = f" at {list(first.worst_index)}" if first.worst_index is not None else ""
             detail = (
-                f"max abs error {_fmt(first.max_abs_error)}{at}, "
+                f"max abs error {_fmt(first.max_abs_error)}{at}, relative error {_fmt(first.rel_error)}, "
                 f"{first.out_of_tolerance} of {first.size} elements out of tolerance"
             )
         out.line(f"First divergence: {first.name}" + (f" ({where})" if where else "") + f": {detail}")
     differing, common = len(result.differing), len(result.tensors)
     if result.same:
-        out.line(f"Same: all {common} common tensor(s) within tolerance.")
+        unpaired = len(result.only_in_a) + len(result.only_in_b)
+        rest = f" ({unpaired} unpaired, listed above)" if unpaired else ""
+        out.line(f"Same: all {common} common tensor(s) within tolerance{rest}.")
     else:
         within = f"all {common} common tensor(s) within tolerance"
         parts = [f"{differing} of {common} common tensor(s) differ" if differing else within]

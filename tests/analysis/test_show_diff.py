@@ -271,7 +271,7 @@ def test_first_divergence_is_the_earliest_perturbed_tensor(tmp_path: Path) -> No
     assert text.exit_code == 1
     assert (
         "First divergence: zeta/Conv2D:0 (op Conv2D, layer zeta): max abs error 0.5 at [1, 2, 3], "
-        "1 of 24 elements out of tolerance" in text.stdout
+        "relative error 0.00712525, 1 of 24 elements out of tolerance" in text.stdout
     )
     assert "Different: 2 of 4 common tensor(s) differ." in text.stdout
     assert "Error" not in text.output

@@ -11,19 +11,32 @@ from typing import Any
 import h5py
 import numpy as np
 import pytest
-from conftest import SAMPLES, assert_one_line_error, close, inputs_of, invoke, list_json, ok, steps_of, tensors_of
+from conftest import (
+    RCNN_H5,
+    RCNN_LAYERS,
+    SAMPLES,
+    assert_one_line_error,
+    close,
+    inputs_of,
+    invoke,
+    list_json,
+    ok,
+    steps_of,
+    tensors_of,
+)
 
 RCNN_SAVED = SAMPLES / "mini_rcnn_savedmodel"
 RCNN_FROZEN = SAMPLES / "mini_rcnn_frozen.pb"
 #: Inner tensors checked in both formats, relative to the prefix, computed by ``rcnn_expected``.
+#: Inner tensors of the exported sample under the names the Keras file gives them.
 RCNN_INNER = (
-    "conv1_1/convolution:0",
-    "conv1_1/Relu:0",
-    "conv3_1/Relu:0",
-    "rpn_bbox_1/Reshape:0",
-    "rpn_class_1/Reshape:0",
-    "ROI_1/rpn_non_max_suppression/NonMaxSuppressionV3:0",
-    "ROI_1/rpn_non_max_suppression_1/NonMaxSuppressionV3:0",
+    "conv1/convolution:0",
+    "conv1/Relu:0",
+    "conv3/Relu:0",
+    "rpn_bbox/Reshape:0",
+    "rpn_class/Reshape:0",
+    "ROI/rpn_non_max_suppression/NonMaxSuppressionV3:0",
+    "ROI/rpn_non_max_suppression_1/NonMaxSuppressionV3:0",
 )
 
 
@@ -39,7 +52,7 @@ class RcnnCase:
     """An input batch for the exported sample, and its values computed by the Keras model."""
 
     images: np.ndarray
-    #: Inner tensors by ``RCNN_INNER`` name, relative to the prefix.
+    #: Inner tensors by ``RCNN_INNER`` name.
     inner: dict[str, Any]
     #: The two model outputs by their graph names.
     outputs: dict[str, Any]
@@ -84,17 +97,22 @@ def test_frozen_graph_and_saved_model_give_the_keras_values(
     rcnn_expected: RcnnCase,
 ) -> None:
     """Outputs and inner tensors (convolutions, the heads, NMS per image) of the exported sample equal
-    the Keras model it was exported from; ``prefix`` is where the model's ops sit in the graph."""
+    the Keras model it was exported from, under the Keras file's names; ``prefix`` is where the model's
+    ops sit in the graph, which each tensor's graph name keeps."""
     np.save(tmp_path / "x.npy", rcnn_expected.images)
     out = tmp_path / "out.h5"
     inner = "|".join(re.escape(name.removesuffix(":0")) for name in RCNN_INNER)
-    ok(invoke("dump", path, "-t", f"{re.escape(prefix)}({inner})", "-t", "Identity(_1)?", "-i", tmp_path / "x.npy",
-              "-o", out))  # fmt: skip
+    ok(invoke("dump", path, "-t", f"({inner})", "-t", "Identity(_1)?", "-i", tmp_path / "x.npy", "-o", out))
     values = tensors_of(out)
-    expected = {**{prefix + name: value for name, value in rcnn_expected.inner.items()}, **rcnn_expected.outputs}
+    expected = {**rcnn_expected.inner, **rcnn_expected.outputs}
     assert set(values) == set(expected)
     for name, want in expected.items():
         assert_values(values[name], want)
+    graph_names = {t["name"]: t["graph_name"] for t in list_json(path)["tensors"]}
+    raw = {"conv1/Relu:0": "conv1_1/Relu:0", "ROI/rpn_non_max_suppression_1/NonMaxSuppressionV3:0":
+           "ROI_1/rpn_non_max_suppression_1/NonMaxSuppressionV3:0"}  # fmt: skip
+    for name, graph_name in raw.items():
+        assert graph_names[name] == prefix + graph_name
 
 
 @pytest.fixture(scope="module")
@@ -110,20 +128,33 @@ def test_saved_model_default_dump_equals_its_signature(tmp_path: Path, saved_sig
     ok(invoke("dump", RCNN_SAVED, "-i", tmp_path / "x.npy", "-o", out))
     values = tensors_of(out)
     called = saved_signature(image=x)
-    assert set(values) == {"image:0", "Identity:0", "Identity_1:0"}  # the input "layer" and the outputs only
+    layer_outputs = {"conv1/Relu:0", "conv2/Relu:0", "conv3/Relu:0", "rpn_bbox_conv/Sigmoid:0", "rpn_bbox/Reshape:0",
+                     "rpn_class_conv/Sigmoid:0", "rpn_class/Reshape:0", "ROI/stack:0"}  # fmt: skip
+    assert set(values) == {"image:0", "Identity:0", "Identity_1:0", *layer_outputs}  # as a Keras file's default
+    np.testing.assert_array_equal(values["ROI/stack:0"], values["Identity:0"])
     assert_values(values["Identity:0"], called["output_0"].numpy())
     assert_values(values["Identity_1:0"], called["output_1"].numpy())
     np.testing.assert_array_equal(values["image:0"], x)
     np.testing.assert_array_equal(inputs_of(out)["image"], x)
 
 
-def test_frozen_graph_names_are_the_graph_names() -> None:
+def test_frozen_graph_names_are_the_keras_names() -> None:
+    """The frozen graph's tensors get the Keras file's names and layers; the graph's own name stays graph_name."""
     doc = list_json(RCNN_FROZEN, "--match", ".*NonMaxSuppressionV3")
-    assert [t["name"] for t in doc["tensors"]] == [
-        "mini_rcnn_1/ROI_1/rpn_non_max_suppression/NonMaxSuppressionV3:0",
-        "mini_rcnn_1/ROI_1/rpn_non_max_suppression_1/NonMaxSuppressionV3:0",
+    keras_doc = list_json(RCNN_H5, "--custom-objects", RCNN_LAYERS, "--match", ".*NonMaxSuppressionV3")
+    assert [(t["name"], t["layer"]) for t in doc["tensors"]] == [
+        ("ROI/rpn_non_max_suppression/NonMaxSuppressionV3:0", "ROI"),
+        ("ROI/rpn_non_max_suppression_1/NonMaxSuppressionV3:0", "ROI"),
     ]
-    assert all(t["name"] == t["graph_name"] for t in doc["tensors"])
+    assert [t["name"] for t in doc["tensors"]] == [t["name"] for t in keras_doc["tensors"]]
+    assert (
+        [t["graph_name"] for t in doc["tensors"]]
+        == [t["graph_name"] for t in keras_doc["tensors"]]
+        == [
+            "mini_rcnn_1/ROI_1/rpn_non_max_suppression/NonMaxSuppressionV3:0",
+            "mini_rcnn_1/ROI_1/rpn_non_max_suppression_1/NonMaxSuppressionV3:0",
+        ]
+    )
     assert [i["name"] for i in doc["inputs"]] == ["image"]
 
 
@@ -139,9 +170,8 @@ class FrozenMapFn:
     model: Any
 
 
-#: Prefixes of the frozen map_fn sample's ops: the model's, and its lowered loop body's.
-MAP_FN = "map_fn_nms_1/"
-MAP_FN_BODY = "map_fn_nms_1/proposals_1/per_image/while/body/_1/map_fn_nms_1/proposals_1/per_image/while/"
+#: Where the ops of the frozen map_fn sample's lowered loop body sit (the layer scope mapped, the rest raw).
+MAP_FN_BODY = "proposals/per_image/while/body/_1/map_fn_nms_1/proposals_1/per_image/while/"
 
 
 @pytest.fixture(scope="module")
@@ -222,11 +252,11 @@ def test_every_tensor_of_a_lowered_loop_graph_equals_keras(
     for name, want in {
         "Identity:0": rois,
         "Identity_1:0": probs,
-        MAP_FN + "conv1_1/convolution/ReadVariableOp:0": kernel,
-        MAP_FN + "conv1_1/convolution:0": tf.nn.conv2d(images, kernel, 2, "SAME").numpy(),
-        MAP_FN + "conv1_1/Relu:0": conv1,
-        MAP_FN + "bbox_1/Reshape:0": boxes,
-        MAP_FN + "class_1/Reshape:0": scores,
+        "conv1/convolution/ReadVariableOp:0": kernel,
+        "conv1/convolution:0": tf.nn.conv2d(images, kernel, 2, "SAME").numpy(),
+        "conv1/Relu:0": conv1,
+        "bbox/Reshape:0": boxes,
+        "class/Reshape:0": scores,
     }.items():
         assert_values(values[name], want)
     keep = map_fn_nms_reference(images)

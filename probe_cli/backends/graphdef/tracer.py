@@ -8,6 +8,7 @@ placeholders (for a SavedModel, named as in its signature).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -15,7 +16,8 @@ from probe_cli.backends import tfenv
 from probe_cli.backends.base import Backend, LoadedModel, TracedModel
 from probe_cli.backends.tfgraph import index_graph, shape_of
 from probe_cli.core.errors import ModelLoadError
-from probe_cli.core.types import InputSpec, LayerInfo, ModelIndex, Region
+from probe_cli.core.graph_names import keras_names
+from probe_cli.core.types import InputSpec, LayerInfo, ModelIndex, Region, TensorInfo
 
 DEFAULT_SIGNATURE = "serving_default"
 #: Ops that end a graph without producing values worth calling outputs.
@@ -82,15 +84,18 @@ def trace_graph_def(loaded: LoadedModel, backend: Backend) -> TracedModel:
     if not outputs:
         raise ModelLoadError(f"graph of {loaded.where()} has no outputs")
     by_op = {t.op.name: name for name, t in placeholders.items()}
+    keras = keras_names((op.name for op in ops), loaded.layer_names)
 
     def name_of(op: Any) -> tuple[str, str | None]:
-        return op.name, by_op.get(op.name)
+        if op.name in by_op:
+            return op.name, by_op[op.name]
+        return keras.get(op.name, (op.name, None))
 
     index, graph_tensors = index_graph(graph, outputs, name_of, loaded.model_format)
     frames = lowered_loop_frames(ops)
     tensors = tuple(
-        replace(t, context=f"lowered loop {frames[t.op_name]}", region=Region.LOWERED_LOOP)
-        if t.op_name in frames
+        replace(t, context=f"lowered loop {frames[op]}", region=Region.LOWERED_LOOP)
+        if (op := t.graph_name.rpartition(":")[0]) in frames
         else t
         for t in index.tensors
     )
@@ -105,7 +110,7 @@ def trace_graph_def(loaded: LoadedModel, backend: Backend) -> TracedModel:
         )
         for spec in inputs
         if spec.graph_name in index.by_name
-    )
+    ) + _keras_layers(tensors, graph_tensors, index.outputs)
     index = ModelIndex(
         model_format=loaded.model_format,
         inputs=inputs,
@@ -115,3 +120,24 @@ def trace_graph_def(loaded: LoadedModel, backend: Backend) -> TracedModel:
         extra={"signature": loaded.signature["signature"]} if loaded.signature else {},
     )
     return TracedModel(loaded, index, function, graph_tensors, placeholders, backend)
+
+
+def _keras_layers(
+    tensors: Sequence[TensorInfo], graph_tensors: dict[str, Any], outputs: Sequence[str]
+) -> tuple[LayerInfo, ...]:
+    """The Keras layers the names were mapped to, each with its outputs: the tensors it hands to an op
+    of another layer, or that the model returns; in the graph order of those outputs. Class and
+    parameters are not in the graph."""
+    layer_of = {t.graph_name: t.layer for t in tensors}
+    returned = set(outputs)
+    found: dict[str, list[TensorInfo]] = {}
+    for t in tensors:
+        if t.layer is None or t.region is not Region.TOP or t.op_type == "Placeholder":
+            continue
+        consumers = graph_tensors[t.name].consumers()
+        if t.name in returned or any(layer_of.get(f"{c.name}:0") != t.layer for c in consumers):
+            found.setdefault(t.layer, []).append(t)
+    ordered = sorted(found.items(), key=lambda item: item[1][0].order)
+    return tuple(
+        LayerInfo(layer, "", 0, tuple(t.name for t in outs), tuple(t.shape for t in outs)) for layer, outs in ordered
+    )
