@@ -19,6 +19,7 @@ into place when complete, so an interrupted run never leaves a partial archive.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets
@@ -127,6 +128,7 @@ class ArchiveWriter:
 
     def __init__(self, path: Path, *, force: bool = False, compression: str | None = None) -> None:
         self.path = Path(path)
+        self.force = force
         self.compression = None if compression in (None, "none") else compression
         check_destination(self.path, force)
         self._tmp, self.file = _create_temporary(self.path)
@@ -257,13 +259,14 @@ class ArchiveWriter:
             group.attrs["batches"] = np.asarray(batches, dtype=np.int64)
 
     def commit(self) -> None:
-        """Closes the temporary file and renames it into place.
+        """Closes the temporary file and publishes it at the destination.
 
-        An archive being replaced (``--force``) is removed first: on ext4 a
-        rename over an existing file writes the new one back to disk before it
-        returns (auto_da_alloc), about 0.6 s per GiB here. For a moment neither
-        exists; interrupted in that moment, the complete new archive still
-        takes the old one's place, as ``--force`` asked.
+        Without ``force`` the archive appears only if nothing is there at that moment: a hard link
+        is created, which fails if the name exists (another dump finished first), then the
+        temporary name is removed. With ``force`` an archive being replaced is removed first: on
+        ext4 a rename over an existing file writes the new one back to disk before it returns
+        (auto_da_alloc). For a moment neither exists; interrupted in that moment, the complete new
+        archive still takes the old one's place, as ``--force`` asked.
         """
         removed = False
         try:
@@ -271,10 +274,16 @@ class ArchiveWriter:
                 self._finish_executions()
             finally:
                 self.file.close()
+            if not self.force:
+                self._publish_new()
+                return
             with suppress(FileNotFoundError):
                 self.path.unlink()
                 removed = True
             os.replace(self._tmp, self.path)
+        except ArchiveExists:
+            self._tmp.unlink(missing_ok=True)
+            raise
         except OSError as exc:
             self._tmp.unlink(missing_ok=True)
             raise ArchiveError(f"cannot write archive {str(self.path)!r}: {exc}") from None
@@ -284,6 +293,23 @@ class ArchiveWriter:
                     os.replace(self._tmp, self.path)
             self._tmp.unlink(missing_ok=True)
             raise
+
+    def _publish_new(self) -> None:
+        try:
+            os.link(self._tmp, self.path)
+        except FileExistsError:
+            raise ArchiveExists(
+                f"archive {str(self.path)!r} already exists (it appeared while this dump ran)",
+                "pass --force to overwrite it, or -o to choose another path",
+            ) from None
+        except OSError as exc:  # a file system without hard links: a rename, which the check above made likely safe
+            if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
+                raise
+            if self.path.exists():
+                raise ArchiveExists(f"archive {str(self.path)!r} already exists", "pass --force") from None
+            os.rename(self._tmp, self.path)
+            return
+        self._tmp.unlink()
 
     def abort(self) -> None:
         try:

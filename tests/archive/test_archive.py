@@ -355,15 +355,21 @@ def test_writer_context_commits(tmp_path: Path) -> None:
         assert [t.name for t in list_tensors(f)] == ["conv1/Relu:0"]
 
 
+@pytest.mark.parametrize("force", [False, True], ids=["link", "replace"])
 @pytest.mark.parametrize("exc", [OSError(28, "No space left on device"), KeyboardInterrupt()], ids=["enospc", "ctrl-c"])
-def test_failing_rename_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exc: BaseException) -> None:
-    def replace(*_: Any) -> None:
+def test_failing_publish_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exc: BaseException, force: bool
+) -> None:
+    """Publishing links the archive into place (rename with --force); either failing leaves no file."""
+
+    def fail(*_: Any) -> None:
         raise exc
 
-    monkeypatch.setattr(archive_module.os, "replace", replace)
+    monkeypatch.setattr(archive_module.os, "replace", fail)
+    monkeypatch.setattr(archive_module.os, "link", fail)
     expected = ArchiveError if isinstance(exc, OSError) else KeyboardInterrupt
     with pytest.raises(expected) as error:
-        write_archive(tmp_path / "out.h5", sample_tensors(), sample_feeds(), ROOT_ATTRS, seed=0)
+        write_archive(tmp_path / "out.h5", sample_tensors(), sample_feeds(), ROOT_ATTRS, seed=0, force=force)
     if expected is ArchiveError:
         assert "No space left on device" in str(error.value) and "out.h5" in str(error.value)
     assert entries(tmp_path) == []
@@ -445,3 +451,19 @@ def test_executions_beyond_what_an_attribute_header_holds(tmp_path: Path) -> Non
         assert group.attrs["batches"].tolist() == [0] * 3000 + [1] * 3000 + [2] * 3000
         (stored,) = list_tensors(f)
         assert stored.parts == 9000
+
+
+def test_an_archive_that_appears_while_writing_is_never_replaced(tmp_path: Path) -> None:
+    """Without --force, the destination is checked again at the moment of publishing (a hard link
+    fails if the name exists), so a concurrent dump's archive survives and this one is not published."""
+    dest = tmp_path / "out.h5"
+    with pytest.raises(ArchiveExists, match="appeared while this dump ran") as error:
+        with ArchiveWriter(dest) as writer:
+            writer.set_attrs(ROOT_ATTRS)
+            dest.write_bytes(b"the other dump's archive")
+    assert error.value.exit_code == USAGE
+    assert dest.read_bytes() == b"the other dump's archive" and entries(tmp_path) == ["out.h5"]
+    with ArchiveWriter(dest, force=True) as writer:
+        writer.set_attrs(ROOT_ATTRS)
+    with open_archive(dest) as f:
+        assert read_attrs(f)["probe_version"] == ROOT_ATTRS["probe_version"]
