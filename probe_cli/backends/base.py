@@ -136,9 +136,7 @@ class TracedModel:
 
     def op_inputs(self, info: TensorInfo) -> list[TensorInfo]:
         """The listed tensors feeding the op that produced ``info`` (handles and the like omitted)."""
-        by_graph = {t.graph_name: t for t in self.index.tensors}
-        op = self.graph_tensors[info.name].op
-        return [by_graph[t.name] for t in op.inputs if t.name in by_graph]
+        return self.backend.op_inputs(self, info)
 
 
 class Backend(Protocol):
@@ -161,6 +159,10 @@ class Backend(Protocol):
         ...
 
     def executors(self, traced: TracedModel, selection: Sequence[TensorInfo]) -> list[Executor]: ...
+
+    def op_inputs(self, traced: TracedModel, info: TensorInfo) -> list[TensorInfo]:
+        """The listed tensors feeding the op that produced ``info`` (for ``--check-numerics``' report)."""
+        ...
 
 
 @dataclass(frozen=True)

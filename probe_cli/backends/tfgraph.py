@@ -173,6 +173,13 @@ def prune(graph: Any, feeds: Sequence[Any], fetches: Sequence[str]) -> Any:
     return tf.compat.v1.wrap_function(body, specs)
 
 
+def op_inputs(traced: TracedModel, info: TensorInfo) -> list[TensorInfo]:
+    """The listed tensors feeding the graph op that produced ``info`` (handles and the like omitted)."""
+    by_graph = {t.graph_name: t for t in traced.index.tensors}
+    op = traced.graph_tensors[info.name].op
+    return [by_graph[t.name] for t in op.inputs if t.name in by_graph]
+
+
 class Runner:
     """The model pruned to ``fetches``; call it with the feeds of one batch."""
 

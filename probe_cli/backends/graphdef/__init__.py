@@ -9,7 +9,7 @@ from probe_cli.backends.base import Executor, LoadedModel, Source, TracedModel
 from probe_cli.backends.graphdef import loader
 from probe_cli.backends.graphdef.tfdbg_capture import LoweredLoopCapturer
 from probe_cli.backends.graphdef.tracer import trace_graph_def
-from probe_cli.backends.tfgraph import Runner
+from probe_cli.backends.tfgraph import Runner, op_inputs
 from probe_cli.core.types import Region, TensorInfo
 
 
@@ -33,3 +33,6 @@ class GraphDefBackend:
         if lowered:
             executors.append(LoweredLoopCapturer(traced, lowered))
         return executors
+
+    def op_inputs(self, traced: TracedModel, info: TensorInfo) -> list[TensorInfo]:
+        return op_inputs(traced, info)

@@ -10,7 +10,7 @@ from probe_cli.backends.base import Executor, LoadedModel, Source, TracedModel
 from probe_cli.backends.keras import loader
 from probe_cli.backends.keras.capture import Capturer
 from probe_cli.backends.keras.tracer import trace_keras
-from probe_cli.backends.tfgraph import Runner
+from probe_cli.backends.tfgraph import Runner, op_inputs
 from probe_cli.core.types import Execution, Feed, Region, TensorInfo
 
 
@@ -45,3 +45,6 @@ class KerasBackend:
             return values
 
         return [capture]
+
+    def op_inputs(self, traced: TracedModel, info: TensorInfo) -> list[TensorInfo]:
+        return op_inputs(traced, info)
