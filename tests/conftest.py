@@ -95,6 +95,18 @@ def plus_one(x):
 """
 
 
+@pytest.fixture(autouse=True)
+def _settings_from_nowhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests see probe's defaults: a developer's PROBE_* variables or a CI job's step summary stay out."""
+    for name in list(os.environ):
+        if (
+            name.startswith("PROBE_")
+            and name not in ("PROBE_NO_TENSORFLOW", "PROBE_FUZZ_CASES")
+            or (name == "GITHUB_STEP_SUMMARY")
+        ):
+            monkeypatch.delenv(name)
+
+
 @pytest.fixture(scope="session")
 def samples() -> Samples:
     """Paths of the sample models in ``sample_models/``."""

@@ -19,6 +19,7 @@ import click
 
 from probe_cli import __version__
 from probe_cli.backends import tfenv  # imports TensorFlow only when asked to
+from probe_cli.cli import config  # stdlib and Click only
 from probe_cli.core.errors import FAILURE, INTERRUPTED, NUMERICS, USAGE, ProbeError
 
 EXIT_CODES_HELP = """\b
@@ -80,9 +81,37 @@ class ProbeGroup(click.Group):
 
     @staticmethod
     def _one_line(exc: click.UsageError) -> click.ClickException:
-        """A usage error as one ``Error: ...`` line (Click would print usage and a hint first)."""
+        """A usage error as one ``Error: ...`` line (Click would print usage and a hint first).
+
+        A bad value that came from a variable or the config file says which.
+        """
         where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        if isinstance(exc, click.BadParameter) and exc.ctx is not None:
+            hint = exc.param_hint
+            param = exc.param or next((p for p in exc.ctx.command.params if hint in p.opts), None)
+            source, origin = config.origin_of(exc.ctx, param) if param is not None else (None, None)
+            if source in (config.ENV, config.CONFIG):
+                where = f" (from {origin or source})"
         return _error(exc.format_message() + where, exc.exit_code)
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        """Every command's options can be set by PROBE_* variables, whenever it is added."""
+        super().add_command(cmd, name)
+        config.install_envvars(name or cmd.name, cmd)
+
+    def _load_settings(self, ctx: click.Context) -> None:
+        """PROBE_* variables checked, the config file read into Click's ``default_map``, before any command parses.
+
+        A broken config file still lets ``probe COMMAND --help`` through (without it).
+        """
+        try:
+            settings = config.load_settings(self)
+        except config.ConfigError:
+            if not set(ctx.meta.get("probe.argv", ())) & set(ctx.help_option_names):
+                raise
+            settings = config.Settings()
+        ctx.meta[config.SETTINGS] = settings
+        ctx.default_map = {**settings.defaults, **(ctx.default_map or {})}
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         tfenv.set_verbose(False)  # until -v says otherwise: each invocation starts quiet
@@ -96,6 +125,7 @@ class ProbeGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
+            self._load_settings(ctx)
             return super().invoke(ctx)
         except ProbeError as exc:
             if ctx.meta.get("probe.debug"):
@@ -164,13 +194,27 @@ def _caused_by_interrupt(exc: BaseException) -> bool:
 
 
 def _command_line(ctx: click.Context) -> str:
-    return shlex.join(ctx.find_root().meta.get("probe.argv", ["probe"]))
+    """The command as typed, plus what it took from PROBE_* variables or the config file: it runs again alone."""
+    argv = list(ctx.find_root().meta.get("probe.argv", ["probe"]))
+    options, positional = config.implicit_arguments(ctx)
+    end = argv.index("--") if "--" in argv else len(argv)  # options go before a '--' that ends them
+    argv[end:end] = options
+    argv += positional
+    return shlex.join(argv)
+
+
+def _model_given(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """MODEL may come from PROBE_MODEL or the config file; from nowhere, it is missing (except for ``probe config``)."""
+    if value is None and not ctx.meta.get(config.DESCRIBING):
+        hint = "'MODEL'"  # Click would write '[MODEL]', the argument being optional on the command line
+        raise click.MissingParameter(config.MISSING_MODEL_HINT, ctx, param, param_hint=hint)
+    return value
 
 
 def model_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """MODEL plus how to open it: shared by every command that loads a model."""
 
-    @click.argument("model", type=click.Path(path_type=Path))
+    @click.argument("model", required=False, callback=_model_given, type=click.Path(path_type=Path))
     @click.option(
         "--custom-objects",
         "custom_objects",
@@ -228,6 +272,7 @@ def cli() -> None:
 
 
 cli.params.extend(_global_options())
+config.install_envvars(None, cli)  # PROBE_VERBOSE, PROBE_DEBUG (the commands' own: in ProbeGroup.add_command)
 
 
 @cli.command(name="list")
@@ -251,62 +296,91 @@ def list_command(model: Any, match: tuple[str, ...], layers_only: bool, as_json:
     render_index(Out(), index, str(model.path), layers_only=layers_only, as_json=as_json)
 
 
+def selection_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--tensor and --layer: which tensors, as dump selects them."""
+    for option in reversed(
+        [
+            click.option(
+                "-t",
+                "--tensor",
+                "tensors",
+                multiple=True,
+                callback=_check_regexes,
+                metavar="REGEX",
+                help="Fetch every tensor whose full name (op:0) or op name this regex matches completely. Repeatable.",
+            ),
+            click.option(
+                "-l",
+                "--layer",
+                "layers",
+                multiple=True,
+                callback=_check_regexes,
+                metavar="REGEX",
+                help="Fetch the output tensor(s) of every layer whose name this regex matches completely. Repeatable.",
+            ),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
+def input_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """What to feed: files, an earlier archive's inputs, or seeded random samples."""
+    for option in reversed(
+        [
+            click.option(
+                "-i",
+                "--input",
+                "inputs",
+                multiple=True,
+                metavar="[NAME=]FILE",
+                help=".npy (by name, else by position) or .npz (keys are input names). Repeatable.",
+            ),
+            click.option(
+                "--batch-size",
+                type=click.IntRange(min=1),
+                default=None,
+                help="Samples per graph execution: files holding more samples run in batches; random inputs get "
+                "this many. [default: the model's fixed batch size, else 1 for random inputs and up to 32 for files]",
+            ),
+            click.option(
+                "--shape",
+                "shapes",
+                multiple=True,
+                metavar="NAME=D1,D2,...",
+                help="Shape of a random input with unknown dimensions (with or without the batch dim).",
+            ),
+            click.option(
+                "--value-range",
+                "value_ranges",
+                multiple=True,
+                metavar="NAME=LO,HI",
+                help="Range of a random input's values (default [0, 1) for floats).",
+            ),
+            click.option("--seed", default=0, show_default=True, type=int, help="Seed of the random inputs."),
+            click.option(
+                "--inputs-from",
+                type=click.Path(path_type=Path),
+                metavar="ARCHIVE.h5",
+                help="Feed exactly the inputs stored in an earlier probe archive (so a later diff compares like "
+                "with like).",
+            ),
+            click.option(
+                "--samples",
+                type=click.IntRange(min=1),
+                default=None,
+                help="How many random samples to make for inputs no file feeds  [default: --batch-size, else 1]",
+            ),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
 @cli.command()
 @model_options
-@click.option(
-    "-t",
-    "--tensor",
-    "tensors",
-    multiple=True,
-    callback=_check_regexes,
-    metavar="REGEX",
-    help="Fetch every tensor whose full name (op:0) or op name this regex matches completely. Repeatable.",
-)
-@click.option(
-    "-l",
-    "--layer",
-    "layers",
-    multiple=True,
-    callback=_check_regexes,
-    metavar="REGEX",
-    help="Fetch the output tensor(s) of every layer whose name this regex matches completely. Repeatable.",
-)
-@click.option(
-    "-i",
-    "--input",
-    "inputs",
-    multiple=True,
-    metavar="[NAME=]FILE",
-    help=".npy (by name, else by position) or .npz (keys are input names). Repeatable.",
-)
-@click.option(
-    "--batch-size",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Samples per graph execution: files holding more samples run in batches; random inputs get this many. "
-    "[default: the model's fixed batch size, else 1 for random inputs and up to 32 for files]",
-)
-@click.option(
-    "--shape",
-    "shapes",
-    multiple=True,
-    metavar="NAME=D1,D2,...",
-    help="Shape of a random input with unknown dimensions (with or without the batch dim).",
-)
-@click.option(
-    "--value-range",
-    "value_ranges",
-    multiple=True,
-    metavar="NAME=LO,HI",
-    help="Range of a random input's values (default [0, 1) for floats).",
-)
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the random inputs.")
-@click.option(
-    "--inputs-from",
-    type=click.Path(path_type=Path),
-    metavar="ARCHIVE.h5",
-    help="Feed exactly the inputs stored in an earlier probe archive (so a later diff compares like with like).",
-)
+@selection_options
+@input_options
 @click.option(
     "--check-numerics",
     is_flag=True,
@@ -328,6 +402,25 @@ def list_command(model: Any, match: tuple[str, ...], layers_only: bool, as_json:
     default="none",
     show_default=True,
     help="HDF5 compression of the stored tensors.",
+)
+@click.option(
+    "--stats-only",
+    is_flag=True,
+    help="Store each tensor's distribution over all samples (moments, NaN/Inf/zero counts, histogram, per-channel "
+    "moments of the last axis), computed inside the graph, instead of its values.",
+)
+@click.option(
+    "--hist-range",
+    metavar="LO,HI",
+    help="Range of --stats-only histograms (values outside go to two overflow bins)  [default: each tensor's range "
+    "over the first batch]",
+)
+@click.option("--bins", type=click.IntRange(min=1), default=64, show_default=True, help="--stats-only histogram bins.")
+@click.option(
+    "--shard",
+    metavar="K/N",
+    help="Process only the K-th of N contiguous slices of the samples (K from 0), for a job array; `probe merge` "
+    "joins the parts.",
 )
 @click.option(
     "--max-bytes",
@@ -354,8 +447,13 @@ def dump(
     force: bool,
     dry_run: bool,
     compression: str,
+    stats_only: bool,
+    hist_range: str | None,
+    bins: int,
+    shard: str | None,
     max_bytes: str,
     as_json: bool,
+    samples: int | None,
 ) -> None:
     """Run the model once and write the selected tensors to an HDF5 archive.
 
@@ -381,8 +479,12 @@ def dump(
         compression=compression,
         max_bytes=limit,
         check_numerics=check_numerics,
+        stats_only=stats_only,
+        hist_range=_pair_of_floats(hist_range, "--hist-range"),
+        bins=bins,
+        shard=_shard(shard),
     )
-    inputs_options = InputOptions(inputs, shapes, value_ranges, batch_size, seed, inputs_from)
+    inputs_options = InputOptions(inputs, shapes, value_ranges, batch_size, seed, inputs_from, samples)
     request = DumpRequest(model=model, spec=spec, inputs=inputs_options, output=output)
     with progress_bar(enabled=not as_json) as progress:
         result = run_dump(request, progress=progress)
@@ -390,6 +492,27 @@ def dump(
     if result.nonfinite is not None:
         click.echo(f"Error: NaN/Inf first appears at {result.nonfinite.where()}", err=True)
         ctx.exit(NUMERICS)
+
+
+def _pair_of_floats(text: str | None, option: str) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    try:
+        low, high = (float(part) for part in text.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not LO,HI (two numbers)", param_hint=option) from None
+    if not low < high:
+        raise click.BadParameter(f"{text!r} needs LO < HI", param_hint=option)
+    return low, high
+
+
+def _shard(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    k, _, n = text.partition("/")
+    if not (k.isdigit() and n.isdigit()) or not 0 <= int(k) < int(n):
+        raise click.BadParameter(f"{text!r} is not K/N with 0 <= K < N (e.g. 0/4)", param_hint="--shard")
+    return int(k), int(n)
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -403,9 +526,50 @@ def _interrupt(signum: int, frame: object) -> None:
 ARCHIVE_MATCH_HELP = (
     "Only tensors whose full name (op:0) or op name this regex matches completely, as dump selects. Repeatable."
 )
-#: Same values as probe_cli.analysis.diff.DEFAULT_ATOL/RTOL, repeated so --help never imports h5py.
-DIFF_ATOL = 1e-5
-DIFF_RTOL = 1e-4
+#: Same as probe_cli.analysis.diff's criteria, repeated so --help never imports h5py.
+DIFF_VERDICT = """\b
+A float tensor differs when its relative error is too large, at any scale:
+  ||a - b|| > 1e-4 * ||b||   (+ 1e-9 * sqrt(n), so an all-zero B tolerates rounding)
+With --atol or --rtol, when any element is out of tolerance instead
+(numpy.isclose; NaN equals NaN, Inf equals the same Inf; the other one 0):
+  |a - b| > atol + rtol * |b|
+Integers and booleans must be equal."""
+
+
+def tolerance_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--atol, --rtol and --map: how diff and compare pair and judge tensors."""
+    for option in reversed(
+        [
+            click.option(
+                "--atol",
+                type=click.FloatRange(min=0),
+                default=None,
+                help="Absolute tolerance of every element (switches to the elementwise verdict).",
+            ),
+            click.option(
+                "--rtol",
+                type=click.FloatRange(min=0),
+                default=None,
+                help="Tolerance relative to B's (the reference's) values (switches to the elementwise verdict).",
+            ),
+            click.option(
+                "--map",
+                "map_file",
+                type=click.Path(path_type=Path),
+                metavar="FILE",
+                help="Pairs of tensor names to compare (A's, B's) that name and graph name do not pair: a JSON "
+                "object, a JSON list of pairs, or a two-column CSV.",
+            ),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
+def _read_map(map_file: Path | None) -> dict[str, str] | None:
+    from probe_cli.analysis.pairing import read_map
+
+    return None if map_file is None else read_map(map_file)
 
 
 @cli.command()
@@ -426,37 +590,31 @@ def show(archive: Path, match: tuple[str, ...], as_json: bool) -> None:
     render_show(Out(), show_archive(archive, match), as_json=as_json)
 
 
-@cli.command()
+@cli.command(epilog=DIFF_VERDICT)
 @click.argument("a", type=click.Path(path_type=Path), metavar="A.h5")
 @click.argument("b", type=click.Path(path_type=Path), metavar="B.h5")
-@click.option(
-    "--atol",
-    type=click.FloatRange(min=0),
-    default=DIFF_ATOL,
-    show_default=True,
-    help="Absolute tolerance.",
-)
-@click.option(
-    "--rtol",
-    type=click.FloatRange(min=0),
-    default=DIFF_RTOL,
-    show_default=True,
-    help="Relative tolerance, relative to B's values.",
-)
+@tolerance_options
 @click.option("--match", multiple=True, callback=_check_regexes, metavar="REGEX", help=ARCHIVE_MATCH_HELP)
 @json_option
 @click.pass_context
-def diff(ctx: click.Context, a: Path, b: Path, atol: float, rtol: float, match: tuple[str, ...], as_json: bool) -> None:
+def diff(
+    ctx: click.Context,
+    a: Path,
+    b: Path,
+    atol: float | None,
+    rtol: float | None,
+    map_file: Path | None,
+    match: tuple[str, ...],
+    as_json: bool,
+) -> None:
     """Compare the tensors two archives share and name the first divergence in graph order.
 
-    Per tensor: max absolute error, max relative error (over elements where
-    B is non-zero) and the share of elements out of tolerance. Also lists
-    tensors found in only one archive and warns (on stderr) when the archives
-    were fed different inputs. B is the reference; an element is out of
-    tolerance when (numpy.isclose; NaN equals NaN, Inf equals the same Inf):
-
-    \b
-      |a - b| > atol + rtol * |b|
+    Tensors are paired by name, then by graph name with call wrappers, the model scope and scope
+    counters removed (a Keras file's conv1/Relu:0 and its SavedModel's
+    StatefulPartitionedCall/m_1/conv1_1/Relu:0), then by --map. Per tensor: max absolute error,
+    relative error ||a - b|| / ||b||, SNR, cosine (--json) and the share of elements out of
+    --atol/--rtol. Also lists tensors of only one archive and warns (on stderr) when the archives
+    were fed different inputs. B is the reference.
 
     \b
     Exit status, as diff(1):
@@ -467,10 +625,20 @@ def diff(ctx: click.Context, a: Path, b: Path, atol: float, rtol: float, match: 
     from probe_cli.analysis.diff import diff_archives
     from probe_cli.cli.render import Out, render_diff
 
-    result = diff_archives(a, b, atol=atol, rtol=rtol, match=match)
+    result = diff_archives(a, b, atol=atol, rtol=rtol, match=match, mapping=_read_map(map_file))
     render_diff(Out(), result, as_json=as_json, warn=Out(sys.stderr, color=False))
+    _step_summary(result)
     if not result.same:
         ctx.exit(1)
+
+
+def _step_summary(result: Any) -> None:
+    """In GitHub Actions, the verdict also goes to the run's page (see :mod:`probe_cli.cli.summary`)."""
+    from probe_cli.cli.summary import append_diff_summary
+
+    problem = append_diff_summary(result)
+    if problem is not None:
+        click.echo(f"Warning: {problem}", err=True)
 
 
 @cli.command()
@@ -517,6 +685,57 @@ def plot(
 
     result = plot_archive(archive, tensors, output, sample=sample, bins=bins, max_channels=max_channels)
     render_plot(Out(), result)
+
+
+def _command_named(ctx: click.Context, param: click.Parameter, name: str | None) -> click.Command:
+    """``probe config``'s COMMAND: any other command of the group."""
+    group = ctx.parent.command if ctx.parent is not None else None
+    commands = getattr(group, "commands", {})
+    choices = ", ".join(other for other in commands if other != ctx.info_name)
+    if name is None:
+        raise click.MissingParameter(f"Choose from {choices}", ctx, param, param_hint="'COMMAND'")
+    if name not in commands or name == ctx.info_name:
+        raise click.BadParameter(f"{name!r} is not a command; choose from {choices}", ctx, param)
+    command: click.Command = commands[name]
+    return command
+
+
+@cli.command(
+    name="config",
+    context_settings={"ignore_unknown_options": True},
+    short_help="Show a command's settings and where each comes from.",
+)
+@click.argument("target", required=False, callback=_command_named, metavar="COMMAND")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED, metavar="[ARGS]...")
+@json_option
+@click.pass_context
+def config_command(ctx: click.Context, target: click.Command, args: tuple[str, ...], as_json: bool) -> None:
+    """Show the settings COMMAND would run with, and where each one comes from.
+
+    ARGS are COMMAND's own arguments and options, as you would give them; nothing is run or
+    loaded. Each setting comes from the command line, else an environment variable
+    (PROBE_DUMP_SEED, then PROBE_SEED), else the [tool.probe.dump], then [tool.probe], table of
+    the nearest probe.toml or pyproject.toml from the current directory upwards, else its
+    default. --unsafe is taken from the command line only. --json here is config's own.
+
+    \b
+      probe config dump
+      probe config dump --tensor 'conv1/.*' --json
+    """
+    import json
+
+    assert ctx.parent is not None and target.name is not None
+    ctx.meta[config.DESCRIBING] = True  # MODEL may be missing here
+    try:
+        with config.parse_only(target).make_context(target.name, list(args), parent=ctx.parent) as sub:
+            rows = config.describe(sub)
+    finally:
+        ctx.meta.pop(config.DESCRIBING, None)
+    settings = config.settings_of(ctx)
+    if as_json:
+        click.echo(json.dumps(config.settings_document(target.name, settings, rows), indent=2))
+    else:
+        click.echo("\n".join(config.settings_lines(target.name, settings, rows)))
 
 
 def main() -> None:
