@@ -225,6 +225,89 @@ class StackedFiles(_ArrayLike):
         return data if dtype is None else data.astype(dtype)
 
 
+class RandomSamples(_ArrayLike):
+    """Seeded random inputs, made a slice at a time.
+
+    Sample ``i`` of the input at ``position`` always comes from ``default_rng([seed, position, i])``,
+    so any slice of samples (a batch, a shard of a job array) equals that slice of one whole run,
+    and nothing is held in memory.
+    """
+
+    def __init__(
+        self,
+        spec: InputSpec,
+        shape: tuple[int, ...],
+        seed: int,
+        position: int,
+        value_range: tuple[float, float] | None,
+    ) -> None:
+        self.spec, self.full_shape, self.value_range = spec, shape, value_range
+        self.seed, self.position = seed, position
+        if shape[0]:
+            self._sample(0)  # made now, so a bad spec or range fails before the run
+
+    def _sample(self, index: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, self.position, index])
+        return random_array(self.spec, self.full_shape[1:], rng, self.value_range)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.full_shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self.spec.dtype)
+
+    def __getitem__(self, key: slice) -> np.ndarray:
+        start, stop, _ = key.indices(self.full_shape[0])
+        if stop <= start:
+            return np.empty((0, *self.full_shape[1:]), self.dtype)
+        return np.stack([self._sample(i) for i in range(start, stop)])
+
+    def __array__(self, dtype: np.dtype | None = None, copy: bool | None = None) -> np.ndarray:
+        data = self[0 : self.full_shape[0]]
+        return data if dtype is None else data.astype(dtype)
+
+
+class Window(_ArrayLike):
+    """Samples ``start`` to ``stop`` of an array or lazily read input, still read lazily (``dump --shard``)."""
+
+    def __init__(self, base: Any, start: int, stop: int) -> None:
+        self.base, self.start, self.stop = base, start, stop
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.stop - self.start, *self.base.shape[1:])
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self.base.dtype)
+
+    def __getitem__(self, key: slice) -> np.ndarray:
+        start, stop, _ = key.indices(self.stop - self.start)
+        return np.asarray(self.base[self.start + start : self.start + stop])
+
+    def __array__(self, dtype: np.dtype | None = None, copy: bool | None = None) -> np.ndarray:
+        data = self[0 : self.stop - self.start]
+        return data if dtype is None else data.astype(dtype)
+
+
+def shard_range(samples: int, shard: tuple[int, int]) -> tuple[int, int]:
+    """The samples ``[start, stop)`` of shard ``K`` of ``N``: contiguous slices, as equal as they can be."""
+    k, n = shard
+    if not 0 <= k < n:
+        raise UsageProblem(f"--shard {k}/{n} names no shard: K counts from 0 to N-1")
+    return k * samples // n, (k + 1) * samples // n
+
+
+def shard_feeds(feeds: Sequence[Feed], inputs: Sequence[InputSpec], start: int, stop: int) -> list[Feed]:
+    """The feeds of samples ``[start, stop)``; inputs without a sample axis are fed whole to every shard."""
+    return [
+        Feed(f.name, Window(f.array, start, stop), f.source) if f.array.ndim and spec.shape else f
+        for f, spec in zip(feeds, inputs)
+    ]
+
+
 def _many_files(path: Path) -> list[Path] | None:
     """The .npy files a directory or glob names, or None for a single path."""
     text = str(path)
@@ -432,13 +515,16 @@ def build_feeds(
     batch_size: int | None = None,
     seed: int = DEFAULT_SEED,
     in_memory: Mapping[str, Any] | None = None,
+    samples: int | None = None,
 ) -> list[Feed]:
     """One feed per model input, in the model's input order.
 
     ``in_memory`` arrays (the Python API's) map by input name. Files map by name (``NAME=FILE``,
-    ``.npz`` keys), then unnamed ``.npy`` files by position among the inputs not yet fed. Every other input gets
-    random data from its own stream ``default_rng([seed, position])``, so
-    feeding one input from a file does not change the others.
+    ``.npz`` keys), then unnamed ``.npy`` files by position among the inputs not yet fed. Every
+    other input gets ``samples`` (else ``batch_size``, else 1, or as many as the files hold) random
+    samples, sample ``i`` from its own stream ``default_rng([seed, position, i])``
+    (:class:`RandomSamples`), so feeding one input from a file does not change the others, and
+    the shards of a run equal the run.
     """
     shapes, value_ranges = dict(shapes or {}), dict(value_ranges or {})
     names = [spec.name for spec in inputs]
@@ -500,15 +586,19 @@ def build_feeds(
     from_files = [
         f.array.shape[0] for s, f in ((s, checked.get(s.name)) for s in inputs) if f and s.shape and s.shape[0] is None
     ]
-    random_batch = from_files[0] if from_files else (batch_size or 1)
+    random_batch = from_files[0] if from_files else (samples or batch_size or 1)
     feeds = []
     for position, spec in enumerate(inputs):
         if spec.name in checked:
             feeds.append(checked[spec.name])
             continue
         shape = _concrete_shape(spec, shapes.get(spec.name), random_batch)
-        rng = np.random.default_rng([seed, position])
-        feeds.append(Feed(spec.name, random_array(spec, shape, rng, value_ranges.get(spec.name)), "random"))
+        value_range = value_ranges.get(spec.name)
+        if spec.shape:  # a sample axis: seeded sample by sample, made batch by batch
+            made: Any = RandomSamples(spec, shape, seed, position, value_range)
+        else:
+            made = random_array(spec, shape, np.random.default_rng([seed, position]), value_range)
+        feeds.append(Feed(spec.name, made, "random"))
     return feeds
 
 

@@ -7,6 +7,8 @@ same functions with a model it has opened and arrays it was given.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import shutil
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -26,10 +28,11 @@ from probe_cli.archive.format import FORMAT_VERSION, INPUTS, TENSORS, layout, te
 from probe_cli.archive.writer import ArchiveWriter, check_destination
 from probe_cli.backends import registry, tfenv
 from probe_cli.backends.base import Executor, OpenOptions, TracedModel
-from probe_cli.core.errors import ArchiveTooBig, FeedError
+from probe_cli.core.distribution import DEFAULT_BINS, Distribution, of_array
+from probe_cli.core.errors import ArchiveTooBig, FeedError, UsageProblem
 from probe_cli.core.resolve import match_layers, resolve
 from probe_cli.core.stats import RunningStats
-from probe_cli.core.types import Feed, InputSpec, ModelIndex, Shape, TensorInfo
+from probe_cli.core.types import Feed, InputSpec, ModelIndex, Region, Shape, TensorInfo
 from probe_cli.core.units import human_bytes
 from probe_cli.feed import (
     DEFAULT_SEED,
@@ -41,6 +44,8 @@ from probe_cli.feed import (
     parse_shape_arg,
     plan_batches,
     sample_count,
+    shard_feeds,
+    shard_range,
 )
 
 #: Tensors from this size up get their statistics on the second thread.
@@ -75,6 +80,8 @@ class InputOptions:
     seed: int = DEFAULT_SEED
     #: an earlier probe archive whose stored inputs are fed again
     inputs_from: Path | None = None
+    #: how many random samples to make (files decide their own count)
+    samples: int | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +97,13 @@ class DumpSpec:
     max_bytes: int | None = DEFAULT_MAX_BYTES
     #: find the first op whose output holds NaN or Inf (all ops when nothing is selected)
     check_numerics: bool = False
+    #: store each tensor's distribution over the samples instead of its values
+    stats_only: bool = False
+    #: the histograms' range; None: each tensor's range over the first batch
+    hist_range: tuple[float, float] | None = None
+    bins: int = DEFAULT_BINS
+    #: (K, N): only the K-th (from 0) of N contiguous slices of the samples
+    shard: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -160,6 +174,7 @@ def make_feeds(index: ModelIndex, options: InputOptions) -> list[Feed]:
         value_ranges=dict(parse_range_arg(text) for text in options.value_ranges),
         batch_size=options.batch_size,
         seed=options.seed,
+        samples=options.samples,
     )
 
 
@@ -293,15 +308,31 @@ def dump_model(
     if selection is None:
         selection = select(index, spec.tensors, spec.layers, spec.check_numerics)
     selection = list(selection)
-    samples = sample_count(feeds, index.inputs)
+    total = sample_count(feeds, index.inputs)
+    start, stop = (0, total) if spec.shard is None else shard_range(total, spec.shard)
+    if spec.shard is not None:
+        if spec.stats_only and spec.hist_range is None:
+            raise UsageProblem(
+                "--shard with --stats-only needs --hist-range LO,HI", "every shard's histograms must share their bins"
+            )
+        feeds = shard_feeds(feeds, index.inputs, start, stop)
+    samples = stop - start
     batch = plan_batches(index.inputs, samples, batch_size)
     batches = math.ceil(samples / batch)
     planned = [_planned(info, batch) for info in selection]
-    estimate = sum(p.nbytes or 0 for p in planned) * batches
+    estimate = 0 if spec.stats_only else sum(p.nbytes or 0 for p in planned) * batches
     if spec.dry_run:
         return DumpResult(None, index, feeds, planned=planned, samples=samples, batches=batches, estimate=estimate)
     check_destination(output, spec.force)
     check_size(estimate, output, spec.max_bytes)
+    run_attrs = {
+        "probe_format": FORMAT_VERSION,
+        **provenance(traced, seed, batch, spec.command),
+        "samples": samples,
+        **_run_attrs(traced, selection, seed, spec, total, start, stop),
+    }
+    if spec.stats_only:
+        return _dump_distributions(traced, feeds, output, spec, selection, batch, run_attrs, progress)
 
     executors = traced.executors(selection)
     tallies = [_Tally(info) for info in selection]
@@ -312,8 +343,7 @@ def dump_model(
     stats_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="probe-stats")
     try:
         with ArchiveWriter(output, force=spec.force, compression=spec.compression) as writer:
-            attrs = provenance(traced, seed, batch, spec.command)
-            writer.set_attrs({"probe_format": FORMAT_VERSION, **attrs, "samples": samples})
+            writer.set_attrs(run_attrs)
             for number, fed, values in run_batches(traced, feeds, executors, batch, progress):
                 rows = fed[0].array.shape[0] if fed and fed[0].array.ndim else 1
                 if spec.check_numerics and nonfinite is None:
@@ -359,6 +389,99 @@ def dump_model(
         estimate=estimate,
         nonfinite=nonfinite,
     )
+
+
+def _run_attrs(
+    traced: TracedModel, selection: Sequence[TensorInfo], seed: int, spec: DumpSpec, total: int, start: int, stop: int
+) -> dict[str, Any]:
+    """What ``probe merge`` checks: the run's fingerprint (model, selection, seed, probe version and the
+    statistics' settings), and which samples of how many this archive holds."""
+    run = {
+        "model_sha256": traced.loaded.sha256,
+        "selection": [info.name for info in selection],
+        "seed": seed,
+        "probe_version": __version__,
+        "stats_only": spec.stats_only,
+        "bins": spec.bins if spec.stats_only else None,
+        "hist_range": list(spec.hist_range) if spec.stats_only and spec.hist_range else None,
+    }
+    fingerprint = hashlib.sha256(json.dumps(run, sort_keys=True).encode()).hexdigest()
+    attrs: dict[str, Any] = {"fingerprint": fingerprint, "sample_start": start, "sample_stop": stop}
+    attrs["samples_total"] = total
+    if spec.shard is not None:
+        attrs["shard"] = f"{spec.shard[0]}/{spec.shard[1]}"
+    if spec.stats_only:
+        attrs.update(stats_only=True, bins=spec.bins)
+    return attrs
+
+
+def _dump_distributions(
+    traced: TracedModel,
+    feeds: list[Feed],
+    output: Path,
+    spec: DumpSpec,
+    selection: list[TensorInfo],
+    batch: int,
+    run_attrs: dict[str, Any],
+    progress: Callable[[int, int], None] | None,
+) -> DumpResult:
+    """``--stats-only``: each tensor's distribution over every sample, merged batch by batch; only the
+    statistics leave the graph where the backend can reduce inside it."""
+    execute = _distribution_executor(traced, selection, spec)
+    found: dict[str, Distribution] = {}
+    batches = 0
+    for _, _fed, dists in run_batches(traced, feeds, [execute], batch, progress):
+        batches += 1
+        for name, dist in dists.items():
+            found[name] = found[name].merge(dist) if name in found else dist
+    with ArchiveWriter(output, force=spec.force) as writer:
+        writer.set_attrs(run_attrs)
+        for info in selection:
+            if info.name in found:
+                writer.distribution(tensor_attrs(info), found[info.name])
+    stored = [
+        StoredSummary(
+            info, tuple(d for d in (info.shape or ()) if d is not None), info.dtype, found[info.name].summary(), "stats"
+        )
+        for info in selection
+        if info.name in found
+    ]
+    samples = int(run_attrs["samples"])
+    return DumpResult(output, traced.index, feeds, stored=stored, samples=samples, batches=batches)
+
+
+def _known(shape: Shape | None) -> tuple[int, ...]:
+    return tuple(d for d in (shape or ()) if d is not None)
+
+
+def _distribution_executor(traced: TracedModel, selection: Sequence[TensorInfo], spec: DumpSpec) -> Executor:
+    """One batch's distributions: reduced inside the graph where the backend can (``distributions``), else
+    from the values its executors return (inputs, tensors inside loops, backends without graphs)."""
+    reduce = getattr(traced.backend, "distributions", None)
+    inputs = {input_spec.graph_name for input_spec in traced.index.inputs}
+    in_graph = [i for i in selection if i.region is Region.TOP and i.graph_name not in inputs] if reduce else []
+    reduced = {info.name for info in in_graph}
+    rest = [info for info in selection if info.name not in reduced]
+    runners: list[Executor] = [reduce(traced, in_graph, spec.hist_range, spec.bins)] if reduce and in_graph else []
+    plain = traced.executors(rest) if rest else []
+    ranges: dict[str, tuple[float, float]] = {}
+
+    def execute(fed: Sequence[Feed]) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for runner in runners:
+            found.update(runner(fed))
+        values: dict[str, Any] = {}
+        for executor in plain:
+            values.update(executor(fed))
+        for info in rest:
+            value = values.pop(info.name)
+            for array in [e.value for e in value] if info.per_execution else [value]:
+                dist = of_array(array, spec.hist_range or ranges.get(info.name), spec.bins)
+                ranges.setdefault(info.name, dist.hist_range)
+                found[info.name] = found[info.name].merge(dist) if info.name in found else dist
+        return found
+
+    return execute
 
 
 def run_batches(

@@ -153,8 +153,28 @@ def test_random_float_shape_dtype_range_and_source() -> None:
     (feed,) = build_feeds([IMAGE])
     assert feed.name == "image" and feed.source == "random"
     assert feed.array.shape == (1, 4, 4, 1) and feed.array.dtype == np.float32
-    assert feed.array.min() >= 0.0 and feed.array.max() < 1.0
-    assert len(np.unique(feed.array)) > 1
+    values = np.asarray(feed.array)  # made lazily, a batch at a time
+    assert values.min() >= 0.0 and values.max() < 1.0
+    assert len(np.unique(values)) > 1
+
+
+def test_random_samples_are_seeded_one_by_one_so_any_slice_equals_the_whole_run() -> None:
+    """Batches and shards of random inputs equal the same samples of one run: sample i of input p
+    is drawn from default_rng([seed, p, i]), whatever else is drawn."""
+    from probe_cli.feed import Window, shard_feeds, shard_range
+
+    (whole,) = build_feeds([IMAGE], samples=10, seed=5)
+    everything = np.asarray(whole.array)
+    assert everything.shape == (10, 4, 4, 1)
+    np.testing.assert_array_equal(whole.array[3:7], everything[3:7])
+    np.testing.assert_array_equal(everything[0], np.random.default_rng([5, 0, 0]).random((4, 4, 1)).astype(np.float32))
+    ranges = [shard_range(10, (k, 3)) for k in range(3)]
+    assert ranges == [(0, 3), (3, 6), (6, 10)]
+    parts = [np.asarray(shard_feeds([whole], [IMAGE], *r)[0].array) for r in ranges]
+    np.testing.assert_array_equal(np.concatenate(parts), everything)
+    assert isinstance(shard_feeds([whole], [IMAGE], 3, 6)[0].array, Window)
+    with pytest.raises(UsageProblem, match="K counts from 0 to N-1"):
+        shard_range(10, (3, 3))
 
 
 def test_random_is_reproducible_and_seeded() -> None:

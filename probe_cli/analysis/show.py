@@ -10,13 +10,16 @@ from typing import Any
 from probe_cli.archive.reader import (
     InputRecord,
     as_info,
+    as_stored,
     dataset_stats,
+    list_distributions,
     list_tensors,
     open_archive,
     read_input_records,
     read_provenance,
     select_tensors,
 )
+from probe_cli.core.distribution import Distribution
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,8 @@ class TensorSummary:
     stats: dict[str, Any]
     #: per-batch or per-iteration values: how many are stored (``shape`` is the first one's)
     parts: int | None = None
+    #: ``dump --stats-only`` archives: the stored distribution the statistics come from
+    distribution: Distribution | None = None
 
 
 @dataclass(frozen=True)
@@ -50,11 +55,27 @@ def show_archive(path: str | Path, match: Sequence[str] = ()) -> ArchiveSummary:
     """Provenance, inputs and per-tensor statistics of one archive."""
     with open_archive(path) as file:
         provenance, extra = read_provenance(file)
-        stored = list_tensors(file)
+        distributions = {d.name: d for d in list_distributions(file)}
+        stored = list_tensors(file) + [as_stored(d) for d in distributions.values()]
         selected = select_tensors(stored, match, "--match")
         summaries = []
         for tensor in selected:
             info = as_info(tensor)
+            if tensor.name in distributions:
+                dist = distributions[tensor.name].distribution
+                summaries.append(
+                    TensorSummary(
+                        tensor.name,
+                        info.graph_name,
+                        info.op_type or None,
+                        info.layer,
+                        tensor.shape,
+                        tensor.dtype,
+                        dist.summary(),
+                        distribution=dist,
+                    )  # fmt: skip
+                )
+                continue
             summaries.append(
                 TensorSummary(
                     name=tensor.name,

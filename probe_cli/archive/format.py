@@ -5,13 +5,21 @@ See docs/archive-format.md. Shared by the writer and the reader, so the two cann
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
+from probe_cli.core.distribution import Distribution, Moments
 from probe_cli.core.types import TensorInfo
 
 FORMAT_VERSION = 1
 TENSORS = "tensors"
 INPUTS = "inputs"
+#: ``dump --stats-only``: one group per tensor holding its distribution instead of its values
+STATS = "stats"
+#: Per-channel arrays of a distribution, as stored under ``/stats/<name>/`` (see :func:`distribution_arrays`).
+CHANNEL_FIELDS = ("count", "min", "max", "mean", "m2")
 
 
 def tensor_attrs(info: TensorInfo) -> dict[str, Any]:
@@ -40,3 +48,54 @@ def layout(batched: bool, batches: int) -> str:
 def dataset_path(tensor_name: str) -> str:
     """The HDF5 path of a tensor: its name under /tensors (``conv1/Relu:0`` -> ``tensors/conv1/Relu:0``)."""
     return f"{TENSORS}/{tensor_name}"
+
+
+def distribution_attrs(dist: Distribution) -> dict[str, Any]:
+    """The scalar attributes of ``/stats/<name>``: sizes, counts, moments (M2 too, so parts merge exactly)."""
+    m = dist.moments
+    return {
+        "layout": "stats",
+        "size": dist.size,
+        "nan": dist.nan,
+        "inf": dist.inf,
+        "zeros": dist.zeros,
+        "count": int(m.count),
+        "min": float(m.low),
+        "max": float(m.high),
+        "mean": float(m.mean),
+        "m2": float(m.m2),
+        "std": float(m.std),
+        "hist_lo": dist.hist_range[0],
+        "hist_hi": dist.hist_range[1],
+    }
+
+
+def distribution_arrays(dist: Distribution) -> dict[str, np.ndarray]:
+    """The datasets of ``/stats/<name>``: the histogram, and per-channel moments (``channel_<field>``)."""
+    arrays = {"histogram": np.asarray(dist.histogram, np.int64)}
+    if dist.channels is not None:
+        c = dist.channels
+        for field, values in zip(CHANNEL_FIELDS, (c.count, c.low, c.high, c.mean, c.m2)):
+            arrays[f"channel_{field}"] = np.asarray(values, np.int64 if field == "count" else np.float64)
+        arrays["channel_std"] = np.asarray(c.std, np.float64)
+    return arrays
+
+
+def distribution_from(attrs: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> Distribution:
+    """The :class:`Distribution` that :func:`distribution_attrs` and :func:`distribution_arrays` stored."""
+    channels = None
+    if "channel_count" in arrays:
+        channels = Moments(*(np.asarray(arrays[f"channel_{field}"]) for field in CHANNEL_FIELDS))
+    moments = Moments(
+        int(attrs["count"]), float(attrs["min"]), float(attrs["max"]), float(attrs["mean"]), float(attrs["m2"])
+    )
+    return Distribution(
+        size=int(attrs["size"]),
+        nan=int(attrs["nan"]),
+        inf=int(attrs["inf"]),
+        zeros=int(attrs["zeros"]),
+        moments=moments,
+        hist_range=(float(attrs["hist_lo"]), float(attrs["hist_hi"])),
+        histogram=np.asarray(arrays["histogram"], np.int64),
+        channels=channels,
+    )

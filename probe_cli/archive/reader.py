@@ -18,7 +18,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from probe_cli.archive.format import INPUTS, TENSORS
+from probe_cli.archive.format import INPUTS, STATS, TENSORS, distribution_from
+from probe_cli.core.distribution import Distribution
 from probe_cli.core.errors import FileProblem, PatternError
 from probe_cli.core.resolve import resolve
 from probe_cli.core.stats import RunningStats, summarize
@@ -261,3 +262,35 @@ def read_provenance(file: h5py.File) -> tuple[dict[str, Any], dict[str, Any]]:
     known = {key: attrs.get(key) for key in PROVENANCE_KEYS}
     extra = {k: v for k, v in attrs.items() if k not in PROVENANCE_KEYS}
     return known, extra
+
+
+@dataclass(frozen=True)
+class StoredDistribution:
+    """A tensor's distribution as ``dump --stats-only`` stored it."""
+
+    name: str
+    attrs: dict[str, Any]
+    distribution: Distribution
+
+
+def list_distributions(file: h5py.File) -> list[StoredDistribution]:
+    """The archive's ``/stats`` entries in graph order; none for an archive of values."""
+    group = file.get(STATS)
+    if not isinstance(group, h5py.Group):
+        return []
+    found: list[StoredDistribution] = []
+
+    def visit(_: str, obj: Any) -> None:
+        if isinstance(obj, h5py.Group) and obj.attrs.get("layout") == "stats":
+            attrs = {k: _decode(v) for k, v in obj.attrs.items()}
+            arrays = {key: ds[()] for key, ds in obj.items() if isinstance(ds, h5py.Dataset)}
+            found.append(StoredDistribution(str(attrs["name"]), attrs, distribution_from(attrs, arrays)))
+
+    group.visititems(visit)
+    found.sort(key=lambda d: (d.attrs.get("order", 0), d.name))
+    return found
+
+
+def as_stored(stored: StoredDistribution) -> StoredTensor:
+    """A distribution as a stored tensor with no values, so selecting and naming treat both alike."""
+    return StoredTensor(stored.name, stored.attrs, (), str(stored.attrs.get("dtype", "")), f"{STATS}/{stored.name}")

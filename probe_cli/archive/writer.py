@@ -31,7 +31,18 @@ from typing import Any
 import h5py
 import numpy as np
 
-from probe_cli.archive.format import FORMAT_VERSION, INPUTS, TENSORS, dataset_path, layout, tensor_attrs
+from probe_cli.archive.format import (
+    FORMAT_VERSION,
+    INPUTS,
+    STATS,
+    TENSORS,
+    dataset_path,
+    distribution_arrays,
+    distribution_attrs,
+    layout,
+    tensor_attrs,
+)
+from probe_cli.core.distribution import Distribution
 from probe_cli.core.errors import ArchiveError, ArchiveExists, FileProblem
 from probe_cli.core.types import Feed, TensorInfo
 
@@ -164,6 +175,13 @@ class ArchiveWriter:
         ds = self._group(parent).create_dataset(leaf, **options)
         _set_attrs(ds, attrs)
         return ds
+
+    def distribution(self, attrs: Mapping[str, Any], dist: Distribution) -> None:
+        """``/stats/<name>``: a tensor's distribution (``dump --stats-only``), its attributes and its arrays."""
+        group = self._group(f"{STATS}/{attrs['name']}")
+        _set_attrs(group, {**attrs, **distribution_attrs(dist)})
+        for key, values in distribution_arrays(dist).items():
+            group.create_dataset(key, data=values)
 
     def set_attrs(self, attrs: Mapping[str, Any]) -> None:
         for key, value in attrs.items():

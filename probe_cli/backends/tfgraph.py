@@ -14,6 +14,7 @@ import numpy as np
 
 from probe_cli.backends import control_flow, tfenv
 from probe_cli.backends.base import TracedModel
+from probe_cli.core.distribution import Distribution, Moments
 from probe_cli.core.errors import RunError
 from probe_cli.core.names import Owner, unique_names
 from probe_cli.core.types import Feed, ModelIndex, Region, Shape, TensorInfo
@@ -121,7 +122,12 @@ def to_numpy(tensor: object) -> np.ndarray:
         return tensor.numpy()  # type: ignore[attr-defined]
 
 
-def prune(graph: Any, feeds: Sequence[Any], fetches: Sequence[str]) -> Any:
+def prune(
+    graph: Any,
+    feeds: Sequence[Any],
+    fetches: Sequence[str],
+    reduce: Callable[[list[Any], Any], list[Any]] | None = None,
+) -> Any:
     """A function of ``feeds`` computing ``fetches``: the ops they need, imported from ``graph``'s GraphDef.
 
     ``WrappedFunction.prune`` does the same by copying op by op in Python
@@ -130,6 +136,8 @@ def prune(graph: Any, feeds: Sequence[Any], fetches: Sequence[str]) -> Any:
     of that. Feeds and captured variables are mapped onto the new function's
     arguments and captures, so nothing is frozen; ops keep the graph's names
     (unless one clashes with an argument's, which only error messages show).
+    With ``reduce``, the function takes one more argument (float64 ``[len(fetches), 2]``)
+    and returns ``reduce(values, that argument)`` instead of the values.
     """
     tf = tfenv.tf()
     graph_def = graph.as_graph_def()
@@ -167,9 +175,12 @@ def prune(graph: Any, feeds: Sequence[Any], fetches: Sequence[str]) -> Any:
         values = iter(tf.import_graph_def(sub, input_map=input_map, return_elements=imported, name=""))
         # a captured tensor (a constant or array a layer holds) is the capture itself
         ops = [name.rsplit(":", 1)[0] for name in fetches]
-        return [sources[op][1] if op in fetched_captures else next(values) for op in ops]
+        fetched = [sources[op][1] if op in fetched_captures else next(values) for op in ops]
+        return fetched if reduce is None else reduce(fetched, args[len(feeds)])
 
     specs = [tf.TensorSpec(feed.shape, feed.dtype) for feed in feeds]
+    if reduce is not None:
+        specs.append(tf.TensorSpec((len(fetches), 2), tf.float64))
     return tf.compat.v1.wrap_function(body, specs)
 
 
@@ -230,3 +241,109 @@ class Runner:
         for info, position in zip(self.computed, self.positions):
             values[info.name] = to_numpy(results[position])
         return values
+
+
+#: Per tensor, what :func:`_distribution_ops` returns, in order.
+_DISTRIBUTION_FIELDS = ("size", "nan", "inf", "zeros", "count", "low", "high", "mean", "m2", "range", "histogram",
+                        "ch_count", "ch_low", "ch_high", "ch_mean", "ch_m2")  # fmt: skip
+
+
+def _distribution_ops(value: Any, hist_range: Any, bins: int) -> list[Any]:
+    """The reductions of :func:`probe_cli.core.distribution.of_array`, as graph ops: only these leave TensorFlow.
+
+    ``hist_range`` (float64 ``[2]``) holds NaN until the first batch has fixed the histogram's range.
+    """
+    tf = tfenv.tf()
+    x = tf.cast(value, tf.float64)
+    finite = tf.math.is_finite(x)
+    count_of = lambda mask, axis=None: tf.reduce_sum(tf.cast(mask, tf.int64), axis=axis)  # noqa: E731
+    inf = tf.constant(np.inf, tf.float64)
+
+    def moments(axis: Any) -> list[Any]:
+        count = count_of(finite, axis)
+        safe = tf.where(finite, x, tf.zeros_like(x))
+        mean = tf.math.divide_no_nan(tf.reduce_sum(safe, axis=axis), tf.cast(count, tf.float64))
+        centred = tf.where(finite, x - mean, tf.zeros_like(x))  # a channel's mean broadcasts along the last axis
+        low = tf.reduce_min(tf.where(finite, x, inf * tf.ones_like(x)), axis=axis)
+        high = tf.reduce_max(tf.where(finite, x, -inf * tf.ones_like(x)), axis=axis)
+        return [count, low, high, mean, tf.reduce_sum(centred * centred, axis=axis)]
+
+    count, low, high, mean, m2 = moments(None)
+    given = tf.logical_not(tf.reduce_any(tf.math.is_nan(hist_range)))
+    known = tf.logical_and(tf.math.is_finite(low), tf.math.is_finite(high))
+    widened = tf.where(high > low, tf.stack([low, high]), tf.stack([low - 0.5, high + 0.5]))
+    span = tf.where(given, hist_range, tf.where(known, widened, tf.constant([0.0, 1.0], tf.float64)))
+    lo, hi = span[0], span[1]
+    inside = tf.logical_and(finite, tf.logical_and(x >= lo, x <= hi))
+    picked = tf.boolean_mask(x, inside)
+    position = tf.cast(tf.floor((picked - lo) / (hi - lo) * bins), tf.int64)
+    counts = tf.math.bincount(tf.minimum(position, bins - 1), minlength=bins, maxlength=bins, dtype=tf.int64)
+    under = count_of(tf.logical_and(finite, x < lo))
+    over = count_of(tf.logical_and(finite, x > hi))
+    histogram = tf.concat([[under], counts, [over]], 0)
+    flat = [tf.size(x, out_type=tf.int64), count_of(tf.math.is_nan(x)), count_of(tf.math.is_inf(x)),
+            count_of(tf.equal(x, 0.0)), count, low, high, mean, m2, span, histogram]  # fmt: skip
+    if x.shape.rank is None or x.shape.rank < 2:  # channels: the last axis of a batch of vectors or maps
+        return flat + [tf.zeros([0], tf.int64)] + [tf.zeros([0], tf.float64)] * 4
+    axes = list(range(x.shape.rank - 1))
+    return flat + moments(axes)
+
+
+class DistributionRunner:
+    """The model pruned to ``fetches`` with their distributions computed in the same function: one call per
+    batch returns a :class:`~probe_cli.core.distribution.Distribution` per tensor, never the tensors.
+
+    Histogram ranges are ``hist_range`` when given, else each tensor's finite min and max over the first batch.
+    """
+
+    def __init__(
+        self, traced: TracedModel, fetches: Sequence[TensorInfo], hist_range: tuple[float, float] | None, bins: int
+    ) -> None:
+        tf = tfenv.tf()
+        self._tf = tf
+        self.fetches = list(fetches)
+        self.bins = bins
+        self.order = [spec.name for spec in traced.index.inputs]
+        self.ranges = np.full((len(self.fetches), 2), np.nan)
+        if hist_range is not None:
+            self.ranges[:] = hist_range
+
+        def reduce(values: list[Any], ranges: Any) -> list[Any]:
+            return [op for k, value in enumerate(values) for op in _distribution_ops(value, ranges[k], bins)]
+
+        try:
+            self.function = prune(
+                traced.function.graph,
+                [traced.placeholders[name] for name in self.order],
+                [traced.graph_tensors[info.name].name for info in self.fetches],
+                reduce,
+            )
+        except Exception as exc:  # noqa: BLE001 - importing a graph raises ValueError, OpError and others
+            raise RunError.from_exception(exc) from exc
+
+    def __call__(self, feeds: Sequence[Feed]) -> dict[str, Distribution]:
+        tf = self._tf
+        fed = {feed.name: feed.array for feed in feeds}
+        try:
+            with tfenv.grappler_off():
+                args = [tf.constant(fed[name]) for name in self.order] + [tf.constant(self.ranges)]
+                flat = [np.asarray(t) for t in self.function(*args)]
+        except (tf.errors.OpError, ValueError, TypeError) as exc:
+            raise RunError.from_exception(exc) from exc
+        width = len(_DISTRIBUTION_FIELDS)
+        result = {}
+        for k, info in enumerate(self.fetches):
+            f = dict(zip(_DISTRIBUTION_FIELDS, flat[k * width : (k + 1) * width]))
+            self.ranges[k] = f["range"]  # fixed by the first batch
+            channels = None if f["ch_count"].size == 0 else Moments(*(f[key] for key in _DISTRIBUTION_FIELDS[11:]))
+            result[info.name] = Distribution(
+                size=int(f["size"]),
+                nan=int(f["nan"]),
+                inf=int(f["inf"]),
+                zeros=int(f["zeros"]),
+                moments=Moments(int(f["count"]), float(f["low"]), float(f["high"]), float(f["mean"]), float(f["m2"])),
+                hist_range=(float(f["range"][0]), float(f["range"][1])),
+                histogram=f["histogram"],
+                channels=channels,
+            )
+        return result

@@ -14,9 +14,12 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TextIO
 
+import numpy as np
+
 from probe_cli.analysis.diff import ArchiveDiff, TensorDiff
 from probe_cli.analysis.plot import PlotResult
 from probe_cli.analysis.show import ArchiveSummary
+from probe_cli.core.distribution import Distribution
 from probe_cli.core.types import ModelIndex, format_shape
 from probe_cli.core.units import human_bytes
 from probe_cli.pipeline import DumpResult, StoredSummary
@@ -280,10 +283,30 @@ def show_document(summary: ArchiveSummary) -> dict[str, Any]:
                 "parts": t.parts,
                 "dtype": t.dtype,
                 **t.stats,
+                **({} if t.distribution is None else _distribution_doc(t.distribution)),
             }
             for t in summary.tensors
         ],
     }
+
+
+def _distribution_doc(dist: Distribution) -> dict[str, Any]:
+    """What ``show --json`` adds for a ``--stats-only`` tensor: counts, the histogram and per-channel moments."""
+    doc: dict[str, Any] = {
+        "count": int(dist.moments.count),
+        "size": dist.size,
+        "zero_share": dist.zero_share,
+        "histogram": {"range": list(dist.hist_range), "counts": [int(c) for c in dist.histogram]},
+    }
+    if dist.channels is not None:
+        c = dist.channels
+        doc["channels"] = {
+            "min": np.asarray(c.low).tolist(),
+            "max": np.asarray(c.high).tolist(),
+            "mean": np.asarray(c.mean).tolist(),
+            "std": np.asarray(c.std).tolist(),
+        }
+    return doc
 
 
 def render_show(out: Out, summary: ArchiveSummary, *, as_json: bool) -> None:
@@ -322,7 +345,7 @@ def render_show(out: Out, summary: ArchiveSummary, *, as_json: bool) -> None:
         [
             (
                 t.name,
-                parts_shape(t.shape, t.parts),
+                parts_shape(t.shape, t.parts) if t.distribution is None else f"{t.distribution.size} values",
                 t.dtype,
                 t.stats["min"],
                 t.stats["max"],

@@ -69,6 +69,10 @@ class TensorInfo:
     #: lives in (``"loop ROI/map/while/body"``, ``"branch gate/cond/then"``). None at top level.
     context: str | None = None
     region: Region = Region.TOP
+    #: For a quantized tensor (TensorFlow Lite int8/uint8/int16): ``scale`` and ``zero_point`` (floats and
+    #: ints, or lists of them for per-axis quantization) and ``quantized_dimension``; its values are the
+    #: integers, the real values ``scale * (value - zero_point)``. None for any other tensor.
+    quantization: dict[str, Any] | None = field(default=None, hash=False)
 
     @property
     def op_name(self) -> str:
@@ -89,6 +93,7 @@ class TensorInfo:
             "shape": None if self.shape is None else list(self.shape),
             "layer": self.layer,
             "context": self.context,
+            **({"quantization": self.quantization} if self.quantization is not None else {}),
         }
 
 

@@ -10,7 +10,7 @@ from probe_cli.backends.base import Executor, LoadedModel, Source, TracedModel
 from probe_cli.backends.keras import loader
 from probe_cli.backends.keras.capture import Capturer
 from probe_cli.backends.keras.tracer import trace_keras
-from probe_cli.backends.tfgraph import Runner, op_inputs
+from probe_cli.backends.tfgraph import DistributionRunner, Runner, op_inputs
 from probe_cli.core.types import Execution, Feed, Region, TensorInfo
 
 
@@ -48,3 +48,9 @@ class KerasBackend:
 
     def op_inputs(self, traced: TracedModel, info: TensorInfo) -> list[TensorInfo]:
         return op_inputs(traced, info)
+
+    def distributions(
+        self, traced: TracedModel, selection: Sequence[TensorInfo], hist_range: tuple[float, float] | None, bins: int
+    ) -> Executor:
+        """``--stats-only``: the top-level tensors' distributions, reduced inside the pruned graph."""
+        return DistributionRunner(traced, selection, hist_range, bins)
