@@ -132,7 +132,7 @@ class ProbeGroup(click.Group):
                 raise
             if _caused_by_interrupt(exc):
                 raise _interrupted() from None
-            raise _error(str(exc), exc.exit_code) from None
+            raise _error(str(exc), USAGE if _judges(ctx) else exc.exit_code) from None
         except self._SHOWS_HELP:
             raise
         except click.UsageError as exc:
@@ -149,7 +149,15 @@ class ProbeGroup(click.Group):
             if _caused_by_interrupt(exc):
                 raise _interrupted() from None
             message = f"unexpected {type(exc).__name__}: {exc} (rerun with --debug for details)"
-            raise _error(message, FAILURE) from None
+            raise _error(message, USAGE if _judges(ctx) else FAILURE) from None
+
+
+#: Commands whose exit status is diff(1)'s: 1 means "different", so every error is 2, "trouble".
+JUDGING_COMMANDS = ("compare",)
+
+
+def _judges(ctx: click.Context) -> bool:
+    return ctx.invoked_subcommand in JUDGING_COMMANDS
 
 
 INTERRUPTED_MESSAGE = "interrupted; no archive was written"
@@ -632,11 +640,11 @@ def diff(
         ctx.exit(1)
 
 
-def _step_summary(result: Any) -> None:
+def _step_summary(result: Any, title: str = "probe diff") -> None:
     """In GitHub Actions, the verdict also goes to the run's page (see :mod:`probe_cli.cli.summary`)."""
     from probe_cli.cli.summary import append_diff_summary
 
-    problem = append_diff_summary(result)
+    problem = append_diff_summary(result, title)
     if problem is not None:
         click.echo(f"Warning: {problem}", err=True)
 
@@ -773,3 +781,99 @@ def _exit_fast(code: int) -> None:
 
 
 _ = USAGE  # documented above; exit code 2 comes from ProbeError subclasses and Click itself
+
+
+@cli.command(epilog=DIFF_VERDICT)
+@click.argument("reference", type=click.Path(path_type=Path))
+@click.argument("candidate", type=click.Path(path_type=Path))
+@click.option(
+    "--custom-objects",
+    "custom_objects",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    metavar="FILE.py",
+    help="Import this Python file so custom classes of either model can be loaded. Repeatable.",
+)
+@click.option(
+    "--unsafe", is_flag=True, help="Allow the model files to run code (Lambda layers). Only for files you trust."
+)
+@click.option("--signature", default="serving_default", show_default=True, metavar="NAME", help="SavedModel signature.")
+@selection_options
+@input_options
+@tolerance_options
+@click.option(
+    "--save-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    metavar="DIR",
+    help="Keep both archives there (reference.probe.h5, candidate.probe.h5; overwritten) for show, plot and diff.",
+)
+@json_option
+@click.pass_context
+def compare(
+    ctx: click.Context,
+    reference: Path,
+    candidate: Path,
+    custom_objects: tuple[Path, ...],
+    unsafe: bool,
+    signature: str,
+    tensors: tuple[str, ...],
+    layers: tuple[str, ...],
+    inputs: tuple[str, ...],
+    batch_size: int | None,
+    shapes: tuple[str, ...],
+    value_ranges: tuple[str, ...],
+    seed: int,
+    inputs_from: Path | None,
+    samples: int | None,
+    atol: float | None,
+    rtol: float | None,
+    map_file: Path | None,
+    save_dir: Path | None,
+    as_json: bool,
+) -> None:
+    """Run two forms of a model on the same inputs and name the first tensor, in graph order, where the
+    CANDIDATE diverges from the REFERENCE.
+
+    The forms: a Keras file, its SavedModel, a frozen graph, a retrained copy. Inputs not given get
+    seeded random data (the reference's, fed to both). Tensors are paired as diff pairs them; with no
+    --tensor/--layer, every tensor the two share is compared. Unpaired tensors are listed and do not
+    decide the verdict.
+
+    \b
+    Exit status, as diff(1):
+      0  every paired tensor within tolerance
+      1  a paired tensor differs
+      2  trouble (a model that does not load or run, a bad option)
+    """
+    import dataclasses
+    import tempfile
+
+    from probe_cli.cli.render import Out, render_diff
+    from probe_cli.pipeline import InputOptions, ModelOptions, compare_models, make_feeds, open_model
+
+    options = (tuple(custom_objects), unsafe, signature)
+    ref, cand = (open_model(ModelOptions(path, *options)) for path in (reference, candidate))
+    feeds = make_feeds(ref.index, InputOptions(inputs, shapes, value_ranges, batch_size, seed, inputs_from, samples))
+    if save_dir is not None:
+        save_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="probe-compare-") as work:
+        result = compare_models(
+            ref,
+            cand,
+            feeds,
+            save_dir if save_dir is not None else Path(work),
+            tensors=tensors,
+            layers=layers,
+            mapping=_read_map(map_file),
+            atol=atol,
+            rtol=rtol,
+            seed=seed,
+            batch_size=batch_size,
+            command=_command_line(ctx),
+        )
+    if save_dir is None:  # the archives are gone: name the models
+        result = dataclasses.replace(result, a=str(candidate), b=str(reference))
+    render_diff(Out(), result, as_json=as_json, warn=Out(sys.stderr, color=False))
+    _step_summary(result, "probe compare")
+    if not result.same:
+        ctx.exit(1)
