@@ -15,7 +15,7 @@ UNIT_TESTS := tests/core tests/archive tests/analysis tests/test_feed.py
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,tflite]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -26,15 +26,16 @@ __all__ = [
     "__version__",
     "compare",
     "diff",
+    "merge",
     "open",
     "show",
 ]
 
-_API = {"open", "show", "diff", "compare", "Model"}
+_API = {"open", "show", "diff", "compare", "merge", "Model"}
 _ERRORS = {"ProbeError", "UsageProblem", "FeedError", "PatternError", "ModelLoadError", "RunError", "ArchiveError"}
 
 if TYPE_CHECKING:
-    from probe_cli.api import Model, compare, diff, open, show
+    from probe_cli.api import Model, compare, diff, merge, open, show
     from probe_cli.core.errors import (
         ArchiveError,
         FeedError,

@@ -19,8 +19,10 @@ import numpy as np
 
 from probe_cli.analysis.diff import ArchiveDiff, diff_archives
 from probe_cli.analysis.show import ArchiveSummary, show_archive
+from probe_cli.archive.merge import MergeResult, merge_archives
 from probe_cli.backends import registry, tfenv
 from probe_cli.backends.base import OpenOptions, TracedModel
+from probe_cli.core.distribution import DEFAULT_BINS
 from probe_cli.core.errors import FeedError
 from probe_cli.core.types import Feed, ModelIndex, TensorInfo
 from probe_cli.feed import DEFAULT_SEED, build_feeds, plan_batches, sample_count
@@ -81,6 +83,13 @@ def diff(
     when any element is out of ``atol + rtol * |b|``. ``mapping`` pairs A's names with B's.
     """
     return diff_archives(Path(a), Path(b), atol=atol, rtol=rtol, match=tuple(match), mapping=mapping)
+
+
+def merge(
+    output: str | os.PathLike[str], parts: Sequence[str | os.PathLike[str]], *, copy: bool = False, force: bool = False
+) -> MergeResult:
+    """The shards of one run (``dump(..., shard=(k, n))``) as one archive: what ``probe merge`` writes."""
+    return merge_archives(Path(output), [Path(p) for p in parts], copy=copy, force=force)
 
 
 def compare(
@@ -171,6 +180,7 @@ class Model:
         layers: Sequence[str] = (),
         seed: int = DEFAULT_SEED,
         batch_size: int | None = None,
+        samples: int | None = None,
     ) -> dict[str, Any]:
         """Values of the selected tensors, by probe name, over all samples of ``inputs``.
 
@@ -182,7 +192,7 @@ class Model:
         with tfenv.guest():
             traced = self._traced
             selection = self.select(tensors, layers)
-            feeds = self._feeds(inputs, seed, batch_size)
+            feeds = self._feeds(inputs, seed, batch_size, samples)
             batch = plan_batches(traced.index.inputs, sample_count(feeds, traced.index.inputs), batch_size)
             parts: dict[str, list[Any]] = {info.name: [] for info in selection}
             for _, _fed, values in run_batches(traced, feeds, traced.executors(selection), batch):
@@ -207,8 +217,18 @@ class Model:
         compression: str | None = None,
         max_bytes: int | None = DEFAULT_MAX_BYTES,
         check_numerics: bool = False,
+        samples: int | None = None,
+        stats_only: bool = False,
+        hist_range: tuple[float, float] | None = None,
+        bins: int = DEFAULT_BINS,
+        shard: tuple[int, int] | None = None,
     ) -> DumpResult:
-        """Writes the same archive ``probe dump`` writes, and returns what the CLI renders."""
+        """Writes the same archive ``probe dump`` writes, and returns what the CLI renders.
+
+        ``samples``: how many seeded random samples to make for inputs not given. ``stats_only``:
+        each tensor's distribution instead of its values. ``shard=(k, n)``: only the k-th (from 0)
+        of n contiguous slices of the samples, for ``probe merge`` (docs/scale-out.md).
+        """
         spec = DumpSpec(
             tensors=_patterns(tensors),
             layers=_patterns(layers),
@@ -217,12 +237,16 @@ class Model:
             compression=None if compression == "none" else compression,
             max_bytes=max_bytes,
             check_numerics=check_numerics,
+            stats_only=stats_only,
+            hist_range=hist_range,
+            bins=bins,
+            shard=shard,
         )
         with tfenv.guest():
-            feeds = self._feeds(inputs, seed, batch_size)
+            feeds = self._feeds(inputs, seed, batch_size, samples)
             return dump_model(self._traced, feeds, Path(path), spec, seed=seed, batch_size=batch_size)
 
-    def _feeds(self, inputs: Inputs, seed: int, batch_size: int | None) -> list[Feed]:
+    def _feeds(self, inputs: Inputs, seed: int, batch_size: int | None, samples: int | None = None) -> list[Feed]:
         specs = self.index.inputs
         names = [spec.name for spec in specs]
         if inputs is None:
@@ -239,7 +263,7 @@ class Model:
                     f"one array given, but the model has {len(names)} inputs", "pass a list, or a dict by input name"
                 )
             arrays = {names[0]: inputs}
-        return build_feeds(specs, seed=seed, batch_size=batch_size, in_memory=arrays)
+        return build_feeds(specs, seed=seed, batch_size=batch_size, in_memory=arrays, samples=samples)
 
     def _joined(self, info: TensorInfo, parts: list[Any]) -> Any:
         """One tensor's values over every batch."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,10 @@ from probe_cli.archive.reader import (
     InputRecord,
     StoredTensor,
     as_info,
+    as_stored,
+    dequantized,
     input_datasets,
+    list_distributions,
     list_tensors,
     open_archive,
     parts,
@@ -31,6 +34,7 @@ from probe_cli.archive.reader import (
     row_slices,
     select_tensors,
 )
+from probe_cli.core.distribution import Distribution
 
 #: Element tolerances of ``--atol``/``--rtol``: reported always, the verdict only when given.
 DEFAULT_ATOL = 1e-5
@@ -42,6 +46,10 @@ DEFAULT_RTOL = 1e-4
 REL_TOL = 1e-4
 ABS_FLOOR = 1e-9
 SCALE_AWARE = f"||a - b|| <= {REL_TOL:g} * ||b|| (+ {ABS_FLOOR:g} * sqrt(n))"
+#: Two distributions (``--stats-only``) differ when a mean or std moves by more than this share of B's std,
+#: overall or in a channel, or when this share of the values changed histogram bin (total variation).
+SHIFT_TOL = 1e-3
+DISTRIBUTIONS = f"mean and std shifts <= {SHIFT_TOL:g} std of B, histogram distance <= {SHIFT_TOL:g}"
 ELEMENTWISE = "|a - b| <= atol + rtol * |b| for every element"
 
 NUMERIC_KINDS = "biufc"
@@ -91,6 +99,11 @@ class TensorDiff:
     layout_change: str | None = None
     #: whether the verdict's criterion fails
     failed: bool = False
+    #: ``--stats-only`` archives: shifts of the distribution, in units of B's standard deviation (the largest
+    #: over the whole tensor and its channels), and the total variation distance of the histograms (0 to 1)
+    mean_shift: float | None = None
+    std_shift: float | None = None
+    histogram_distance: float | None = None
 
     @property
     def share_out_of_tolerance(self) -> float | None:
@@ -229,12 +242,13 @@ def _aligned(na: h5py.Dataset | h5py.Group, nb: h5py.Dataset | h5py.Group) -> tu
     if not (isinstance(na, h5py.Dataset) and isinstance(nb, h5py.Dataset)) or na.size != nb.size:
         return [], None
     shape_a, shape_b = tuple(na.shape), tuple(nb.shape)
+    a, b = dequantized(na[()], na.attrs), dequantized(nb[()], nb.attrs)
     if [d for d in shape_a if d != 1] == [d for d in shape_b if d != 1]:
-        return [(na[()], np.asarray(nb[()]).reshape(shape_a))], f"B reshaped {shape_b} -> {shape_a}"
+        return [(a, np.asarray(b).reshape(shape_a))], f"B reshaped {shape_b} -> {shape_a}"
     if len(shape_a) == len(shape_b) == 4:
         for axes, words in _LAYOUTS.items():
             if tuple(shape_b[k] for k in axes) == shape_a:
-                return [(na[()], np.transpose(nb[()], axes))], f"B transposed {words}"
+                return [(a, np.transpose(b, axes))], f"B transposed {words}"
     return [], None
 
 
@@ -308,6 +322,54 @@ def compare_tensors(
     )
 
 
+def _shift(a: Any, b: Any, scale: Any) -> float:
+    """The largest ``|a - b| / scale`` (0 where both are equal, inf where only the scale is 0)."""
+    a, b, scale = (np.asarray(x, np.float64) for x in (a, b, scale))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        gap = np.abs(a - b)
+        shift = np.where(gap == 0, 0.0, gap / np.where(scale > 0, scale, 0.0))
+    return float(np.nanmax(shift)) if shift.size else 0.0
+
+
+def compare_distributions(ta: StoredTensor, tb: StoredTensor, da: Distribution, db: Distribution) -> TensorDiff:
+    """How the distribution of one tensor moved (``--stats-only`` archives); A's attributes name it."""
+    info = as_info(ta)
+    mean_shift = _shift(da.moments.mean, db.moments.mean, db.moments.std)
+    std_shift = _shift(da.moments.std, db.moments.std, db.moments.std)
+    channels_alike = da.channels is not None and db.channels is not None
+    if channels_alike and np.shape(da.channels.count) == np.shape(db.channels.count):  # type: ignore[union-attr]
+        ca, cb = da.channels, db.channels
+        mean_shift = max(mean_shift, _shift(ca.mean, cb.mean, cb.std))  # type: ignore[union-attr]
+        std_shift = max(std_shift, _shift(ca.std, cb.std, cb.std))  # type: ignore[union-attr]
+    distance = None
+    if da.hist_range == db.hist_range and da.histogram.shape == db.histogram.shape:
+        pa, pb = (h / max(1, h.sum()) for h in (da.histogram, db.histogram))
+        distance = float(0.5 * np.abs(pa - pb).sum())
+    failed = (
+        mean_shift > SHIFT_TOL
+        or std_shift > SHIFT_TOL
+        or (distance is not None and distance > SHIFT_TOL)
+        or (da.nan, da.inf) != (db.nan, db.inf)
+    )
+    return TensorDiff(
+        name=info.name,
+        op_type=info.op_type or None,
+        layer=info.layer,
+        status=DIFFERS if failed else OK,
+        shape_a=(),
+        shape_b=(),
+        dtype_a=ta.dtype,
+        dtype_b=tb.dtype,
+        size=da.size,
+        max_abs_error=abs(float(da.moments.mean) - float(db.moments.mean)),
+        name_b=tb.name if tb.name != ta.name else None,
+        failed=failed,
+        mean_shift=mean_shift,
+        std_shift=std_shift,
+        histogram_distance=distance,
+    )
+
+
 def _describe_source(record: InputRecord, seed: Any) -> str:
     if record.source == "random":
         use = record.seed if record.seed is not None else seed
@@ -368,7 +430,10 @@ def diff_archives(
     with open_archive(path_a) as fa, open_archive(path_b) as fb:
         prov_a, _ = read_provenance(fa)
         prov_b, _ = read_provenance(fb)
-        stored_a, stored_b = list_tensors(fa), list_tensors(fb)
+        dists_a = {d.name: d.distribution for d in list_distributions(fa)}
+        dists_b = {d.name: d.distribution for d in list_distributions(fb)}
+        stored_a = list_tensors(fa) + [as_stored(d) for d in list_distributions(fa)]
+        stored_b = list_tensors(fb) + [as_stored(d) for d in list_distributions(fb)]
         names_a = {t.name for t in stored_a}
         union = stored_a + [t for t in stored_b if t.name not in names_a]
         wanted = {t.name for t in select_tensors(union, match, "--match")}
@@ -380,9 +445,31 @@ def diff_archives(
         compared = []
         for p in pairing.pairs:
             ta, tb = by_name_a[p.a], by_name_b[p.b]
-            compared.append(
-                compare_tensors(ta, tb, fa[ta.path], fb[tb.path], atol, rtol, elementwise=elementwise, paired_by=p.how)
-            )
+            if p.a in dists_a and p.b in dists_b:
+                compared.append(replace(compare_distributions(ta, tb, dists_a[p.a], dists_b[p.b]), paired_by=p.how))
+            elif (p.a in dists_a) != (p.b in dists_b):  # statistics against values: nothing compares
+                info = as_info(ta)
+                compared.append(
+                    TensorDiff(
+                        info.name,
+                        info.op_type or None,
+                        info.layer,
+                        SHAPE_MISMATCH,
+                        ta.shape,
+                        tb.shape,
+                        ta.dtype,
+                        tb.dtype,
+                        0,
+                        paired_by=p.how,
+                        failed=True,
+                    )  # fmt: skip
+                )
+            else:
+                compared.append(
+                    compare_tensors(
+                        ta, tb, fa[ta.path], fb[tb.path], atol, rtol, elementwise=elementwise, paired_by=p.how
+                    )
+                )
         warnings = compare_inputs(fa, fb, prov_a.get("seed"), prov_b.get("seed"))
         return ArchiveDiff(
             a=str(path_a),
@@ -395,6 +482,6 @@ def diff_archives(
             warnings=warnings,
             provenance_a=prov_a,
             provenance_b=prov_b,
-            criterion=ELEMENTWISE if elementwise else SCALE_AWARE,
+            criterion=DISTRIBUTIONS if dists_a and dists_b else ELEMENTWISE if elementwise else SCALE_AWARE,
             unpaired_differ=unpaired_differ,
         )

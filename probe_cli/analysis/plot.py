@@ -22,11 +22,16 @@ import numpy as np
 
 from probe_cli.archive.reader import (
     StoredTensor,
+    as_stored,
     dataset_stats,
+    dequantized,
+    is_distribution,
     iter_chunks,
+    list_distributions,
     list_tensors,
     open_archive,
     parts,
+    read_distribution,
     select_tensors,
 )
 from probe_cli.core.errors import FileProblem, MissingExtra, UsageProblem
@@ -65,7 +70,12 @@ def is_image_like(shape: tuple[int, ...]) -> bool:
 
 
 def histogram(node: h5py.Dataset | h5py.Group, bins: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Counts and bin edges over the finite values, in two bounded passes (range, then counts)."""
+    """Counts and bin edges over the finite values, in two bounded passes (range, then counts); for a
+    ``--stats-only`` archive, the stored histogram (its values outside the range are in the title)."""
+    if is_distribution(node):
+        dist = read_distribution(node)
+        stats = {**dist.summary(), "below": int(dist.histogram[0]), "above": int(dist.histogram[-1])}
+        return dist.histogram[1:-1], np.linspace(*dist.hist_range, len(dist.histogram) - 1), stats
     stats = dataset_stats(node)
     if stats["min"] is None:
         return np.zeros(0), np.zeros(0), stats
@@ -83,7 +93,8 @@ def histogram(node: h5py.Dataset | h5py.Group, bins: int) -> tuple[np.ndarray, n
 
 def _title(tensor: StoredTensor, stats: dict[str, Any]) -> str:
     shape = "(" + ", ".join(str(d) for d in tensor.shape) + ")"
-    bad = [f"{stats[k]} {label}" for k, label in (("nan", "NaN"), ("inf", "Inf")) if stats.get(k)]
+    labels = (("nan", "NaN"), ("inf", "Inf"), ("below", "below range"), ("above", "above range"))
+    bad = [f"{stats[k]} {label}" for k, label in labels if stats.get(k)]
     return f"{tensor.name}  {shape} {tensor.dtype}" + (f"  [{', '.join(bad)}]" if bad else "")
 
 
@@ -104,7 +115,9 @@ def _draw_histogram(fig: Any, cell: Any, tensor: StoredTensor, node: h5py.Datase
 
 def _draw_channel_maps(fig: Any, cell: Any, node: h5py.Dataset | h5py.Group, sample: int, max_channels: int) -> None:
     """One sample's first ``max_channels`` channels, each on its own color scale."""
-    image = np.asarray(parts(node)[0][sample], dtype=np.float64)  # (H, W, C): one sample only
+    first = parts(node)[0]
+    row = slice(sample, sample + 1)
+    image = np.asarray(dequantized(first[row], first.attrs or node.attrs, row)[0], dtype=np.float64)  # one sample
     shown = min(image.shape[-1], max_channels)
     cols = math.ceil(math.sqrt(shown))
     rows = math.ceil(shown / cols)
@@ -170,7 +183,8 @@ def plot_archive(
         raise UsageProblem("--bins and --max-channels must be at least 1")
     out = default_output(archive) if output is None else Path(output)
     with open_archive(archive) as file:
-        tensors = select_tensors(list_tensors(file), patterns, "--tensor")
+        stored = list_tensors(file) + [as_stored(d) for d in list_distributions(file)]
+        tensors = select_tensors(stored, patterns, "--tensor")
         for tensor in tensors:
             if is_image_like(tensor.shape) and not 0 <= sample < tensor.shape[0]:
                 raise UsageProblem(

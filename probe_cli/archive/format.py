@@ -34,7 +34,22 @@ def tensor_attrs(info: TensorInfo) -> dict[str, Any]:
     }
     if info.context is not None:
         attrs["context"] = info.context
+    if info.quantization is not None:
+        attrs.update(quantization_attrs(info.quantization))
     return attrs
+
+
+def quantization_attrs(quantization: dict[str, Any]) -> dict[str, Any]:
+    """The attributes of a quantized tensor (docs/archive-format.md, "Quantized tensors"): ``scale``
+    (float64), ``zero_point`` (int64) and ``quantized_dimension``; scalars for a tensor quantized as a
+    whole, arrays (one entry per index along ``quantized_dimension``) per axis."""
+    scale, zero_point = quantization["scale"], quantization["zero_point"]
+    per_axis = isinstance(scale, (list, tuple, np.ndarray))
+    return {
+        "scale": np.asarray(scale, dtype=np.float64) if per_axis else float(scale),
+        "zero_point": np.asarray(zero_point, dtype=np.int64) if per_axis else int(zero_point),
+        "quantized_dimension": int(quantization.get("quantized_dimension", 0)),
+    }
 
 
 def layout(batched: bool, batches: int) -> str:

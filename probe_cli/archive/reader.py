@@ -4,12 +4,19 @@ Pure h5py/NumPy. Datasets are read in slices along axis 0 of about
 :data:`CHUNK_ELEMENTS` elements (at least one row), so a multi-gigabyte tensor
 never has to fit in memory at once. Attributes are read with defaults, so archives
 written by older probe versions (fewer attributes) still read.
+
+Quantized tensors (TensorFlow Lite) are stored as their integers with ``scale`` and
+``zero_point`` attributes; everything read through :func:`read_slice` (hence
+:func:`iter_chunks` and :func:`dataset_stats`) is their real value, ``scale * (q - zero_point)``
+as float32 (:func:`dequantized`), and :func:`list_tensors` gives them dtype float32.
+Reading a dataset directly (``ds[...]``, :func:`parts`) gives the stored integers.
 """
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +47,11 @@ class StoredTensor:
     path: str
     #: group layouts (per_batch, per_iteration): how many datasets hold the values; None for one dataset
     parts: int | None = None
+
+    @property
+    def quantized(self) -> bool:
+        """Whether the archive holds its values as quantized integers (``dtype`` is then the real values', float32)."""
+        return quantization_of(self.attrs) is not None
 
 
 @contextmanager
@@ -85,7 +97,8 @@ def list_tensors(file: h5py.File) -> list[StoredTensor]:
             if first is None:  # a branch that never ran
                 found.append(StoredTensor(name, attrs, (), str(attrs.get("dtype", "")), obj.name, 0))
             else:
-                found.append(StoredTensor(name, attrs, tuple(first.shape), str(first.dtype), obj.name, parts))
+                dtype = REAL_DTYPE if quantization_of(attrs) is not None else str(first.dtype)
+                found.append(StoredTensor(name, attrs, tuple(first.shape), dtype, obj.name, parts))
 
     file[TENSORS].visititems(visit)
     found.sort(key=lambda t: (t.attrs.get("order", 0), t.name))
@@ -124,9 +137,98 @@ def row_slices(shape: tuple[int, ...], chunk_elements: int | None = None) -> Ite
         yield slice(start, min(start + step, shape[0])), start
 
 
+#: The dtype of a quantized tensor's real values (what TensorFlow Lite's DEQUANTIZE produces).
+REAL_DTYPE = "float32"
+
+
+@dataclass(frozen=True)
+class Quantization:
+    """How a stored integer maps to its real value: ``scale * (q - zero_point)``, per axis when the
+    arrays have more than one entry (along ``axis``)."""
+
+    scale: np.ndarray
+    zero_point: np.ndarray
+    axis: int
+
+    @property
+    def per_axis(self) -> bool:
+        return self.scale.size > 1 or self.zero_point.size > 1
+
+
+def _numbers(value: Any, dtype: type) -> np.ndarray | None:
+    if isinstance(value, str):  # written as JSON by another tool
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    try:
+        array: np.ndarray = np.asarray(value, dtype=dtype).ravel()
+    except (TypeError, ValueError):
+        return None
+    return array if array.size else None
+
+
+def quantization_of(attrs: Mapping[str, Any]) -> Quantization | None:
+    """The quantization a tensor's attributes record (``scale``, ``zero_point``, ``quantized_dimension``),
+    or None for a tensor stored as its real values."""
+    if "scale" not in attrs:
+        return None
+    scale = _numbers(attrs["scale"], np.float64)
+    zero_point = _numbers(attrs.get("zero_point", 0), np.int64)
+    if scale is None or zero_point is None:
+        return None
+    try:
+        axis = int(attrs.get("quantized_dimension", 0) or 0)
+    except (TypeError, ValueError):
+        axis = 0
+    return Quantization(scale, zero_point, axis)
+
+
+def dequantized(values: np.ndarray, attrs: Mapping[str, Any] | Quantization | None, rows: Any = ()) -> np.ndarray:
+    """The real values of stored quantized integers, ``scale * (q - zero_point)`` computed in float64 and
+    rounded to float32 as TensorFlow Lite's DEQUANTIZE does; ``values`` unchanged when ``attrs`` record
+    no quantization (or the values are not integers).
+
+    ``rows``: the slice of axis 0 that ``values`` are (as :func:`row_slices` yields), which picks the
+    scales when the quantization runs along axis 0.
+    """
+    quantization = attrs if isinstance(attrs, Quantization) or attrs is None else quantization_of(attrs)
+    values = np.asarray(values)
+    if quantization is None or values.dtype.kind not in "iu":
+        return values
+    scale, zero_point = quantization.scale, quantization.zero_point
+    if quantization.per_axis and values.ndim:
+        axis = quantization.axis if 0 <= quantization.axis < values.ndim else 0
+        count = max(scale.size, zero_point.size)
+        if axis == 0 and isinstance(rows, slice) and values.shape[0] != count:
+            scale = scale[rows] if scale.size > 1 else scale
+            zero_point = zero_point[rows] if zero_point.size > 1 else zero_point
+        shape = [1] * values.ndim
+        shape[axis] = -1
+        if scale.size > 1:
+            scale = scale.reshape(shape)
+        if zero_point.size > 1:
+            zero_point = zero_point.reshape(shape)
+    else:
+        scale, zero_point = scale[:1].reshape(()), zero_point[:1].reshape(())
+    return (scale * (values.astype(np.int64) - zero_point)).astype(np.float32)
+
+
+def _stored_attrs(ds: h5py.Dataset) -> Any:
+    """The attributes describing the tensor a dataset holds (part of): its own, or its layout group's."""
+    if "layout" in ds.attrs or ds.parent is None:
+        return ds.attrs
+    parent = ds.parent
+    return parent.attrs if "layout" in parent.attrs else ds.attrs
+
+
 def read_slice(ds: h5py.Dataset, key: Any) -> np.ndarray:
-    """One slice as an array (``ds[()]`` of a scalar dataset is a NumPy scalar)."""
-    return np.asarray(ds[key])
+    """One slice as an array (``ds[()]`` of a scalar dataset is a NumPy scalar); a quantized tensor's
+    real values (:func:`dequantized`)."""
+    values = np.asarray(ds[key])
+    if values.dtype.kind not in "iu":
+        return values
+    return dequantized(values, quantization_of(_stored_attrs(ds)), key)
 
 
 def _batch_number(key: str) -> tuple[int, str]:
@@ -143,14 +245,15 @@ def parts(node: h5py.Dataset | h5py.Group) -> list[h5py.Dataset]:
 
 
 def iter_chunks(node: h5py.Dataset | h5py.Group) -> Iterator[np.ndarray]:
-    """A stored value as bounded slices, batch after batch."""
+    """A stored value as bounded slices, batch after batch (real values of a quantized tensor)."""
     for ds in parts(node):
         for key, _ in row_slices(tuple(ds.shape)):
             yield read_slice(ds, key)
 
 
 def dataset_stats(node: h5py.Dataset | h5py.Group) -> dict[str, Any]:
-    """:func:`probe_cli.stats.summarize` of a stored value, computed slice by slice."""
+    """:func:`probe_cli.stats.summarize` of a stored value, computed slice by slice (of the real values
+    of a quantized tensor)."""
     chunks = iter_chunks(node)
     first = next(chunks, None)
     if first is None:
@@ -172,6 +275,7 @@ def as_info(tensor: StoredTensor) -> TensorInfo:
         order = int(attrs.get("order", 0) or 0)
     except (TypeError, ValueError):
         order = 0
+    quantization = quantization_of(attrs)
     return TensorInfo(
         name=tensor.name,
         graph_name=blank_to_none(attrs.get("graph_name")) or tensor.name,
@@ -180,7 +284,23 @@ def as_info(tensor: StoredTensor) -> TensorInfo:
         shape=tensor.shape,
         layer=blank_to_none(attrs.get("layer")),
         order=order,
+        quantization=None if quantization is None else _record(quantization),
     )
+
+
+def _record(quantization: Quantization) -> dict[str, Any]:
+    """A :class:`Quantization` as :attr:`TensorInfo.quantization` holds it."""
+    if quantization.per_axis:
+        return {
+            "scale": quantization.scale.tolist(),
+            "zero_point": quantization.zero_point.tolist(),
+            "quantized_dimension": quantization.axis,
+        }
+    return {
+        "scale": float(quantization.scale[0]),
+        "zero_point": int(quantization.zero_point[0]),
+        "quantized_dimension": quantization.axis,
+    }
 
 
 def select_tensors(tensors: Sequence[StoredTensor], patterns: Sequence[str], option: str) -> list[StoredTensor]:
@@ -273,6 +393,16 @@ class StoredDistribution:
     distribution: Distribution
 
 
+def is_distribution(node: Any) -> bool:
+    """Whether an archive object is a ``/stats/<name>`` group."""
+    return isinstance(node, h5py.Group) and node.attrs.get("layout") == "stats"
+
+
+def read_distribution(group: h5py.Group) -> Distribution:
+    attrs = {k: _decode(v) for k, v in group.attrs.items()}
+    return distribution_from(attrs, {key: ds[()] for key, ds in group.items() if isinstance(ds, h5py.Dataset)})
+
+
 def list_distributions(file: h5py.File) -> list[StoredDistribution]:
     """The archive's ``/stats`` entries in graph order; none for an archive of values."""
     group = file.get(STATS)
@@ -281,10 +411,9 @@ def list_distributions(file: h5py.File) -> list[StoredDistribution]:
     found: list[StoredDistribution] = []
 
     def visit(_: str, obj: Any) -> None:
-        if isinstance(obj, h5py.Group) and obj.attrs.get("layout") == "stats":
+        if is_distribution(obj):
             attrs = {k: _decode(v) for k, v in obj.attrs.items()}
-            arrays = {key: ds[()] for key, ds in obj.items() if isinstance(ds, h5py.Dataset)}
-            found.append(StoredDistribution(str(attrs["name"]), attrs, distribution_from(attrs, arrays)))
+            found.append(StoredDistribution(str(attrs["name"]), attrs, read_distribution(obj)))
 
     group.visititems(visit)
     found.sort(key=lambda d: (d.attrs.get("order", 0), d.name))

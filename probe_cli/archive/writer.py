@@ -80,7 +80,7 @@ _INT64_TYPE = h5py.h5t.py_create(np.dtype(np.int64))
 _SCALAR = h5py.h5s.create(h5py.h5s.SCALAR)
 
 
-def _set_attrs(obj: h5py.HLObject, attrs: Mapping[str, Any]) -> None:
+def write_attrs(obj: h5py.HLObject, attrs: Mapping[str, Any]) -> None:
     """Attributes of a new object, as ``obj.attrs.update`` would write them, at about half the cost.
 
     ``attrs.update`` checks for, converts and re-creates each attribute in
@@ -173,13 +173,13 @@ class ArchiveWriter:
         """A dataset and its attributes; ``options`` go to ``create_dataset`` (``data=`` or a shape)."""
         parent, _, leaf = path.rpartition("/")
         ds = self._group(parent).create_dataset(leaf, **options)
-        _set_attrs(ds, attrs)
+        write_attrs(ds, attrs)
         return ds
 
     def distribution(self, attrs: Mapping[str, Any], dist: Distribution) -> None:
         """``/stats/<name>``: a tensor's distribution (``dump --stats-only``), its attributes and its arrays."""
         group = self._group(f"{STATS}/{attrs['name']}")
-        _set_attrs(group, {**attrs, **distribution_attrs(dist)})
+        write_attrs(group, {**attrs, **distribution_attrs(dist)})
         for key, values in distribution_arrays(dist).items():
             group.create_dataset(key, data=values)
 
@@ -215,7 +215,7 @@ class ArchiveWriter:
             return
         if not batched:
             if batch == 0:
-                _set_attrs(self._group(path), {**info, "layout": "per_batch", "batches": batches})
+                write_attrs(self._group(path), {**info, "layout": "per_batch", "batches": batches})
             self._new_dataset(f"{path}/batch_{batch:05d}", {}, data=value, compression=self.compression)
             return
         if batch == 0:
@@ -256,7 +256,7 @@ class ArchiveWriter:
             # track_order gives the group dense attribute storage: ``iterations`` of an LSTM run over
             # thousands of samples outgrows the 64 KiB an attribute may take in an object header.
             group = self._groups[path] = self._group(parent).create_group(leaf, track_order=True)
-            _set_attrs(group, {**info, "layout": "per_iteration"})
+            write_attrs(group, {**info, "layout": "per_iteration"})
             steps = self._steps[path] = ([], [])
         iterations, batches = steps
         for execution in executions:

@@ -539,7 +539,8 @@ DIFF_VERDICT = """\b
 A float tensor differs when its relative error is too large, at any scale:
   ||a - b|| > 1e-4 * ||b||   (+ 1e-9 * sqrt(n), so an all-zero B tolerates rounding)
 With --atol or --rtol, when any element is out of tolerance instead
-(numpy.isclose; NaN equals NaN, Inf equals the same Inf; the other one 0):
+(numpy.isclose; NaN equals NaN, Inf the same Inf; the option not given
+keeps its default, atol 1e-5, rtol 1e-4):
   |a - b| > atol + rtol * |b|
 Integers and booleans must be equal."""
 
@@ -877,3 +878,22 @@ def compare(
     _step_summary(result, "probe compare")
     if not result.same:
         ctx.exit(1)
+
+
+@cli.command()
+@click.argument("output", type=click.Path(path_type=Path), metavar="OUT.h5")
+@click.argument("parts", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="PART.h5...")
+@click.option("--copy", is_flag=True, help="Copy the values into OUT.h5 instead of mapping them (self-contained).")
+@click.option("--force", is_flag=True, help="Overwrite an existing OUT.h5.")
+def merge(output: Path, parts: tuple[Path, ...], copy: bool, force: bool) -> None:
+    """Join the archives of a sharded run (dump --shard K/N) into one, in sample order.
+
+    Tensors and inputs become HDF5 virtual datasets over the parts: nothing is copied, and
+    OUT.h5 reads (h5py, h5ls, show, diff, plot) as long as the parts stay beside it. With
+    --stats-only parts the statistics merge exactly. Parts of different runs (model, selection,
+    seed), overlapping or missing samples, and files that are no shards are refused.
+    """
+    from probe_cli.archive.merge import merge_archives
+    from probe_cli.cli.render import Out, render_merge
+
+    render_merge(Out(), merge_archives(output, parts, copy=copy, force=force))

@@ -19,6 +19,7 @@ import numpy as np
 from probe_cli.analysis.diff import ArchiveDiff, TensorDiff
 from probe_cli.analysis.plot import PlotResult
 from probe_cli.analysis.show import ArchiveSummary
+from probe_cli.archive.merge import MergeResult
 from probe_cli.core.distribution import Distribution
 from probe_cli.core.types import ModelIndex, format_shape
 from probe_cli.core.units import human_bytes
@@ -384,6 +385,9 @@ def _tensor_diff_doc(t: TensorDiff) -> dict[str, Any]:
         "name_b": t.name_b or t.name,
         "paired_by": t.paired_by,
         "layout_change": t.layout_change,
+        "mean_shift": t.mean_shift,
+        "std_shift": t.std_shift,
+        "histogram_distance": t.histogram_distance,
     }
 
 
@@ -437,8 +441,22 @@ def render_diff(out: Out, result: ArchiveDiff, *, as_json: bool, warn: Out | Non
         sha = prov.get("model_sha256")
         out.line(f"{label}: {path}  (model {_fmt(prov.get('model_path'))}, sha256 {sha[:12] if sha else '-'})")
     out.line()
+    title = f"Compared {len(result.tensors)} tensor(s){_paired_by(result)}; differs when not {result.criterion}"
+    if any(t.mean_shift is not None for t in result.tensors):  # --stats-only archives: distributions
+        out.table(
+            title,
+            ["name", "status", "mean shift (std)", "std shift (std)", "histogram distance"],
+            [(t.name, t.status, t.mean_shift, t.std_shift, t.histogram_distance) for t in result.tensors],
+            right=["mean shift (std)", "std shift (std)", "histogram distance"],
+        )
+    else:
+        _value_table(out, title, result)
+    _unpaired_and_verdict(out, result)
+
+
+def _value_table(out: Out, title: str, result: ArchiveDiff) -> None:
     out.table(
-        f"Compared {len(result.tensors)} tensor(s){_paired_by(result)}; differs when not {result.criterion}",
+        title,
         ["name", "status", "shape", "max abs err", "rel err", "SNR dB", "out of tol"],
         [
             (
@@ -459,6 +477,9 @@ def render_diff(out: Out, result: ArchiveDiff, *, as_json: bool, warn: Out | Non
     for t in result.tensors:
         if t.layout_change:
             out.line(f"{t.name}: compared after {t.layout_change}")
+
+
+def _unpaired_and_verdict(out: Out, result: ArchiveDiff) -> None:
     for label, names in (("A", result.only_in_a), ("B", result.only_in_b)):
         if names:
             out.line()
@@ -475,6 +496,11 @@ def render_diff(out: Out, result: ArchiveDiff, *, as_json: bool, warn: Out | Non
         )
         if first.status == "shape mismatch":
             detail = f"shape {_shape_text(first.shape_a)} in A, {_shape_text(first.shape_b)} in B"
+        elif first.mean_shift is not None:
+            detail = (
+                f"mean shift {_fmt(first.mean_shift)} std, std shift {_fmt(first.std_shift)} std, "
+                f"histogram distance {_fmt(first.histogram_distance)}"
+            )
         else:
             at = f" at {list(first.worst_index)}" if first.worst_index is not None else ""
             detail = (
@@ -499,3 +525,17 @@ def render_plot(out: Out, result: PlotResult) -> None:
     maps = f", channel maps for {len(result.channel_maps)}" if result.channel_maps else ""
     files = ", ".join(str(f) for f in result.files) if len(result.files) <= 3 else f"{len(result.files)} files"
     out.line(f"Plotted {len(result.tensors)} tensor(s){maps}: {files}")
+
+
+def render_merge(out: Out, result: MergeResult) -> None:
+    how = (
+        "statistics merged"
+        if result.stats_only
+        else "virtual datasets over the parts (keep them beside it)"
+        if result.virtual
+        else "values copied"
+    )
+    out.line(
+        f"Merged {len(result.parts)} parts, {result.samples} samples, {result.tensors} tensors into "
+        f"{result.output}: {how}"
+    )

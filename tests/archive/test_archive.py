@@ -386,7 +386,7 @@ def test_failing_open_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 def test_fast_attribute_writer_matches_h5py(tmp_path: Path) -> None:
-    """``_set_attrs`` takes a shortcut for strings and integers; readers must not see a difference."""
+    """``write_attrs`` takes a shortcut for strings and integers; readers must not see a difference."""
     attrs = {
         "name": "conv1/Relu:0",
         "layer": "größe ✓",
@@ -406,7 +406,7 @@ def test_fast_attribute_writer_matches_h5py(tmp_path: Path) -> None:
     with h5py.File(tmp_path / "a.h5", "w") as file:
         fast = file.create_dataset("fast", data=np.zeros(2))
         slow = file.create_dataset("slow", data=np.zeros(2))
-        archive_module._set_attrs(fast, attrs)
+        archive_module.write_attrs(fast, attrs)
         slow.attrs.update({k: archive_module._attr(v) for k, v in attrs.items()})
         for key in attrs:
             a, b = fast.attrs[key], slow.attrs[key]

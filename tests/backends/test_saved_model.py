@@ -98,7 +98,7 @@ def test_verbose_says_which_loader_read_it(saved: dict[str, Path]) -> None:
 def test_an_unknown_signature_lists_the_ones_there(saved: dict[str, Path]) -> None:
     path = saved["no_variables_unrevivable"]
     line = assert_one_line_error(invoke("list", path, "--signature", "nope"), 2)
-    assert line == f"Error: SavedModel {str(path)!r} has no signature 'nope' (signatures: serving_default, double)"
+    assert line == f"Error: SavedModel {str(path)!r} has no signature 'nope' (signatures: double, serving_default)"
 
 
 def test_a_broken_saved_model_names_the_first_error(saved: dict[str, Path], tmp_path: Path) -> None:

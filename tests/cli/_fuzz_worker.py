@@ -35,6 +35,10 @@ def main(argv: list[str]) -> int:
     from probe_cli.cli import cli
 
     _tf.keras()  # import TensorFlow before the first case, so its cost is no case's
+    try:  # and the TensorFlow Lite interpreter, when installed
+        import ai_edge_litert.interpreter  # noqa: F401
+    except ImportError:
+        pass
     runner = CliRunner()
     with open(argv[2], "a", encoding="utf-8") as events:
         _emit(events, event="ready")

@@ -317,7 +317,7 @@ BROKEN = [
     ),
     pytest.param(
         "[tool.probe.dump]\natol = 1e-3\n",
-        "[tool.probe.dump] atol: not an option of probe dump (it is one of probe diff)",
+        "[tool.probe.dump] atol: not an option of probe dump (it is one of probe diff, compare)",
         None,
         id="another command's key",
     ),

@@ -1,4 +1,4 @@
-"""Fuzzing: ``probe list`` on flipped and truncated copies of the sample models.
+"""Fuzzing: ``probe list`` on flipped and truncated copies of the sample models (TensorFlow Lite ones too).
 
 Every case must end within ``CASE_TIMEOUT`` seconds with exit 0, 1 or 2 and, when
 it fails, exactly one ``Error: ...`` line on stderr: no traceback, no crash, no
@@ -32,8 +32,11 @@ SAMPLES = ROOT / "sample_models"
 WORKER = Path(__file__).resolve().parent / "_fuzz_worker.py"
 
 SAMPLE_FILES = ("cnn.h5", "cnn.keras", "multi_io.h5", "mini_rcnn_frozen.pb")
-#: Bytes that identify each format (a protobuf has no magic: its first field tag and length).
-MAGIC_LENGTH = {".h5": 8, ".keras": 4, ".pb": 2}
+#: TensorFlow Lite flatbuffers, fuzzed in their own rotation (see ``TFLITE_MUTATIONS``).
+TFLITE_FILES = ("cnn_int8.tflite", "cnn_float.tflite")
+#: Bytes that identify each format (a protobuf has no magic: its first field tag and length; a
+#: flatbuffer its root offset and the ``TFL3`` identifier).
+MAGIC_LENGTH = {".h5": 8, ".keras": 4, ".pb": 2, ".tflite": 8}
 #: Where flips land and where truncations cut; each category comes up once per sample before any repeats.
 FLIP_AREAS = ("header", "anywhere", "tail", "mixed")
 CUT_POINTS = ("empty", "magic", "anywhere", "header", "tail")
@@ -44,6 +47,10 @@ TAIL_BYTES = 256
 
 CASES = int(os.environ.get("PROBE_FUZZ_CASES", "32"))
 BASE_SEED = int(os.environ.get("PROBE_FUZZ_SEED", "20240601"))
+#: TensorFlow Lite cases: enough for every flip area and cut point of each flatbuffer (a case takes ~50 ms).
+TFLITE_CASES = max(2 * len(TFLITE_FILES) * max(len(FLIP_AREAS), len(CUT_POINTS)), CASES // 2)
+#: Their seeds start here, apart from the other samples'.
+TFLITE_SEED_OFFSET = 1_000_000
 #: The time bound of one case, in seconds.
 CASE_TIMEOUT = 60.0
 #: Importing TensorFlow in a fresh worker before its first case.
@@ -106,13 +113,13 @@ def _flip_offset(rng: random.Random, size: int, area: str) -> int:
     return rng.randrange(size)
 
 
-def make_mutation(index: int, base_seed: int = BASE_SEED) -> Mutation:
+def make_mutation(index: int, base_seed: int = BASE_SEED, samples: tuple[str, ...] = SAMPLE_FILES) -> Mutation:
     """Case ``index``: samples take turns, flips alternate with truncations, areas cycle then repeat at random."""
     seed = base_seed + index
     rng = random.Random(seed)
-    sample = SAMPLE_FILES[index % len(SAMPLE_FILES)]
+    sample = samples[index % len(samples)]
     size = (SAMPLES / sample).stat().st_size
-    turn = index // len(SAMPLE_FILES)
+    turn = index // len(samples)
     round_of_kind = turn // 2
     if turn % 2 == 0:
         where = FLIP_AREAS[round_of_kind] if round_of_kind < len(FLIP_AREAS) else rng.choice(FLIP_AREAS)
@@ -167,7 +174,9 @@ def zip_directory_mutations(sample: str = "cnn.keras") -> list[Mutation]:
     return mutations
 
 
-MUTATIONS = [make_mutation(index) for index in range(CASES)] + zip_directory_mutations()
+#: The flatbuffers' own rotation: every flip area and cut point of each, then more at random.
+TFLITE_MUTATIONS = [make_mutation(index, BASE_SEED + TFLITE_SEED_OFFSET, TFLITE_FILES) for index in range(TFLITE_CASES)]
+MUTATIONS = [make_mutation(index) for index in range(CASES)] + zip_directory_mutations() + TFLITE_MUTATIONS
 
 
 def _read_events(path: Path) -> list[dict[str, Any]]:
@@ -234,7 +243,7 @@ def _run_worker(cases: list[dict[str, str]], workdir: Path, attempt: int) -> tup
 def fuzz_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     """Writes every mutant and runs ``probe list`` on each; the record of each case by id."""
     workdir = tmp_path_factory.mktemp("fuzz")
-    originals = {name: (SAMPLES / name).read_bytes() for name in SAMPLE_FILES}
+    originals = {name: (SAMPLES / name).read_bytes() for name in SAMPLE_FILES + TFLITE_FILES}
     cases = []
     for mutation in MUTATIONS:
         path = workdir / mutation.mutant_name
@@ -266,6 +275,15 @@ def test_cases_cover_every_sample_and_mutation() -> None:
     assert len({m.case_id for m in MUTATIONS}) == len(MUTATIONS)
     assert len({m.mutant_name for m in MUTATIONS}) == len(MUTATIONS)
     assert len(zip_directory_mutations()) == 15, "cnn.keras should hold three zip entries"
+
+
+def test_tflite_cases_cover_every_flip_area_and_cut_point() -> None:
+    """Each flatbuffer is flipped in its header, anywhere, at its tail and mixed, and cut at every point."""
+    for sample in TFLITE_FILES:
+        ours = [m for m in TFLITE_MUTATIONS if m.sample == sample]
+        assert {m.where for m in ours if m.kind == "flip"} == set(FLIP_AREAS)
+        assert {m.where for m in ours if m.kind == "truncate"} == set(CUT_POINTS)
+        assert {m.length for m in ours if m.kind == "truncate"} >= {0, MAGIC_LENGTH[".tflite"]}
 
 
 @pytest.mark.parametrize("mutation", MUTATIONS, ids=[m.case_id for m in MUTATIONS])

@@ -179,7 +179,7 @@ def load_saved_model(path: Path, signature: str = DEFAULT_SIGNATURE) -> tuple[An
     # The TF1 loader also lists the init op ("__saved_model_init_op"), which is no signature to run.
     signatures = {k: v for k, v in (getattr(saved, "signatures", {}) or {}).items() if not k.startswith("__")}
     if signature not in signatures:
-        known = ", ".join(signatures) or "none"
+        known = ", ".join(sorted(signatures)) or "none"
         raise UsageProblem(f"SavedModel {str(path)!r} has no signature {signature!r}", f"signatures: {known}")
     function = signatures[signature]
     try:

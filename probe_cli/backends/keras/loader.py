@@ -29,7 +29,7 @@ KERAS_H5 = "keras-h5"
 KERAS_ZIP = "keras"
 DESCRIBES = "Keras .h5 (legacy HDF5), Keras .keras"
 #: Named in the errors of HDF5 files that are not Keras models.
-SUPPORTED = f"{DESCRIBES}, TensorFlow SavedModel directories, frozen GraphDef .pb"
+SUPPORTED = f"{DESCRIBES}, TensorFlow SavedModel directories, frozen GraphDef .pb, TensorFlow Lite .tflite"
 IN_MEMORY = "keras-in-memory"
 
 
