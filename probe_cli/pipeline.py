@@ -564,8 +564,32 @@ def compare_models(
         cand_archive, ref_archive, atol=atol, rtol=rtol, mapping=pairing.b_of(), unpaired_differ=False
     )
     how = {p.a: p.how for p in pairing.pairs}  # the diff paired them by the map made of these pairs
-    compared = [replace(t, paired_by=how.get(t.name, t.paired_by)) for t in result.tensors]
+    errors = {t.name: t.rel_error for t in result.tensors if t.rel_error is not None}
+    compared = [
+        replace(t, paired_by=how.get(t.name, t.paired_by), added_error=_added_error(candidate, t.name, errors))
+        for t in result.tensors
+    ]
     return replace(result, tensors=compared, only_in_a=pairing.only_a, only_in_b=pairing.only_b)
+
+
+def _added_error(traced: TracedModel, name: str, errors: Mapping[str, float]) -> float | None:
+    """How much relative error a tensor adds: its own less the largest of its inputs', each input's error
+    being its own where compared, else that of the nearest compared tensors it was computed from."""
+    if name not in errors or name not in traced.index.by_name:
+        return None
+    seen: set[str] = set()
+
+    def upstream(info: TensorInfo) -> list[float]:
+        found = []
+        for source in traced.op_inputs(info):
+            if source.name in errors:
+                found.append(errors[source.name])
+            elif source.name not in seen:  # not compared (fused away, a constant): look further up
+                seen.add(source.name)
+                found += upstream(source)
+        return found
+
+    return errors[name] - max(upstream(traced.index.tensor(name)), default=0.0)
 
 
 def _fed_alike(inputs: Sequence[InputSpec], reference: Sequence[InputSpec], feeds: Sequence[Feed]) -> list[Feed]:

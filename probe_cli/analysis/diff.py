@@ -104,6 +104,8 @@ class TensorDiff:
     mean_shift: float | None = None
     std_shift: float | None = None
     histogram_distance: float | None = None
+    #: ``compare``: the relative error this tensor adds to the largest of its inputs' (where int8 error jumps)
+    added_error: float | None = None
 
     @property
     def share_out_of_tolerance(self) -> float | None:

@@ -388,6 +388,7 @@ def _tensor_diff_doc(t: TensorDiff) -> dict[str, Any]:
         "mean_shift": t.mean_shift,
         "std_shift": t.std_shift,
         "histogram_distance": t.histogram_distance,
+        "added_error": t.added_error,
     }
 
 
@@ -455,25 +456,27 @@ def render_diff(out: Out, result: ArchiveDiff, *, as_json: bool, warn: Out | Non
 
 
 def _value_table(out: Out, title: str, result: ArchiveDiff) -> None:
-    out.table(
-        title,
-        ["name", "status", "shape", "max abs err", "rel err", "SNR dB", "out of tol"],
-        [
-            (
-                t.name if t.name_b is None else f"{t.name} = {t.name_b}",
-                t.status,
-                _shape_text(t.shape_a)
-                if t.shape_a == t.shape_b
-                else f"{_shape_text(t.shape_a)} vs {_shape_text(t.shape_b)}",
-                t.max_abs_error,
-                t.rel_error,
-                None if t.snr_db is None else round(t.snr_db, 1),
-                _share(t),
-            )
-            for t in result.tensors
-        ],
-        right=["max abs err", "rel err", "SNR dB", "out of tol"],
-    )
+    added = any(t.added_error is not None for t in result.tensors)  # compare: where the error jumps
+    columns = [
+        "name",
+        "status",
+        "shape",
+        "max abs err",
+        "rel err",
+        *(["added"] if added else []),
+        "SNR dB",
+        "out of tol",
+    ]
+    rows = []
+    for t in result.tensors:
+        shape = _shape_text(t.shape_a)
+        if t.shape_a != t.shape_b:
+            shape += f" vs {_shape_text(t.shape_b)}"
+        name = t.name if t.name_b is None else f"{t.name} = {t.name_b}"
+        jump = [t.added_error] if added else []
+        snr = None if t.snr_db is None else round(t.snr_db, 1)
+        rows.append((name, t.status, shape, t.max_abs_error, t.rel_error, *jump, snr, _share(t)))
+    out.table(title, columns, rows, right=columns[3:])
     for t in result.tensors:
         if t.layout_change:
             out.line(f"{t.name}: compared after {t.layout_change}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from conftest import SAMPLES, assert_one_line_error, invoke, ok, tensors_of
 
 CNN_H5 = SAMPLES / "cnn.h5"
@@ -74,3 +75,18 @@ def test_trouble_is_exit_2(tmp_path: Path) -> None:
     assert_one_line_error(invoke("dump", truncated), 1, "truncated or corrupt")
     assert_one_line_error(invoke("compare", CNN_H5, truncated), 2, "truncated or corrupt")
     ok(invoke("compare", CNN_H5, CNN_SAVED, "--tensor", "probs/Softmax:0"))
+
+
+def test_tflite_conversions_float_same_int8_with_the_error_each_layer_adds() -> None:
+    same = compare_json(CNN_H5, SAMPLES / "cnn_float.tflite", code=0)
+    assert {"conv1/Relu:0", "conv2/Relu:0", "probs/Softmax:0"} <= {t["name"] for t in same["tensors"]}
+    int8 = compare_json(CNN_H5, SAMPLES / "cnn_int8.tflite", code=1)
+    by_name = {t["name"]: t for t in int8["tensors"]}
+    assert all(0 < by_name[n]["rel_error"] < 0.05 for n in ("conv1/Relu:0", "conv2/Relu:0", "probs/Softmax:0"))
+    # what a tensor adds is its error less the largest of its (nearest compared) inputs'
+    assert by_name["conv1/Relu:0"]["added_error"] == by_name["conv1/Relu:0"]["rel_error"]  # from the exact input
+    pool = by_name["pool1/MaxPool2d:0"]
+    assert pool["added_error"] == pytest.approx(pool["rel_error"] - by_name["conv1/Relu:0"]["rel_error"])
+    softmax = by_name["probs/Softmax:0"]  # fed by a fused FULLY_CONNECTED that pairs with nothing: gap's error
+    assert softmax["added_error"] == pytest.approx(softmax["rel_error"] - by_name["gap/Mean:0"]["rel_error"])
+    assert "added" in invoke("compare", CNN_H5, SAMPLES / "cnn_int8.tflite").stdout
