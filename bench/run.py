@@ -24,6 +24,7 @@ from artifacts import BATCH, DEFAULT_MODEL, SEED, Work, application_names, ensur
 from inprocess import in_process
 from measure import ROOT, CommandFailed, log, warm_memory
 from report import Results, machine, print_ratios, print_stages, versions, write_results
+from scale import scale_out
 from whole import memory_growth, whole_process, whole_process_dumps
 
 
@@ -44,6 +45,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--warm-memory", type=float, default=6.0, metavar="GIB", help="touch this much RAM first (0: don't)"
+    )
+    parser.add_argument("--no-scale", action="store_true", help="skip ratios 10-12 (--stats-only)")
+    parser.add_argument(
+        "--no-all-stats", action="store_true", help="skip ratio 12 (every op tensor's statistics over many samples)"
     )
     args = parser.parse_args(argv)
     known = {name.lower(): name for name in application_names()}
@@ -107,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     tables.update(whole or {})
     res.attempt("whole-process dump measurements", whole_process_dumps, work, res, args.repeats, found.shapes)
     res.attempt("memory measurement", memory_growth, work, res, output_tensor)
+    if not args.no_scale:
+        res.attempt("--stats-only measurements", scale_out, work, res, args.repeats, not args.no_all_stats)
     for name in ("inproc_early", "inproc_layers", "inproc_all", "inproc_stream", "output"):
         work.archive(name).unlink(missing_ok=True)
 

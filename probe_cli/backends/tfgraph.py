@@ -251,42 +251,72 @@ _DISTRIBUTION_FIELDS = ("size", "nan", "inf", "zeros", "count", "low", "high", "
 def _distribution_ops(value: Any, hist_range: Any, bins: int) -> list[Any]:
     """The reductions of :func:`probe_cli.core.distribution.of_array`, as graph ops: only these leave TensorFlow.
 
-    ``hist_range`` (float64 ``[2]``) holds NaN until the first batch has fixed the histogram's range.
+    Few passes over the values, in their own precision (float32 sums are pairwise): per-channel sums,
+    minima, maxima and squared deviations, from which the whole tensor's moments follow; a count of
+    non-zeros; one histogram. Masking non-finite values and counting values outside the histogram's
+    range cost more passes, taken only when a batch has such values (``tf.cond``). ``hist_range``
+    (float64 ``[2]``) holds NaN until the first batch has fixed the histogram's range.
     """
     tf = tfenv.tf()
-    x = tf.cast(value, tf.float64)
-    finite = tf.math.is_finite(x)
-    count_of = lambda mask, axis=None: tf.reduce_sum(tf.cast(mask, tf.int64), axis=axis)  # noqa: E731
-    inf = tf.constant(np.inf, tf.float64)
+    x = value if value.dtype in (tf.float32, tf.float64) else tf.cast(value, tf.float64)
+    real = x.dtype
+    rank = x.shape.rank
+    axes = list(range(rank - 1)) if rank is not None and rank >= 2 else None  # channels: the last axis
+    size = tf.size(x, out_type=tf.int64)
+    sums = tf.reduce_sum(x, axis=axes)
+    finite = tf.reduce_all(tf.math.is_finite(sums))  # a NaN or Inf anywhere reaches its sum
 
-    def moments(axis: Any) -> list[Any]:
-        count = count_of(finite, axis)
-        safe = tf.where(finite, x, tf.zeros_like(x))
-        mean = tf.math.divide_no_nan(tf.reduce_sum(safe, axis=axis), tf.cast(count, tf.float64))
-        centred = tf.where(finite, x - mean, tf.zeros_like(x))  # a channel's mean broadcasts along the last axis
-        low = tf.reduce_min(tf.where(finite, x, inf * tf.ones_like(x)), axis=axis)
-        high = tf.reduce_max(tf.where(finite, x, -inf * tf.ones_like(x)), axis=axis)
-        return [count, low, high, mean, tf.reduce_sum(centred * centred, axis=axis)]
+    def exact() -> list[Any]:
+        per_channel = size // tf.cast(tf.size(sums), tf.int64)
+        count = tf.fill(tf.shape(sums), per_channel)
+        mean = sums / tf.cast(per_channel, real)
+        m2 = tf.reduce_sum(tf.math.squared_difference(x, mean), axis=axes)
+        zero = tf.constant(0, tf.int64)
+        return [count, tf.reduce_min(x, axis=axes), tf.reduce_max(x, axis=axes), mean, m2, zero, zero]
 
-    count, low, high, mean, m2 = moments(None)
+    def masked() -> list[Any]:
+        ok = tf.math.is_finite(x)
+        count = tf.reduce_sum(tf.cast(ok, tf.int64), axis=axes)
+        zeros = tf.zeros_like(x)
+        mean = tf.math.divide_no_nan(tf.reduce_sum(tf.where(ok, x, zeros), axis=axes), tf.cast(count, real))
+        m2 = tf.reduce_sum(tf.where(ok, tf.math.squared_difference(x, mean), zeros), axis=axes)
+        big = tf.constant(np.inf, real) * tf.ones_like(x)
+        low, high = tf.reduce_min(tf.where(ok, x, big), axis=axes), tf.reduce_max(tf.where(ok, x, -big), axis=axes)
+        nan = tf.reduce_sum(tf.cast(tf.math.is_nan(x), tf.int64))
+        return [count, low, high, mean, m2, nan, tf.reduce_sum(tf.cast(tf.math.is_inf(x), tf.int64))]
+
+    ch_count, ch_low, ch_high, ch_mean, ch_m2, nan, inf = tf.cond(finite, exact, masked)
+    ch = [tf.cast(t, tf.float64) for t in (ch_count, ch_low, ch_high, ch_mean, ch_m2)]
+    count = tf.reduce_sum(ch_count)
+    mean = tf.math.divide_no_nan(tf.reduce_sum(ch[0] * ch[3]), tf.cast(count, tf.float64))
+    m2 = tf.reduce_sum(ch[4]) + tf.reduce_sum(ch[0] * tf.math.squared_difference(ch[3], mean))  # Chan's update
+    low, high = tf.reduce_min(ch[1]), tf.reduce_max(ch[2])
     given = tf.logical_not(tf.reduce_any(tf.math.is_nan(hist_range)))
     known = tf.logical_and(tf.math.is_finite(low), tf.math.is_finite(high))
     widened = tf.where(high > low, tf.stack([low, high]), tf.stack([low - 0.5, high + 0.5]))
     span = tf.where(given, hist_range, tf.where(known, widened, tf.constant([0.0, 1.0], tf.float64)))
     lo, hi = span[0], span[1]
-    inside = tf.logical_and(finite, tf.logical_and(x >= lo, x <= hi))
-    picked = tf.boolean_mask(x, inside)
-    position = tf.cast(tf.floor((picked - lo) / (hi - lo) * bins), tf.int64)
-    counts = tf.math.bincount(tf.minimum(position, bins - 1), minlength=bins, maxlength=bins, dtype=tf.int64)
-    under = count_of(tf.logical_and(finite, x < lo))
-    over = count_of(tf.logical_and(finite, x > hi))
+    outside = tf.logical_or(low < lo, high > hi)
+    nonfinite = nan + inf
+    clean = tf.cond(finite, lambda: x, lambda: tf.where(tf.math.is_finite(x), x, tf.cast(lo, real) * tf.ones_like(x)))
+
+    def beyond() -> list[Any]:  # finite values only: the others were set to lo
+        return [tf.math.count_nonzero(clean < tf.cast(lo, real)), tf.math.count_nonzero(clean > tf.cast(hi, real))]
+
+    under, over = tf.cond(outside, beyond, lambda: [tf.constant(0, tf.int64)] * 2)
+    # values below lo (and the non-finite, set to lo) land in the first bin, above hi in the last: take them out
+    counts = tf.histogram_fixed_width(clean, tf.cast(span, real), nbins=bins, dtype=tf.int64)
+    counts = (
+        counts
+        - tf.one_hot(0, bins, dtype=tf.int64) * (under + nonfinite)
+        - tf.one_hot(bins - 1, bins, dtype=tf.int64) * over
+    )
     histogram = tf.concat([[under], counts, [over]], 0)
-    flat = [tf.size(x, out_type=tf.int64), count_of(tf.math.is_nan(x)), count_of(tf.math.is_inf(x)),
-            count_of(tf.equal(x, 0.0)), count, low, high, mean, m2, span, histogram]  # fmt: skip
-    if x.shape.rank is None or x.shape.rank < 2:  # channels: the last axis of a batch of vectors or maps
+    zeros = size - tf.math.count_nonzero(x, dtype=tf.int64)
+    flat = [size, nan, inf, zeros, count, low, high, mean, m2, span, histogram]
+    if axes is None:
         return flat + [tf.zeros([0], tf.int64)] + [tf.zeros([0], tf.float64)] * 4
-    axes = list(range(x.shape.rank - 1))
-    return flat + moments(axes)
+    return flat + [ch_count, *ch[1:]]
 
 
 class DistributionRunner:

@@ -101,11 +101,12 @@ def test_stats_only_equals_numpy_over_the_full_dump(tmp_path: Path, whole: Path)
         d = found[name]
         assert (d.size, d.nan, d.inf, d.zeros) == (x.size, 0, 0, int((x == 0).sum())), name
         np.testing.assert_allclose([d.moments.low, d.moments.high], [x.min(), x.max()], rtol=0, atol=0)
-        np.testing.assert_allclose([d.moments.mean, float(d.moments.std)], [x.mean(), x.std()], rtol=1e-9, atol=1e-12)
+        # summed in the tensor's own precision (float32, pairwise) inside the graph, merged in float64
+        np.testing.assert_allclose([d.moments.mean, float(d.moments.std)], [x.mean(), x.std()], rtol=1e-6, atol=1e-9)
         assert d.histogram.sum() == x.size and len(d.histogram) == 18  # 16 bins and two overflow bins
         if x.ndim >= 2:  # per channel: the last axis
             axes = tuple(range(x.ndim - 1))
-            np.testing.assert_allclose(d.channels.mean, x.mean(axis=axes), rtol=1e-9, atol=1e-12)  # type: ignore[union-attr]
+            np.testing.assert_allclose(d.channels.mean, x.mean(axis=axes), rtol=1e-6, atol=1e-9)  # type: ignore[union-attr]
             np.testing.assert_allclose(d.channels.high, x.max(axis=axes))  # type: ignore[union-attr]
     shown = ok(invoke("show", stats)).stdout
     assert "conv1/Relu:0" in shown and "4 values" not in shown

@@ -1,0 +1,61 @@
+"""--stats-only's in-graph reductions equal NumPy's (probe_cli.core.distribution.of_array) on the same values:
+finite or not, float or integer, scalars, and values outside the histogram's range."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+import probe_cli as probe
+from probe_cli.backends.tfgraph import DistributionRunner
+from probe_cli.core.distribution import Distribution, of_array
+from probe_cli.core.types import Feed
+
+
+@pytest.fixture(scope="module")
+def model(keras: Any, tf: Any) -> Any:
+    x = keras.Input((4, 3), name="x")
+    log = keras.layers.Lambda(lambda t: tf.math.log(t), name="log")(x)  # NaN below 0, -inf at 0
+    count = keras.layers.Lambda(lambda t: tf.reduce_sum(tf.cast(t > 0.5, tf.int32)), name="count")(x)  # a scalar int
+    return probe.open(keras.Model(x, [log, count]))
+
+
+def assert_same(got: Distribution, want: Distribution) -> None:
+    assert (got.size, got.nan, got.inf, got.zeros, got.hist_range) == (
+        want.size,
+        want.nan,
+        want.inf,
+        want.zeros,
+        want.hist_range,
+    )
+    np.testing.assert_array_equal(got.histogram, want.histogram)
+    m, w = got.moments, want.moments
+    assert int(m.count) == int(w.count)
+    np.testing.assert_allclose([m.low, m.high, m.mean, m.m2], [w.low, w.high, w.mean, w.m2], rtol=1e-6, atol=1e-6)
+    assert (got.channels is None) == (want.channels is None)
+    if got.channels is not None and want.channels is not None:
+        for a, b in zip(
+            (got.channels.count, got.channels.mean, got.channels.m2),
+            (want.channels.count, want.channels.mean, want.channels.m2),
+        ):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+
+
+def test_in_graph_equals_numpy_batch_after_batch(model: Any) -> None:
+    chosen = [model.index.tensor(name) for name in ("log/Log:0", "count/Cast:0", "count/Sum:0")]
+    runner = DistributionRunner(model._traced, chosen, None, 8)
+    rng = np.random.default_rng(3)
+    first = rng.normal(1.0, 1.0, (5, 4, 3)).astype(np.float32)
+    first[0, 0, 0] = 0.0  # log: -inf
+    later = (rng.normal(1.0, 3.0, (4, 4, 3)) + 0.5).astype(np.float32)  # outside the first batch's range
+    ranges: dict[str, tuple[float, float]] = {}
+    for batch in (first, later):
+        got = runner([Feed("x", batch, "test")])
+        values = model.run(batch, tensors=[t.name for t in chosen])
+        for info in chosen:
+            want = of_array(values[info.name], ranges.get(info.name), 8)
+            ranges.setdefault(info.name, want.hist_range)
+            assert_same(got[info.name], want)
+    assert got["log/Log:0"].nan > 0 and got["log/Log:0"].histogram[0] + got["log/Log:0"].histogram[-1] > 0
