@@ -377,3 +377,17 @@ class DistributionRunner:
                 channels=channels,
             )
         return result
+
+
+class GraphBackend:
+    """What the backends of TensorFlow graphs share: which tensors feed an op, and ``--stats-only``'s
+    reductions inside the pruned graph."""
+
+    def op_inputs(self, traced: TracedModel, info: TensorInfo) -> list[TensorInfo]:
+        return op_inputs(traced, info)
+
+    def distributions(
+        self, traced: TracedModel, selection: Sequence[TensorInfo], hist_range: tuple[float, float] | None, bins: int
+    ) -> DistributionRunner:
+        """The top-level tensors' distributions, reduced inside the pruned graph."""
+        return DistributionRunner(traced, selection, hist_range, bins)

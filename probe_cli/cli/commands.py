@@ -219,28 +219,41 @@ def _model_given(ctx: click.Context, param: click.Parameter, value: Path | None)
     return value
 
 
+def open_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """How to open a model file (--custom-objects, --unsafe, --signature): for one model or two."""
+    for option in reversed(
+        [
+            click.option(
+                "--custom-objects",
+                "custom_objects",
+                multiple=True,
+                type=click.Path(path_type=Path),
+                metavar="FILE.py",
+                help="Import this Python file so custom classes defined or registered there can be loaded. Repeatable.",
+            ),
+            click.option(
+                "--unsafe",
+                is_flag=True,
+                help="Allow the model file to run code (Lambda layers). Only for files you trust.",
+            ),
+            click.option(
+                "--signature",
+                default="serving_default",
+                show_default=True,
+                metavar="NAME",
+                help="SavedModel signature to load (SavedModel directories only).",
+            ),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
 def model_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """MODEL plus how to open it: shared by every command that loads a model."""
 
     @click.argument("model", required=False, callback=_model_given, type=click.Path(path_type=Path))
-    @click.option(
-        "--custom-objects",
-        "custom_objects",
-        multiple=True,
-        type=click.Path(path_type=Path),
-        metavar="FILE.py",
-        help="Import this Python file so custom classes defined or registered there can be loaded. Repeatable.",
-    )
-    @click.option(
-        "--unsafe", is_flag=True, help="Allow the model file to run code (Lambda layers). Only for files you trust."
-    )
-    @click.option(
-        "--signature",
-        default="serving_default",
-        show_default=True,
-        metavar="NAME",
-        help="SavedModel signature to load (SavedModel directories only).",
-    )
+    @open_options
     @functools.wraps(func)
     def wrapper(
         *args: Any, model: Path, custom_objects: tuple[Path, ...], unsafe: bool, signature: str, **kwargs: Any
@@ -747,58 +760,10 @@ def config_command(ctx: click.Context, target: click.Command, args: tuple[str, .
         click.echo("\n".join(config.settings_lines(target.name, settings, rows)))
 
 
-def main() -> None:
-    """Console-script entry point."""
-    import signal
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        if signal.getsignal(signum) != signal.SIG_IGN:  # `probe dump ... &` in a script ignores Ctrl-C
-            signal.signal(signum, _interrupt)
-    try:
-        cli.main(prog_name="probe")
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    except KeyboardInterrupt:
-        click.echo(f"Error: {INTERRUPTED_MESSAGE}", err=True)
-        code = INTERRUPTED
-    _exit_fast(code)
-
-
-def _exit_fast(code: int) -> None:
-    """Skips TensorFlow's interpreter teardown (0.5-0.9 s on ResNet50) once all output is out.
-
-    Everything probe writes is complete by now (archives are committed and
-    closed inside the command); only stdout/stderr need flushing.
-    """
-    if "tensorflow" not in sys.modules:
-        sys.exit(code)
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):  # closed or broken pipe: nothing left to save
-            pass
-    os._exit(code)
-
-
-_ = USAGE  # documented above; exit code 2 comes from ProbeError subclasses and Click itself
-
-
 @cli.command(epilog=DIFF_VERDICT)
 @click.argument("reference", type=click.Path(path_type=Path))
 @click.argument("candidate", type=click.Path(path_type=Path))
-@click.option(
-    "--custom-objects",
-    "custom_objects",
-    multiple=True,
-    type=click.Path(path_type=Path),
-    metavar="FILE.py",
-    help="Import this Python file so custom classes of either model can be loaded. Repeatable.",
-)
-@click.option(
-    "--unsafe", is_flag=True, help="Allow the model files to run code (Lambda layers). Only for files you trust."
-)
-@click.option("--signature", default="serving_default", show_default=True, metavar="NAME", help="SavedModel signature.")
+@open_options
 @selection_options
 @input_options
 @tolerance_options
@@ -897,3 +862,37 @@ def merge(output: Path, parts: tuple[Path, ...], copy: bool, force: bool) -> Non
     from probe_cli.cli.render import Out, render_merge
 
     render_merge(Out(), merge_archives(output, parts, copy=copy, force=force))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    import signal
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(signum) != signal.SIG_IGN:  # `probe dump ... &` in a script ignores Ctrl-C
+            signal.signal(signum, _interrupt)
+    try:
+        cli.main(prog_name="probe")
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except KeyboardInterrupt:
+        click.echo(f"Error: {INTERRUPTED_MESSAGE}", err=True)
+        code = INTERRUPTED
+    _exit_fast(code)
+
+
+def _exit_fast(code: int) -> None:
+    """Skips TensorFlow's interpreter teardown (0.5-0.9 s on ResNet50) once all output is out.
+
+    Everything probe writes is complete by now (archives are committed and
+    closed inside the command); only stdout/stderr need flushing.
+    """
+    if "tensorflow" not in sys.modules:
+        sys.exit(code)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # closed or broken pipe: nothing left to save
+            pass
+    os._exit(code)

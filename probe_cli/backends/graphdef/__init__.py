@@ -9,11 +9,11 @@ from probe_cli.backends.base import Executor, LoadedModel, Source, TracedModel
 from probe_cli.backends.graphdef import loader
 from probe_cli.backends.graphdef.tfdbg_capture import LoweredLoopCapturer
 from probe_cli.backends.graphdef.tracer import trace_graph_def
-from probe_cli.backends.tfgraph import DistributionRunner, Runner, op_inputs
+from probe_cli.backends.tfgraph import GraphBackend, Runner
 from probe_cli.core.types import Region, TensorInfo
 
 
-class GraphDefBackend:
+class GraphDefBackend(GraphBackend):
     describes = loader.DESCRIBES
 
     def detect(self, path: Path, head: bytes) -> str | None:
@@ -33,12 +33,3 @@ class GraphDefBackend:
         if lowered:
             executors.append(LoweredLoopCapturer(traced, lowered))
         return executors
-
-    def op_inputs(self, traced: TracedModel, info: TensorInfo) -> list[TensorInfo]:
-        return op_inputs(traced, info)
-
-    def distributions(
-        self, traced: TracedModel, selection: Sequence[TensorInfo], hist_range: tuple[float, float] | None, bins: int
-    ) -> Executor:
-        """``--stats-only``: the top-level tensors' distributions, reduced inside the pruned graph."""
-        return DistributionRunner(traced, selection, hist_range, bins)

@@ -10,11 +10,11 @@ from probe_cli.backends.base import Executor, LoadedModel, Source, TracedModel
 from probe_cli.backends.keras import loader
 from probe_cli.backends.keras.capture import Capturer
 from probe_cli.backends.keras.tracer import trace_keras
-from probe_cli.backends.tfgraph import DistributionRunner, Runner, op_inputs
+from probe_cli.backends.tfgraph import GraphBackend, Runner
 from probe_cli.core.types import Execution, Feed, Region, TensorInfo
 
 
-class KerasBackend:
+class KerasBackend(GraphBackend):
     describes = loader.DESCRIBES
 
     def detect(self, path: Path, head: bytes) -> str | None:
@@ -45,12 +45,3 @@ class KerasBackend:
             return values
 
         return [capture]
-
-    def op_inputs(self, traced: TracedModel, info: TensorInfo) -> list[TensorInfo]:
-        return op_inputs(traced, info)
-
-    def distributions(
-        self, traced: TracedModel, selection: Sequence[TensorInfo], hist_range: tuple[float, float] | None, bins: int
-    ) -> Executor:
-        """``--stats-only``: the top-level tensors' distributions, reduced inside the pruned graph."""
-        return DistributionRunner(traced, selection, hist_range, bins)
