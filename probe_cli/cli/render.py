@@ -149,11 +149,26 @@ def render_index(out: Out, index: ModelIndex, model: str, *, layers_only: bool, 
     if layers_only:
         return
     out.line()
+    quantized = any(t.quantization for t in index.tensors)  # a TFLite model: its scales and zero points
     out.table(
         f"Tensors ({len(index.tensors)})",
-        ["name", "op", "dtype", "shape", "layer", "in"],
-        [(t.name, t.op_type, t.dtype, format_shape(t.shape), t.layer, t.context) for t in index.tensors],
+        ["name", "op", "dtype", "shape", "layer", "in", *(["quantization"] if quantized else [])],
+        [
+            (t.name, t.op_type, t.dtype, format_shape(t.shape), t.layer, t.context)
+            + ((_quantization_text(t.quantization),) if quantized else ())
+            for t in index.tensors
+        ],
     )
+
+
+def _quantization_text(quantization: dict[str, Any] | None) -> str | None:
+    """``scale 0.0235 zero 3``, or ``per-axis 16 scales (axis 3)``."""
+    if not quantization:
+        return None
+    scale = quantization["scale"]
+    if isinstance(scale, list):
+        return f"per-axis {len(scale)} scales (axis {quantization['quantized_dimension']})"
+    return f"scale {scale:.4g} zero {quantization['zero_point']}"
 
 
 def _feeds_doc(result: DumpResult) -> list[dict[str, Any]]:

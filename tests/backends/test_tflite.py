@@ -452,3 +452,13 @@ def test_cli_dump_and_compare_run(models: TFLiteModels, tmp_path: Path) -> None:
     ok(invoke("dump", models.int8, "--samples", "3", "-o", archive))
     assert ok(invoke("show", archive)).stdout
     ok(invoke("compare", models.keras, models.float_bin))
+
+
+def test_the_list_table_shows_quantization() -> None:
+    """probe list of an int8 model: a quantization column, per tensor its scale and zero point."""
+    table = ok(invoke("list", SAMPLES / "cnn_int8.tflite")).stdout
+    header = next(line for line in table.splitlines() if line.strip().startswith("name") and "op" in line)
+    assert header.split()[-1] == "quantization"
+    conv = next(line for line in table.splitlines() if line.strip().startswith("conv1/Relu:0"))
+    assert "CONV_2D" in conv and "int8" in conv and "scale " in conv and "zero -128" in conv
+    assert "quantization" not in ok(invoke("list", SAMPLES / "cnn_float.tflite")).stdout
