@@ -195,14 +195,16 @@ class Model:
             feeds = self._feeds(inputs, seed, batch_size, samples)
             batch = plan_batches(traced.index.inputs, sample_count(feeds, traced.index.inputs), batch_size)
             parts: dict[str, list[Any]] = {info.name: [] for info in selection}
-            for _, _fed, values in run_batches(traced, feeds, traced.executors(selection), batch):
+            rows: list[int] = []
+            for _, fed, values in run_batches(traced, feeds, traced.executors(selection), batch):
+                rows.append(fed[0].array.shape[0] if fed and fed[0].array.ndim else 1)
                 for info in selection:
                     value = values[info.name]
                     if info.per_execution:
                         parts[info.name].extend(execution.value for execution in value)
                     else:
                         parts[info.name].append(value)
-            return {info.name: self._joined(info, parts[info.name]) for info in selection}
+            return {info.name: self._joined(info, parts[info.name], rows) for info in selection}
 
     def dump(
         self,
@@ -234,7 +236,7 @@ class Model:
             layers=_patterns(layers),
             force=force,
             command=f"python: probe.open({self._traced.loaded.origin}).dump(...)",
-            compression=None if compression == "none" else compression,
+            compression=compression,
             max_bytes=max_bytes,
             check_numerics=check_numerics,
             stats_only=stats_only,
@@ -265,15 +267,19 @@ class Model:
             arrays = {names[0]: inputs}
         return build_feeds(specs, seed=seed, batch_size=batch_size, in_memory=arrays, samples=samples)
 
-    def _joined(self, info: TensorInfo, parts: list[Any]) -> Any:
-        """One tensor's values over every batch."""
-        if info.per_execution:
+    def _joined(self, info: TensorInfo, parts: list[Any], rows: list[int]) -> Any:
+        """One tensor's values over every batch: along the batch axis where it has one (as ``dump`` stores
+        it), else one value per batch, stacked when they have one shape."""
+        if info.per_execution or not parts:
             return parts
         if len(parts) == 1:
             return parts[0]
-        if all(has_batch_axis(info, part, len(part), fixed_batch(self.index)) for part in parts if part.ndim):
+        fixed = fixed_batch(self.index)
+        if all(has_batch_axis(info, part, n, fixed) for part, n in zip(parts, rows)):
             return np.concatenate(parts)
-        return np.stack(parts)  # no batch axis: one value per batch
+        if len({np.shape(part) for part in parts}) == 1:
+            return np.stack(parts)
+        return parts  # values of other lengths batch by batch (the boxes NMS kept): a list, as dump's per_batch
 
 
 def _patterns(patterns: Sequence[str] | str) -> tuple[str, ...]:

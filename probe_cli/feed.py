@@ -297,6 +297,8 @@ def shard_range(samples: int, shard: tuple[int, int]) -> tuple[int, int]:
     k, n = shard
     if not 0 <= k < n:
         raise UsageProblem(f"--shard {k}/{n} names no shard: K counts from 0 to N-1")
+    if n > samples:
+        raise UsageProblem(f"--shard {k}/{n}: {samples} sample(s) cannot be split {n} ways", "use fewer shards")
     return k * samples // n, (k + 1) * samples // n
 
 

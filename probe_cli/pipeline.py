@@ -190,11 +190,9 @@ def _planned(info: TensorInfo, batch: int | None) -> PlannedTensor:
 
 def provenance(traced: TracedModel, seed: int, batch_size: int, command: str) -> dict[str, Any]:
     """Root attributes of the archive: enough to reproduce the run."""
-    tf, keras = tfenv.tf(), tfenv.keras()
     return {
         "probe_version": __version__,
-        "tensorflow_version": tf.__version__,
-        "keras_version": keras.__version__,
+        **tfenv.versions(),
         "model_path": traced.loaded.origin,
         "model_sha256": traced.loaded.sha256,
         "model_format": traced.loaded.model_format,
@@ -310,6 +308,8 @@ def dump_model(
     selection = list(selection)
     total = sample_count(feeds, index.inputs)
     start, stop = (0, total) if spec.shard is None else shard_range(total, spec.shard)
+    if spec.stats_only and spec.check_numerics:
+        raise UsageProblem("--check-numerics needs the values: it does not go with --stats-only")
     if spec.shard is not None:
         if spec.stats_only and spec.hist_range is None:
             raise UsageProblem(
@@ -440,9 +440,7 @@ def _dump_distributions(
             if info.name in found:
                 writer.distribution(tensor_attrs(info), found[info.name])
     stored = [
-        StoredSummary(
-            info, tuple(d for d in (info.shape or ()) if d is not None), info.dtype, found[info.name].summary(), "stats"
-        )
+        StoredSummary(info, _known(info.shape), info.dtype, found[info.name].summary(), "stats")
         for info in selection
         if info.name in found
     ]
@@ -455,13 +453,16 @@ def _known(shape: Shape | None) -> tuple[int, ...]:
 
 
 def _distribution_executor(traced: TracedModel, selection: Sequence[TensorInfo], spec: DumpSpec) -> Executor:
-    """One batch's distributions: reduced inside the graph where the backend can (``distributions``), else
-    from the values its executors return (inputs, tensors inside loops, backends without graphs)."""
+    """One batch's distributions: the inputs' from the fed arrays; the others reduced inside the graph where
+    the backend can (``distributions``), else from the values its executors return (tensors inside loops,
+    backends without graphs)."""
     reduce = getattr(traced.backend, "distributions", None)
-    inputs = {input_spec.graph_name for input_spec in traced.index.inputs}
-    in_graph = [i for i in selection if i.region is Region.TOP and i.graph_name not in inputs] if reduce else []
+    input_of = {input_spec.graph_name: input_spec.name for input_spec in traced.index.inputs}
+    fed_inputs = [info for info in selection if info.graph_name in input_of]
+    computed = [info for info in selection if info.graph_name not in input_of]
+    in_graph = [info for info in computed if info.region is Region.TOP] if reduce else []
     reduced = {info.name for info in in_graph}
-    rest = [info for info in selection if info.name not in reduced]
+    rest = [info for info in computed if info.name not in reduced]
     runners: list[Executor] = [reduce(traced, in_graph, spec.hist_range, spec.bins)] if reduce and in_graph else []
     plain = traced.executors(rest) if rest else []
     ranges: dict[str, tuple[float, float]] = {}
@@ -470,10 +471,11 @@ def _distribution_executor(traced: TracedModel, selection: Sequence[TensorInfo],
         found: dict[str, Any] = {}
         for runner in runners:
             found.update(runner(fed))
-        values: dict[str, Any] = {}
+        arrays = {feed.name: feed.array for feed in fed}
+        values: dict[str, Any] = {info.name: arrays[input_of[info.graph_name]] for info in fed_inputs}
         for executor in plain:
             values.update(executor(fed))
-        for info in rest:
+        for info in [*fed_inputs, *rest]:
             value = values.pop(info.name)
             for array in [e.value for e in value] if info.per_execution else [value]:
                 dist = of_array(array, spec.hist_range or ranges.get(info.name), spec.bins)
@@ -553,6 +555,10 @@ def compare_models(
     Tensors without a partner are listed; only the paired ones decide the verdict."""
     chosen = select(reference.index, tensors, layers) if tensors or layers else list(reference.index.tensors)
     pairing = pair(candidate.index.tensors, chosen, mapping)
+    if not pairing.pairs:  # a pass with nothing compared would pass anything
+        raise UsageProblem(
+            "no tensor of the candidate pairs with one of the reference's", "pair them by name with --map FILE"
+        )
     spec = DumpSpec(force=True, command=command, max_bytes=None)
     ref_archive, cand_archive = work_dir / "reference.probe.h5", work_dir / "candidate.probe.h5"
     ref_selection = [reference.index.tensor(p.b) for p in pairing.pairs]
@@ -577,19 +583,17 @@ def _added_error(traced: TracedModel, name: str, errors: Mapping[str, float]) ->
     being its own where compared, else that of the nearest compared tensors it was computed from."""
     if name not in errors or name not in traced.index.by_name:
         return None
+    upstream: list[float] = []
     seen: set[str] = set()
-
-    def upstream(info: TensorInfo) -> list[float]:
-        found = []
-        for source in traced.op_inputs(info):
+    pending = [traced.index.tensor(name)]
+    while pending:  # through what was not compared (fused away, constants), up to what was
+        for source in traced.op_inputs(pending.pop()):
             if source.name in errors:
-                found.append(errors[source.name])
-            elif source.name not in seen:  # not compared (fused away, a constant): look further up
+                upstream.append(errors[source.name])
+            elif source.name not in seen:
                 seen.add(source.name)
-                found += upstream(source)
-        return found
-
-    return errors[name] - max(upstream(traced.index.tensor(name)), default=0.0)
+                pending.append(source)
+    return errors[name] - max(upstream, default=0.0)
 
 
 def _fed_alike(inputs: Sequence[InputSpec], reference: Sequence[InputSpec], feeds: Sequence[Feed]) -> list[Feed]:

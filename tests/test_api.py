@@ -220,3 +220,18 @@ def test_in_memory_archive_names_the_model(functional: Any, tmp_path: Path) -> N
     provenance = probe.show(tmp_path / "m.h5").provenance
     assert provenance["model_path"] == "<in-memory Functional 'functional_net'>"
     assert provenance["model_format"] == "keras-in-memory" and len(provenance["model_sha256"]) == 64
+
+
+def test_run_over_batches_joins_by_batch_axis_or_per_batch(keras: Any, tf: Any) -> None:
+    """Over several batches: a tensor with a batch axis is concatenated; a scalar gives one value per
+    batch; values of other lengths per batch (kept boxes) come as a list, as dump stores them."""
+    x = keras.Input((3,), name="x")
+    total = keras.layers.Lambda(lambda t: tf.reduce_sum(t), name="total")(x)
+    kept = keras.layers.Lambda(lambda t: tf.boolean_mask(t, t > 0.5), name="kept")(x)
+    m = probe.open(keras.Model(x, [keras.layers.Dense(2, name="d")(x), total, kept]))
+    data = np.arange(15, dtype=np.float32).reshape(5, 3) / 15
+    values = m.run(data, batch_size=2)  # batches of 2, 2, 1
+    close(values["d/BiasAdd:0"], m.run(data)["d/BiasAdd:0"])
+    np.testing.assert_allclose(values["total/Sum:0"], [data[0:2].sum(), data[2:4].sum(), data[4:].sum()], rtol=1e-6)
+    kept_name = next(name for name in values if name.startswith("kept/") and "GatherV2" in name)
+    assert [len(v) for v in values[kept_name]] == [0, 4, 3]

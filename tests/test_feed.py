@@ -175,6 +175,8 @@ def test_random_samples_are_seeded_one_by_one_so_any_slice_equals_the_whole_run(
     assert isinstance(shard_feeds([whole], [IMAGE], 3, 6)[0].array, Window)
     with pytest.raises(UsageProblem, match="K counts from 0 to N-1"):
         shard_range(10, (3, 3))
+    with pytest.raises(UsageProblem, match="2 sample\\(s\\) cannot be split 3 ways"):
+        shard_range(2, (0, 3))  # an empty shard would merge into an archive that lost its tensors
 
 
 def test_random_is_reproducible_and_seeded() -> None:

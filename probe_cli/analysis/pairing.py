@@ -69,14 +69,16 @@ def pair(a: Sequence[Named], b: Sequence[Named], mapping: Mapping[str, str] | No
         if t.name not in found and t.name in names_b and t.name not in taken:
             found[t.name] = (t.name, BY_NAME)
             taken.add(t.name)
-    keys_a = Counter(pairing_key(t.graph_name) for t in a if t.name not in found)
-    keys_b = Counter(pairing_key(t.graph_name) for t in b if t.name not in taken)
-    unique_b = {pairing_key(t.graph_name): t.name for t in b if t.name not in taken}
+    # a key must be unique over the whole of each side: one shared by two tensors, paired or not, pairs nothing
+    keys_a = Counter(pairing_key(t.graph_name) for t in a)
+    keys_b = Counter(pairing_key(t.graph_name) for t in b)
+    unique_b = {pairing_key(t.graph_name): t.name for t in b}
     for t in a:
         key = pairing_key(t.graph_name)
-        if t.name not in found and keys_a[key] == 1 and keys_b.get(key) == 1:
-            found[t.name] = (unique_b[key], BY_GRAPH_NAME)
-            taken.add(unique_b[key])
+        if t.name in found or keys_a[key] != 1 or keys_b.get(key) != 1 or unique_b[key] in taken:
+            continue
+        found[t.name] = (unique_b[key], BY_GRAPH_NAME)
+        taken.add(unique_b[key])
     return Pairing(
         pairs=[Pair(t.name, *found[t.name]) for t in a if t.name in found],
         only_a=[t.name for t in a if t.name not in found],

@@ -154,6 +154,10 @@ def _members(node: h5py.Dataset | h5py.Group) -> list[h5py.Dataset]:
 
 def _merge_group(file: h5py.File, parts: list[_Part], group: str, base: Path, copy: bool) -> int:
     paths = _nodes(parts[0].file, group)
+    for part in parts[1:]:
+        extra = sorted(set(_nodes(part.file, group)) - set(paths))
+        if extra:
+            raise MergeError(f"{str(part.path)!r} holds {extra[0]!r}, which {str(parts[0].path)!r} does not")
     for path in paths:
         nodes = []
         for part in parts:

@@ -126,9 +126,11 @@ def guest() -> Iterator[None]:
     if _verbose:
         yield
         return
-    # Only loggers that exist: creating absl's before absl.logging does would give it a plain Logger.
+    # absl's logger only once absl made it: created before absl.logging, it would be a plain Logger.
     known = logging.Logger.manager.loggerDict
-    loggers = [logging.getLogger(name) for name in _LOGGERS if isinstance(known.get(name), logging.Logger)]
+    loggers = [
+        logging.getLogger(name) for name in _LOGGERS if name != "absl" or isinstance(known.get(name), logging.Logger)
+    ]
     levels = [logger.level for logger in loggers]
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", module=_NOISY_MODULES)
@@ -166,10 +168,31 @@ def grappler_off() -> Iterator[None]:
 
 
 def session_config() -> Any:
-    """A TF1 Session's config with Grappler off, as :func:`without_grappler` sets it for functions."""
+    """A TF1 Session's config with Grappler off, as :func:`grappler_off` sets it around functions."""
     config = tf().compat.v1.ConfigProto()
     config.graph_options.rewrite_options.disable_meta_optimizer = True
     return config
+
+
+def versions() -> dict[str, str]:
+    """TensorFlow's and Keras' versions, for the archive: without importing them (a TFLite model run by
+    LiteRT needs neither), from their installed distributions when they are not imported yet."""
+    from importlib import metadata
+
+    found = {}
+    for key, module, distributions in (
+        ("tensorflow_version", "tensorflow", ("tensorflow", "tensorflow-cpu")),
+        ("keras_version", "keras", ("keras",)),
+    ):
+        imported = getattr(sys.modules.get(module), "__version__", None)
+        found[key] = imported or ""
+        for distribution in () if imported else distributions:
+            try:
+                found[key] = metadata.version(distribution)
+                break
+            except metadata.PackageNotFoundError:
+                continue
+    return found
 
 
 def keras() -> ModuleType:

@@ -186,7 +186,7 @@ def prune(
 
 def op_inputs(traced: TracedModel, info: TensorInfo) -> list[TensorInfo]:
     """The listed tensors feeding the graph op that produced ``info`` (handles and the like omitted)."""
-    by_graph = {t.graph_name: t for t in traced.index.tensors}
+    by_graph = traced.index.by_graph_name
     op = traced.graph_tensors[info.name].op
     return [by_graph[t.name] for t in op.inputs if t.name in by_graph]
 
@@ -266,10 +266,10 @@ def _distribution_ops(value: Any, hist_range: Any, bins: int) -> list[Any]:
     sums = tf.reduce_sum(x, axis=axes)
     finite = tf.reduce_all(tf.math.is_finite(sums))  # a NaN or Inf anywhere reaches its sum
 
-    def exact() -> list[Any]:
-        per_channel = size // tf.cast(tf.size(sums), tf.int64)
+    def exact() -> list[Any]:  # an empty value (NMS keeping no box) has count 0 and mean 0, as in NumPy
+        per_channel = size // tf.maximum(tf.cast(tf.size(sums), tf.int64), 1)
         count = tf.fill(tf.shape(sums), per_channel)
-        mean = sums / tf.cast(per_channel, real)
+        mean = tf.math.divide_no_nan(sums, tf.cast(per_channel, real))
         m2 = tf.reduce_sum(tf.math.squared_difference(x, mean), axis=axes)
         zero = tf.constant(0, tf.int64)
         return [count, tf.reduce_min(x, axis=axes), tf.reduce_max(x, axis=axes), mean, m2, zero, zero]

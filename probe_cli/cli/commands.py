@@ -153,7 +153,7 @@ class ProbeGroup(click.Group):
 
 
 #: Commands whose exit status is diff(1)'s: 1 means "different", so every error is 2, "trouble".
-JUDGING_COMMANDS = ("compare",)
+JUDGING_COMMANDS = ("diff", "compare")
 
 
 def _judges(ctx: click.Context) -> bool:
@@ -631,9 +631,9 @@ def diff(
 ) -> None:
     """Compare the tensors two archives share and name the first divergence in graph order.
 
-    Tensors are paired by name, then by graph name with call wrappers, the model scope and scope
-    counters removed (a Keras file's conv1/Relu:0 and its SavedModel's
-    StatefulPartitionedCall/m_1/conv1_1/Relu:0), then by --map. Per tensor: max absolute error,
+    Tensors are paired by --map, then by name, then by graph name with call wrappers, the model
+    scope and scope counters removed (a Keras file's conv1/Relu:0 and its SavedModel's
+    StatefulPartitionedCall/m_1/conv1_1/Relu:0). Per tensor: max absolute error,
     relative error ||a - b|| / ||b||, SNR, cosine (--json) and the share of elements out of
     --atol/--rtol. Also lists tensors of only one archive and warns (on stderr) when the archives
     were fed different inputs. B is the reference.

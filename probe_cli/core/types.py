@@ -133,6 +133,10 @@ class ModelIndex:
     def by_name(self) -> dict[str, TensorInfo]:
         return {t.name: t for t in self.tensors}
 
+    @cached_property
+    def by_graph_name(self) -> dict[str, TensorInfo]:
+        return {t.graph_name: t for t in self.tensors}
+
     def tensor(self, name: str) -> TensorInfo:
         return self.by_name[name]
 

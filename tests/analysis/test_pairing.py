@@ -73,3 +73,13 @@ def test_a_bad_map_is_one_line(tmp_path: Path, text: str, message: str) -> None:
         read_map(tmp_path / "bad.map")
     with pytest.raises(FileProblem, match="cannot be read"):
         read_map(tmp_path / "missing.json")
+
+
+def test_a_key_shared_on_one_side_pairs_nothing_even_when_one_holder_paired_by_name() -> None:
+    """A key two of A's tensors share stays unusable after one of them pairs by name: the other must not
+    pair, by that key, with a different layer of B's."""
+    a = [T("dense/MatMul:0", "model_1/dense_1/MatMul:0"), T("dense_1/MatMul:0", "model_1/dense_1/MatMul:0")]
+    b = [T("dense_1/MatMul:0", "dense_1/MatMul:0"), T("other:0", "model_1/dense_2/MatMul:0")]
+    result = pair(a, b)
+    assert result.pairs == [Pair("dense_1/MatMul:0", "dense_1/MatMul:0", BY_NAME)]
+    assert result.only_a == ["dense/MatMul:0"] and result.only_b == ["other:0"]

@@ -87,3 +87,8 @@ def test_layouts_are_aligned_and_said(tmp_path: Path, a: np.ndarray, b: np.ndarr
     assert (t.status, t.layout_change, t.rel_error) == ("ok", change, 0.0)
     pc = make_archive(tmp_path / "c.h5", {"t:0": np.arange(12.0).reshape(3, 4)})
     assert diff_archives(pa, pc).tensors[0].status == "shape mismatch"
+
+
+def test_integers_must_be_equal_whatever_the_tolerances(tmp_path: Path) -> None:
+    keep = np.array([3, 1, 7, 0], np.int32)
+    assert not verdict(tmp_path, np.array([3, 1, 7, 1], np.int32), keep, atol=1.0, rtol=0.5)[0]

@@ -19,7 +19,9 @@ def model(keras: Any, tf: Any) -> Any:
     x = keras.Input((4, 3), name="x")
     log = keras.layers.Lambda(lambda t: tf.math.log(t), name="log")(x)  # NaN below 0, -inf at 0
     count = keras.layers.Lambda(lambda t: tf.reduce_sum(tf.cast(t > 0.5, tf.int32)), name="count")(x)  # a scalar int
-    return probe.open(keras.Model(x, [log, count]))
+    # rows of x whose sum passes 1e9: none, an empty (0, 3) tensor, as NMS keeping no box gives
+    none = keras.layers.Lambda(lambda t: tf.boolean_mask(t[0], tf.reduce_sum(t[0], -1) > 1e9), name="none")(x)
+    return probe.open(keras.Model(x, [log, count, none]))
 
 
 def assert_same(got: Distribution, want: Distribution) -> None:
@@ -44,7 +46,8 @@ def assert_same(got: Distribution, want: Distribution) -> None:
 
 
 def test_in_graph_equals_numpy_batch_after_batch(model: Any) -> None:
-    chosen = [model.index.tensor(name) for name in ("log/Log:0", "count/Cast:0", "count/Sum:0")]
+    empty = next(t.name for t in model.index.tensors if t.layer == "none" and t.op_type == "GatherV2")
+    chosen = [model.index.tensor(name) for name in ("log/Log:0", "count/Cast:0", "count/Sum:0", empty)]
     runner = DistributionRunner(model._traced, chosen, None, 8)
     rng = np.random.default_rng(3)
     first = rng.normal(1.0, 1.0, (5, 4, 3)).astype(np.float32)
@@ -59,3 +62,6 @@ def test_in_graph_equals_numpy_batch_after_batch(model: Any) -> None:
             ranges.setdefault(info.name, want.hist_range)
             assert_same(got[info.name], want)
     assert got["log/Log:0"].nan > 0 and got["log/Log:0"].histogram[0] + got["log/Log:0"].histogram[-1] > 0
+    nothing = got[empty]
+    assert nothing.size == 0 and nothing.summary() == {**nothing.summary(), "mean": None, "std": None}
+    assert np.all(nothing.channels.mean == 0) and np.all(nothing.channels.m2 == 0)  # type: ignore[union-attr]

@@ -90,3 +90,10 @@ def test_tflite_conversions_float_same_int8_with_the_error_each_layer_adds() -> 
     softmax = by_name["probs/Softmax:0"]  # fed by a fused FULLY_CONNECTED that pairs with nothing: gap's error
     assert softmax["added_error"] == pytest.approx(softmax["rel_error"] - by_name["gap/Mean:0"]["rel_error"])
     assert "added" in invoke("compare", CNN_H5, SAMPLES / "cnn_int8.tflite").stdout
+
+
+def test_nothing_paired_is_trouble_not_a_pass() -> None:
+    """A selection none of whose tensors has a partner (conv1's bias add is fused away in TFLite) compares
+    nothing: exit 2, never 0."""
+    result = invoke("compare", CNN_H5, SAMPLES / "cnn_int8.tflite", "--tensor", "conv1/BiasAdd:0")
+    assert_one_line_error(result, 2, "no tensor of the candidate pairs with one of the reference's")

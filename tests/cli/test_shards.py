@@ -117,6 +117,9 @@ def test_stats_only_shards_merge_exactly(tmp_path: Path) -> None:
     assert_one_line_error(
         invoke("dump", CNN, *RUN, "--stats-only", "--shard", "0/2", "-o", tmp_path / "x.h5"), 2, "needs --hist-range"
     )
+    assert_one_line_error(
+        invoke("dump", CNN, *RUN, "--stats-only", "--check-numerics", "-o", tmp_path / "x.h5"), 2, "--check-numerics"
+    )
     whole = dump(tmp_path / "whole.h5", *stats)
     parts = [dump(tmp_path / f"s{k}.h5", *stats, "--shard", f"{k}/2") for k in range(2)]
     ok(invoke("merge", tmp_path / "merged.h5", *parts))

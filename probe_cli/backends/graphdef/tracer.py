@@ -2,8 +2,10 @@
 
 The GraphDef is imported into a ``wrap_function`` graph, so the same
 prune-and-run path serves them as Keras models. Names are the graph's own
-(``ROI_3/rpn_non_max_suppression/NonMaxSuppressionV2:0``); inputs are the
-placeholders (for a SavedModel, named as in its signature).
+(``ROI_3/rpn_non_max_suppression/NonMaxSuppressionV2:0``), except that ops in the
+layer scopes of a graph exported from Keras get the Keras file's names
+(:func:`probe_cli.core.graph_names.keras_names`); inputs are the placeholders (for a
+SavedModel, named as in its signature).
 """
 
 from __future__ import annotations

@@ -63,9 +63,23 @@ def untouched(model: Any) -> Iterator[None]:
                     _restore_items(value, items[id(value)])
 
 
+def _same(a: Any, b: Any) -> bool:
+    """Identity, or equality of plain values (arrays and tensors compare element-wise, or not at all)."""
+    if a is b:
+        return True
+    if isinstance(a, tuple) and isinstance(b, tuple):  # a dict's items
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if hasattr(a, "shape") or hasattr(b, "shape"):
+        return False
+    try:
+        return bool(a == b)
+    except Exception:  # noqa: BLE001 - an object whose == cannot answer is taken as changed
+        return False
+
+
 def _restore_items(container: Any, old: list[Any]) -> None:
     now = list(container.items()) if isinstance(container, dict) else list(container)
-    if len(now) == len(old) and all(a is b or a == b for a, b in zip(now, old) if not hasattr(a, "shape")):
+    if len(now) == len(old) and all(_same(a, b) for a, b in zip(now, old)):
         return
     if isinstance(container, dict):
         dict.clear(container)
