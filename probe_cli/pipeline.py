@@ -30,6 +30,7 @@ from probe_cli.backends import registry, tfenv
 from probe_cli.backends.base import Executor, OpenOptions, TracedModel
 from probe_cli.core.distribution import DEFAULT_BINS, Distribution, of_array
 from probe_cli.core.errors import ArchiveTooBig, FeedError, UsageProblem
+from probe_cli.core.quantization import dequantized
 from probe_cli.core.resolve import match_layers, resolve
 from probe_cli.core.stats import RunningStats
 from probe_cli.core.types import Feed, InputSpec, ModelIndex, Region, Shape, TensorInfo
@@ -478,7 +479,8 @@ def _distribution_executor(traced: TracedModel, selection: Sequence[TensorInfo],
         for info in [*fed_inputs, *rest]:
             value = values.pop(info.name)
             for array in [e.value for e in value] if info.per_execution else [value]:
-                dist = of_array(array, spec.hist_range or ranges.get(info.name), spec.bins)
+                real = dequantized(array, info.quantization)  # a TFLite tensor's integers: their real values
+                dist = of_array(real, spec.hist_range or ranges.get(info.name), spec.bins)
                 ranges.setdefault(info.name, dist.hist_range)
                 found[info.name] = found[info.name].merge(dist) if info.name in found else dist
         return found

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from probe_cli.backends.base import Executor, LoadedModel, Source, TracedModel
 from probe_cli.backends.tflite import loader
-from probe_cli.backends.tflite.executor import TFLiteDistributions, TFLiteRunner
+from probe_cli.backends.tflite.executor import TFLiteRunner
 from probe_cli.backends.tflite.loader import TFLiteLoaded
 from probe_cli.backends.tflite.tracer import TFLiteGraph, trace_tflite
 from probe_cli.core.types import TensorInfo
@@ -40,9 +40,3 @@ class TFLiteBackend:
         graph: TFLiteGraph = traced.function
         names = [graph.names.get(index) for index in graph.op_inputs.get(info.name, ())]
         return [traced.index.tensor(name) for name in dict.fromkeys(names) if name is not None]
-
-    def distributions(
-        self, traced: TracedModel, selection: Sequence[TensorInfo], hist_range: tuple[float, float] | None, bins: int
-    ) -> Executor:
-        """``--stats-only``: distributions of the real values (quantized tensors dequantized)."""
-        return TFLiteDistributions(traced, selection, hist_range, bins)

@@ -21,15 +21,10 @@ from typing import Any
 import numpy as np
 
 from probe_cli.backends.base import TracedModel
-from probe_cli.backends.tflite.loader import quiet
+from probe_cli.backends.tflite.loader import one_line, quiet
 from probe_cli.backends.tflite.tracer import InputBinding, TFLiteGraph
-from probe_cli.core.distribution import Distribution, of_array
 from probe_cli.core.errors import FeedError, RunError
 from probe_cli.core.types import Feed, TensorInfo
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def quantize(binding: InputBinding, array: np.ndarray) -> np.ndarray:
@@ -46,20 +41,6 @@ def quantize(binding: InputBinding, array: np.ndarray) -> np.ndarray:
         return array.astype(binding.dtype)
     except (TypeError, ValueError):
         raise FeedError(f"input {binding.name!r}: dtype {array.dtype} cannot feed {binding.dtype}") from None
-
-
-def real_values(value: np.ndarray, quantization: dict[str, Any] | None) -> np.ndarray:
-    """``scale * (q - zero_point)`` as float32 (TFLite's DEQUANTIZE), per axis when quantized per axis."""
-    if quantization is None or value.dtype.kind not in "iu":
-        return value
-    scale = np.asarray(quantization["scale"], dtype=np.float64)
-    zero_point = np.asarray(quantization["zero_point"], dtype=np.int64)
-    if scale.ndim and value.ndim:
-        shape = [1] * value.ndim
-        shape[int(quantization.get("quantized_dimension", 0)) % value.ndim] = -1
-        scale = scale.reshape(shape) if scale.size > 1 else scale.reshape(())
-        zero_point = zero_point.reshape(shape) if zero_point.size > 1 else zero_point.reshape(())
-    return (scale * (value.astype(np.int64) - zero_point)).astype(np.float32)
 
 
 class TFLiteRunner:
@@ -112,7 +93,7 @@ class TFLiteRunner:
                 self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             current.clear()  # unknown now: the next call resizes every input again
-            raise RunError(f"cannot resize the model's inputs to {list(changed.values())}: {_one_line(exc)}") from None
+            raise RunError(f"cannot resize the model's inputs to {list(changed.values())}: {one_line(exc)}") from None
         current.update(changed)
 
     def _invoke(self, arrays: dict[int, np.ndarray]) -> dict[str, Any]:
@@ -124,7 +105,7 @@ class TFLiteRunner:
             interpreter.invoke()
             return {name: interpreter.get_tensor(index) for name, index in self.fetches}  # get_tensor copies
         except (ValueError, RuntimeError) as exc:
-            raise RunError(f"running the model failed: {_one_line(exc)}") from None
+            raise RunError(f"running the model failed: {one_line(exc)}") from None
 
     def _sample_by_sample(self, arrays: dict[int, np.ndarray], rows: int) -> dict[str, Any]:
         batched = {b.index for b in self.graph.inputs if b.batched}
@@ -138,30 +119,3 @@ class TFLiteRunner:
             name: np.concatenate(values, axis=0) if name in joined else np.stack(values)
             for name, values in parts.items()
         }
-
-
-class TFLiteDistributions:
-    """``dump --stats-only``: each tensor's distribution of one batch, of the real values of quantized ones.
-
-    TFLite has no graph to reduce inside, so the values are computed as for a dump and reduced here;
-    a tensor's histogram range is ``hist_range``, else its finite min and max over the first batch.
-    """
-
-    def __init__(
-        self, traced: TracedModel, selection: Sequence[TensorInfo], hist_range: tuple[float, float] | None, bins: int
-    ) -> None:
-        self.runner = TFLiteRunner(traced, selection)
-        self.quantization = {info.name: info.quantization for info in selection}
-        self.hist_range = hist_range
-        self.bins = bins
-        self.ranges: dict[str, tuple[float, float]] = {}
-
-    def __call__(self, feeds: Sequence[Feed]) -> dict[str, Distribution]:
-        found = {}
-        for name, value in self.runner(feeds).items():
-            dist = of_array(
-                real_values(value, self.quantization[name]), self.hist_range or self.ranges.get(name), self.bins
-            )
-            self.ranges.setdefault(name, dist.hist_range)
-            found[name] = dist
-        return found

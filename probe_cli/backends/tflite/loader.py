@@ -75,7 +75,7 @@ def interpreter_class() -> tuple[Any, str]:
     return interpreter, "tf.lite"
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return text or type(exc).__name__
 
@@ -86,7 +86,7 @@ _FAILED_NODE = re.compile(r"Node number (\d+) \(([^)]+)\) failed to prepare")
 
 def _refusal(path: Path, exc: BaseException, interpreter: Any) -> ModelLoadError:
     """The allocation failure as one line: the op the interpreter cannot run, named, when it is one."""
-    message = _one_line(exc)
+    message = one_line(exc)
     failed = _FAILED_NODE.search(message)
     ops = []
     try:
@@ -123,7 +123,7 @@ def load(source: Source) -> TFLiteLoaded:
         with quiet():
             interpreter = interpreter_type(model_path=str(path), experimental_preserve_all_tensors=True)
     except (ValueError, RuntimeError) as exc:
-        message = _one_line(exc)
+        message = one_line(exc)
         if "not a valid Flatbuffer" in message or "allocation is null" in message:
             message += " (truncated or corrupt?)"
         raise ModelLoadError(f"cannot load TensorFlow Lite model {str(path)!r}: {message}") from None
