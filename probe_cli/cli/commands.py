@@ -219,34 +219,40 @@ def _model_given(ctx: click.Context, param: click.Parameter, value: Path | None)
     return value
 
 
-def open_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """How to open a model file (--custom-objects, --unsafe, --signature): for one model or two."""
-    for option in reversed(
-        [
-            click.option(
-                "--custom-objects",
-                "custom_objects",
-                multiple=True,
-                type=click.Path(path_type=Path),
-                metavar="FILE.py",
-                help="Import this Python file so custom classes defined or registered there can be loaded. Repeatable.",
-            ),
-            click.option(
-                "--unsafe",
-                is_flag=True,
-                help="Allow the model file to run code (Lambda layers). Only for files you trust.",
-            ),
-            click.option(
-                "--signature",
-                default="serving_default",
-                show_default=True,
-                metavar="NAME",
-                help="SavedModel signature to load (SavedModel directories only).",
-            ),
-        ]
-    ):
-        func = option(func)
-    return func
+def _stacked(*options: Callable[..., Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Click options as one decorator, applied as if written one above the other in this order."""
+
+    def apply(func: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return apply
+
+
+#: How to open a model file (--custom-objects, --unsafe, --signature): for one model or two.
+open_options = _stacked(
+    click.option(
+        "--custom-objects",
+        "custom_objects",
+        multiple=True,
+        type=click.Path(path_type=Path),
+        metavar="FILE.py",
+        help="Import this Python file so custom classes defined or registered there can be loaded. Repeatable.",
+    ),
+    click.option(
+        "--unsafe",
+        is_flag=True,
+        help="Allow the model file to run code (Lambda layers). Only for files you trust.",
+    ),
+    click.option(
+        "--signature",
+        default="serving_default",
+        show_default=True,
+        metavar="NAME",
+        help="SavedModel signature to load (SavedModel directories only).",
+    ),
+)
 
 
 def model_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -317,85 +323,74 @@ def list_command(model: Any, match: tuple[str, ...], layers_only: bool, as_json:
     render_index(Out(), index, str(model.path), layers_only=layers_only, as_json=as_json)
 
 
-def selection_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """--tensor and --layer: which tensors, as dump selects them."""
-    for option in reversed(
-        [
-            click.option(
-                "-t",
-                "--tensor",
-                "tensors",
-                multiple=True,
-                callback=_check_regexes,
-                metavar="REGEX",
-                help="Fetch every tensor whose full name (op:0) or op name this regex matches completely. Repeatable.",
-            ),
-            click.option(
-                "-l",
-                "--layer",
-                "layers",
-                multiple=True,
-                callback=_check_regexes,
-                metavar="REGEX",
-                help="Fetch the output tensor(s) of every layer whose name this regex matches completely. Repeatable.",
-            ),
-        ]
-    ):
-        func = option(func)
-    return func
+#: --tensor and --layer: which tensors, as dump selects them.
+selection_options = _stacked(
+    click.option(
+        "-t",
+        "--tensor",
+        "tensors",
+        multiple=True,
+        callback=_check_regexes,
+        metavar="REGEX",
+        help="Fetch every tensor whose full name (op:0) or op name this regex matches completely. Repeatable.",
+    ),
+    click.option(
+        "-l",
+        "--layer",
+        "layers",
+        multiple=True,
+        callback=_check_regexes,
+        metavar="REGEX",
+        help="Fetch the output tensor(s) of every layer whose name this regex matches completely. Repeatable.",
+    ),
+)
 
 
-def input_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """What to feed: files, an earlier archive's inputs, or seeded random samples."""
-    for option in reversed(
-        [
-            click.option(
-                "-i",
-                "--input",
-                "inputs",
-                multiple=True,
-                metavar="[NAME=]FILE",
-                help=".npy (by name, else by position) or .npz (keys are input names). Repeatable.",
-            ),
-            click.option(
-                "--batch-size",
-                type=click.IntRange(min=1),
-                default=None,
-                help="Samples per graph execution: files holding more samples run in batches; random inputs get "
-                "this many. [default: the model's fixed batch size, else 1 for random inputs and up to 32 for files]",
-            ),
-            click.option(
-                "--shape",
-                "shapes",
-                multiple=True,
-                metavar="NAME=D1,D2,...",
-                help="Shape of a random input with unknown dimensions (with or without the batch dim).",
-            ),
-            click.option(
-                "--value-range",
-                "value_ranges",
-                multiple=True,
-                metavar="NAME=LO,HI",
-                help="Range of a random input's values (default [0, 1) for floats).",
-            ),
-            click.option("--seed", default=0, show_default=True, type=int, help="Seed of the random inputs."),
-            click.option(
-                "--inputs-from",
-                type=click.Path(path_type=Path),
-                metavar="ARCHIVE.h5",
-                help="Feed exactly the inputs stored in an earlier probe archive (so a later diff compares like "
-                "with like).",
-            ),
-            click.option(
-                "--samples",
-                type=click.IntRange(min=1),
-                default=None,
-                help="How many random samples to make for inputs no file feeds  [default: --batch-size, else 1]",
-            ),
-        ]
-    ):
-        func = option(func)
-    return func
+#: What to feed: files, an earlier archive's inputs, or seeded random samples.
+input_options = _stacked(
+    click.option(
+        "-i",
+        "--input",
+        "inputs",
+        multiple=True,
+        metavar="[NAME=]FILE",
+        help=".npy (by name, else by position) or .npz (keys are input names). Repeatable.",
+    ),
+    click.option(
+        "--batch-size",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Samples per graph execution: files holding more samples run in batches; random inputs get "
+        "this many. [default: the model's fixed batch size, else 1 for random inputs and up to 32 for files]",
+    ),
+    click.option(
+        "--shape",
+        "shapes",
+        multiple=True,
+        metavar="NAME=D1,D2,...",
+        help="Shape of a random input with unknown dimensions (with or without the batch dim).",
+    ),
+    click.option(
+        "--value-range",
+        "value_ranges",
+        multiple=True,
+        metavar="NAME=LO,HI",
+        help="Range of a random input's values (default [0, 1) for floats).",
+    ),
+    click.option("--seed", default=0, show_default=True, type=int, help="Seed of the random inputs."),
+    click.option(
+        "--inputs-from",
+        type=click.Path(path_type=Path),
+        metavar="ARCHIVE.h5",
+        help="Feed exactly the inputs stored in an earlier probe archive (so a later diff compares like with like).",
+    ),
+    click.option(
+        "--samples",
+        type=click.IntRange(min=1),
+        default=None,
+        help="How many random samples to make for inputs no file feeds  [default: --batch-size, else 1]",
+    ),
+)
 
 
 @cli.command()
@@ -558,34 +553,29 @@ keeps its default, atol 1e-5, rtol 1e-4):
 Integers and booleans must be equal."""
 
 
-def tolerance_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """--atol, --rtol and --map: how diff and compare pair and judge tensors."""
-    for option in reversed(
-        [
-            click.option(
-                "--atol",
-                type=click.FloatRange(min=0),
-                default=None,
-                help="Absolute tolerance of every element (switches to the elementwise verdict).",
-            ),
-            click.option(
-                "--rtol",
-                type=click.FloatRange(min=0),
-                default=None,
-                help="Tolerance relative to B's (the reference's) values (switches to the elementwise verdict).",
-            ),
-            click.option(
-                "--map",
-                "map_file",
-                type=click.Path(path_type=Path),
-                metavar="FILE",
-                help="Pairs of tensor names to compare (A's, B's) that name and graph name do not pair: a JSON "
-                "object, a JSON list of pairs, or a two-column CSV.",
-            ),
-        ]
-    ):
-        func = option(func)
-    return func
+#: --atol, --rtol and --map: how diff and compare pair and judge tensors.
+tolerance_options = _stacked(
+    click.option(
+        "--atol",
+        type=click.FloatRange(min=0),
+        default=None,
+        help="Absolute tolerance of every element (switches to the elementwise verdict).",
+    ),
+    click.option(
+        "--rtol",
+        type=click.FloatRange(min=0),
+        default=None,
+        help="Tolerance relative to B's (the reference's) values (switches to the elementwise verdict).",
+    ),
+    click.option(
+        "--map",
+        "map_file",
+        type=click.Path(path_type=Path),
+        metavar="FILE",
+        help="Pairs of tensor names to compare (A's, B's) that name and graph name do not pair: a JSON "
+        "object, a JSON list of pairs, or a two-column CSV.",
+    ),
+)
 
 
 def _read_map(map_file: Path | None) -> dict[str, str] | None:

@@ -84,6 +84,8 @@ def test_precedence_reaches_the_command(project: Path, monkeypatch: pytest.Monke
         seen.append(kwargs["atol"])
         raise config.ConfigError("stop here")
 
+    import probe_cli.cli.render  # noqa: F401 - its imports (the pipeline's diff_archives) bound before the patch
+
     monkeypatch.setattr("probe_cli.analysis.diff.diff_archives", fake_diff)
     assert_one_line_error(invoke("diff", "a.h5", "b.h5"), 2, "stop here")
     monkeypatch.setenv("PROBE_ATOL", "0.25")
