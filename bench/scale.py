@@ -31,7 +31,7 @@ def scale_out(work: Work, res: Results, repeats: int, all_tensors: bool) -> None
     t_pred = res.figure("predict_stats", f"python: load + model.predict({BIG_N}) (ratio 10's baseline)",
                         runs=[p[0] for p in predicts])  # fmt: skip
     res.ratio(10, LABEL_10, t_stats / t_pred)
-    res.figure("stats_archive", "  its archive", nbytes=archive.stat().st_size)
+    log(f"  {'  its archive':<62} {archive.stat().st_size / 2**20:8.1f} MiB")
 
     peaks = {}
     for n, path in ((SMALL_N, work.x_small), (LARGE_N, large_input(work))):
