@@ -347,7 +347,7 @@ selection_options = _stacked(
 
 
 #: What to feed: files, an earlier archive's inputs, or seeded random samples.
-input_options = _stacked(
+_input_option_list = _stacked(
     click.option(
         "-i",
         "--input",
@@ -391,6 +391,30 @@ input_options = _stacked(
         help="How many random samples to make for inputs no file feeds  [default: --batch-size, else 1]",
     ),
 )
+
+
+def input_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The input options, handed to the command as one ``feed: InputOptions``."""
+
+    @_input_option_list
+    @functools.wraps(func)
+    def wrapper(
+        *args: Any,
+        inputs: tuple[str, ...],
+        batch_size: int | None,
+        shapes: tuple[str, ...],
+        value_ranges: tuple[str, ...],
+        seed: int,
+        inputs_from: Path | None,
+        samples: int | None,
+        **kwargs: Any,
+    ) -> Any:
+        from probe_cli.pipeline import InputOptions
+
+        feed = InputOptions(inputs, shapes, value_ranges, batch_size, seed, inputs_from, samples)
+        return func(*args, feed=feed, **kwargs)
+
+    return wrapper
 
 
 @cli.command()
@@ -452,12 +476,7 @@ def dump(
     model: Any,
     tensors: tuple[str, ...],
     layers: tuple[str, ...],
-    inputs: tuple[str, ...],
-    batch_size: int | None,
-    shapes: tuple[str, ...],
-    value_ranges: tuple[str, ...],
-    seed: int,
-    inputs_from: Path | None,
+    feed: Any,
     check_numerics: bool,
     output: Path | None,
     force: bool,
@@ -469,7 +488,6 @@ def dump(
     shard: str | None,
     max_bytes: str,
     as_json: bool,
-    samples: int | None,
 ) -> None:
     """Run the model once and write the selected tensors to an HDF5 archive.
 
@@ -478,7 +496,7 @@ def dump(
     """
     from probe_cli.cli.render import Out, progress_bar, render_dump
     from probe_cli.core.units import parse_bytes
-    from probe_cli.pipeline import DumpRequest, DumpSpec, InputOptions
+    from probe_cli.pipeline import DumpRequest, DumpSpec
     from probe_cli.pipeline import dump as run_dump
 
     try:
@@ -500,8 +518,7 @@ def dump(
         bins=bins,
         shard=_shard(shard),
     )
-    inputs_options = InputOptions(inputs, shapes, value_ranges, batch_size, seed, inputs_from, samples)
-    request = DumpRequest(model=model, spec=spec, inputs=inputs_options, output=output)
+    request = DumpRequest(model=model, spec=spec, inputs=feed, output=output)
     with progress_bar(enabled=not as_json) as progress:
         result = run_dump(request, progress=progress)
     render_dump(Out(), result, as_json=as_json)
@@ -774,13 +791,7 @@ def compare(
     signature: str,
     tensors: tuple[str, ...],
     layers: tuple[str, ...],
-    inputs: tuple[str, ...],
-    batch_size: int | None,
-    shapes: tuple[str, ...],
-    value_ranges: tuple[str, ...],
-    seed: int,
-    inputs_from: Path | None,
-    samples: int | None,
+    feed: Any,
     atol: float | None,
     rtol: float | None,
     map_file: Path | None,
@@ -805,11 +816,11 @@ def compare(
     import tempfile
 
     from probe_cli.cli.render import Out, render_diff
-    from probe_cli.pipeline import InputOptions, ModelOptions, compare_models, make_feeds, open_model
+    from probe_cli.pipeline import ModelOptions, compare_models, make_feeds, open_model
 
     options = (tuple(custom_objects), unsafe, signature)
     ref, cand = (open_model(ModelOptions(path, *options)) for path in (reference, candidate))
-    feeds = make_feeds(ref.index, InputOptions(inputs, shapes, value_ranges, batch_size, seed, inputs_from, samples))
+    feeds = make_feeds(ref.index, feed)
     if save_dir is not None:
         save_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="probe-compare-") as work:
@@ -823,8 +834,8 @@ def compare(
             mapping=_read_map(map_file),
             atol=atol,
             rtol=rtol,
-            seed=seed,
-            batch_size=batch_size,
+            seed=feed.seed,
+            batch_size=feed.batch_size,
             command=_command_line(ctx),
         )
     if save_dir is None:  # the archives are gone: name the models
