@@ -10,7 +10,6 @@ See docs/python-api.md.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -113,12 +112,12 @@ def compare(
     selection, every tensor the two share is compared. ``save_dir`` keeps both archives.
     """
     ref, cand = (item if isinstance(item, Model) else open(item) for item in (reference, candidate))
-    with tfenv.guest(), tempfile.TemporaryDirectory(prefix="probe-compare-") as work:
+    with tfenv.guest():
         return compare_models(
             ref._traced,
             cand._traced,
             ref._feeds(inputs, seed, batch_size),
-            Path(save_dir) if save_dir is not None else Path(work),
+            None if save_dir is None else Path(save_dir),
             tensors=_patterns(tensors),
             layers=_patterns(layers),
             mapping=mapping,

@@ -11,8 +11,10 @@ import hashlib
 import json
 import math
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -540,7 +542,7 @@ def compare_models(
     reference: TracedModel,
     candidate: TracedModel,
     feeds: list[Feed],
-    work_dir: Path,
+    save_dir: Path | None = None,
     *,
     tensors: Sequence[str] = (),
     layers: Sequence[str] = (),
@@ -552,9 +554,10 @@ def compare_models(
     command: str = "",
 ) -> ArchiveDiff:
     """``probe compare``: both models run on the same inputs (``feeds``, the reference's), every tensor
-    they share (or the reference's selection and its partners) is dumped into ``work_dir`` as
-    ``reference.probe.h5`` and ``candidate.probe.h5``, and the candidate is diffed against the reference.
-    Tensors without a partner are listed; only the paired ones decide the verdict."""
+    they share (or the reference's selection and its partners) is dumped as ``reference.probe.h5`` and
+    ``candidate.probe.h5`` (kept in ``save_dir`` if given, else in a temporary directory, and the
+    result then names the models), and the candidate is diffed against the reference. Tensors
+    without a partner are listed; only the paired ones decide the verdict."""
     chosen = select(reference.index, tensors, layers) if tensors or layers else list(reference.index.tensors)
     pairing = pair(candidate.index.tensors, chosen, mapping)
     if not pairing.pairs:  # a pass with nothing compared would pass anything
@@ -562,22 +565,30 @@ def compare_models(
             "no tensor of the candidate pairs with one of the reference's", "pair them by name with --map FILE"
         )
     spec = DumpSpec(force=True, command=command, max_bytes=None)
-    ref_archive, cand_archive = work_dir / "reference.probe.h5", work_dir / "candidate.probe.h5"
-    ref_selection = [reference.index.tensor(p.b) for p in pairing.pairs]
-    dump_model(reference, feeds, ref_archive, spec, seed=seed, batch_size=batch_size, selection=ref_selection)
     cand_feeds = _fed_alike(candidate.index.inputs, reference.index.inputs, feeds)
-    cand_selection = [candidate.index.tensor(p.a) for p in pairing.pairs]
-    dump_model(candidate, cand_feeds, cand_archive, spec, seed=seed, batch_size=batch_size, selection=cand_selection)
-    result = diff_archives(
-        cand_archive, ref_archive, atol=atol, rtol=rtol, mapping=pairing.b_of(), unpaired_differ=False
-    )
+    with ExitStack() as stack:
+        work_dir = save_dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="probe-compare-")))
+        work_dir.mkdir(parents=True, exist_ok=True)
+        ref_archive, cand_archive = work_dir / "reference.probe.h5", work_dir / "candidate.probe.h5"
+        for traced, fed, archive, names in (
+            (reference, feeds, ref_archive, [p.b for p in pairing.pairs]),
+            (candidate, cand_feeds, cand_archive, [p.a for p in pairing.pairs]),
+        ):
+            paired = [traced.index.tensor(name) for name in names]
+            dump_model(traced, fed, archive, spec, seed=seed, batch_size=batch_size, selection=paired)
+        result = diff_archives(
+            cand_archive, ref_archive, atol=atol, rtol=rtol, mapping=pairing.b_of(), unpaired_differ=False
+        )
     how = {p.a: p.how for p in pairing.pairs}  # the diff paired them by the map made of these pairs
     errors = {t.name: t.rel_error for t in result.tensors if t.rel_error is not None}
     compared = [
         replace(t, paired_by=how.get(t.name, t.paired_by), added_error=_added_error(candidate, t.name, errors))
         for t in result.tensors
     ]
-    return replace(result, tensors=compared, only_in_a=pairing.only_a, only_in_b=pairing.only_b)
+    result = replace(result, tensors=compared, only_in_a=pairing.only_a, only_in_b=pairing.only_b)
+    if save_dir is None:  # the archives are gone: name the models
+        result = replace(result, a=candidate.loaded.origin, b=reference.loaded.origin)
+    return result
 
 
 def _added_error(traced: TracedModel, name: str, errors: Mapping[str, float]) -> float | None:

@@ -191,12 +191,35 @@ def op_inputs(traced: TracedModel, info: TensorInfo) -> list[TensorInfo]:
     return [by_graph[t.name] for t in op.inputs if t.name in by_graph]
 
 
+def _pruned(traced: TracedModel, fetches: Sequence[TensorInfo], reduce: Any = None) -> Any:
+    """:func:`prune` of the traced model to ``fetches`` (fed its inputs in index order), failures as RunError."""
+    try:
+        return prune(
+            traced.function.graph,
+            [traced.placeholders[spec.name] for spec in traced.index.inputs],
+            [traced.graph_tensors[info.name].name for info in fetches],
+            reduce,
+        )
+    except Exception as exc:  # noqa: BLE001 - importing a graph raises ValueError, OpError and others
+        raise RunError.from_exception(exc) from exc
+
+
+def _execute(function: Any, feeds: Sequence[Feed], order: Sequence[str], *extra: Any) -> list[Any]:
+    """One call of a pruned function on one batch's feeds (in ``order``), Grappler off, failures as RunError."""
+    tf = tfenv.tf()
+    fed = {feed.name: feed.array for feed in feeds}
+    try:
+        with tfenv.grappler_off():
+            args = [tf.constant(fed[name]) for name in order] + [tf.constant(value) for value in extra]
+            return list(tf.nest.flatten(function(*args)))
+    except (tf.errors.OpError, ValueError, TypeError) as exc:
+        raise RunError.from_exception(exc) from exc
+
+
 class Runner:
     """The model pruned to ``fetches``; call it with the feeds of one batch."""
 
     def __init__(self, traced: TracedModel, fetches: Sequence[TensorInfo]) -> None:
-        tf = tfenv.tf()
-        self._tf = tf
         self.traced = traced
         inputs = {traced.placeholders[spec.name].name: spec.name for spec in traced.index.inputs}
         #: fetches that are inputs themselves come straight from the feeds
@@ -217,14 +240,7 @@ class Runner:
             self.function = traced.function
             self.positions = [outputs.index(name) for name in wanted]
             return
-        try:
-            self.function = prune(
-                traced.function.graph,
-                [traced.placeholders[name] for name in self.order],
-                [traced.graph_tensors[info.name].name for info in self.computed],
-            )
-        except Exception as exc:  # noqa: BLE001 - importing a graph raises ValueError, OpError and others
-            raise RunError.from_exception(exc) from exc
+        self.function = _pruned(traced, self.computed)
 
     def __call__(self, feeds: Sequence[Feed]) -> dict[str, np.ndarray]:
         """Values of the fetches (by probe name) for one execution."""
@@ -232,12 +248,7 @@ class Runner:
         values = {name: np.asarray(fed[source]) for name, source in self.passthrough.items()}
         if self.function is None:
             return values
-        tf = self._tf
-        try:
-            with tfenv.grappler_off():
-                results = tf.nest.flatten(self.function(*[tf.constant(fed[name]) for name in self.order]))
-        except (tf.errors.OpError, ValueError, TypeError) as exc:
-            raise RunError.from_exception(exc) from exc
+        results = _execute(self.function, feeds, self.order)
         for info, position in zip(self.computed, self.positions):
             values[info.name] = to_numpy(results[position])
         return values
@@ -329,8 +340,6 @@ class DistributionRunner:
     def __init__(
         self, traced: TracedModel, fetches: Sequence[TensorInfo], hist_range: tuple[float, float] | None, bins: int
     ) -> None:
-        tf = tfenv.tf()
-        self._tf = tf
         self.fetches = list(fetches)
         self.bins = bins
         self.order = [spec.name for spec in traced.index.inputs]
@@ -341,25 +350,10 @@ class DistributionRunner:
         def reduce(values: list[Any], ranges: Any) -> list[Any]:
             return [op for k, value in enumerate(values) for op in _distribution_ops(value, ranges[k], bins)]
 
-        try:
-            self.function = prune(
-                traced.function.graph,
-                [traced.placeholders[name] for name in self.order],
-                [traced.graph_tensors[info.name].name for info in self.fetches],
-                reduce,
-            )
-        except Exception as exc:  # noqa: BLE001 - importing a graph raises ValueError, OpError and others
-            raise RunError.from_exception(exc) from exc
+        self.function = _pruned(traced, self.fetches, reduce)
 
     def __call__(self, feeds: Sequence[Feed]) -> dict[str, Distribution]:
-        tf = self._tf
-        fed = {feed.name: feed.array for feed in feeds}
-        try:
-            with tfenv.grappler_off():
-                args = [tf.constant(fed[name]) for name in self.order] + [tf.constant(self.ranges)]
-                flat = [np.asarray(t) for t in self.function(*args)]
-        except (tf.errors.OpError, ValueError, TypeError) as exc:
-            raise RunError.from_exception(exc) from exc
+        flat = [np.asarray(t) for t in _execute(self.function, feeds, self.order, self.ranges)]
         width = len(_DISTRIBUTION_FIELDS)
         result = {}
         for k, info in enumerate(self.fetches):

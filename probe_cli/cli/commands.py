@@ -812,34 +812,25 @@ def compare(
       1  a paired tensor differs
       2  trouble (a model that does not load or run, a bad option)
     """
-    import dataclasses
-    import tempfile
-
     from probe_cli.cli.render import Out, render_diff
     from probe_cli.pipeline import ModelOptions, compare_models, make_feeds, open_model
 
     options = (tuple(custom_objects), unsafe, signature)
     ref, cand = (open_model(ModelOptions(path, *options)) for path in (reference, candidate))
-    feeds = make_feeds(ref.index, feed)
-    if save_dir is not None:
-        save_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="probe-compare-") as work:
-        result = compare_models(
-            ref,
-            cand,
-            feeds,
-            save_dir if save_dir is not None else Path(work),
-            tensors=tensors,
-            layers=layers,
-            mapping=_read_map(map_file),
-            atol=atol,
-            rtol=rtol,
-            seed=feed.seed,
-            batch_size=feed.batch_size,
-            command=_command_line(ctx),
-        )
-    if save_dir is None:  # the archives are gone: name the models
-        result = dataclasses.replace(result, a=str(candidate), b=str(reference))
+    result = compare_models(
+        ref,
+        cand,
+        make_feeds(ref.index, feed),
+        save_dir,
+        tensors=tensors,
+        layers=layers,
+        mapping=_read_map(map_file),
+        atol=atol,
+        rtol=rtol,
+        seed=feed.seed,
+        batch_size=feed.batch_size,
+        command=_command_line(ctx),
+    )
     render_diff(Out(), result, as_json=as_json, warn=Out(sys.stderr, color=False))
     _step_summary(result, "probe compare")
     if not result.same:
