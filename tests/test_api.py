@@ -140,8 +140,13 @@ def _same_model_state(before: list[tuple[str, dict[str, Any]]], after: list[tupl
         assert old.keys() == new.keys(), (name, set(old) ^ set(new))
         for key, value in old.items():
             now = new[key]
-            if isinstance(value, (list, dict)):
-                assert len(value) == len(now), (name, key)
+            if isinstance(value, (list, dict)):  # a copied container: its items must be the same objects
+                old_items = list(value.items()) if isinstance(value, dict) else list(value)
+                new_items = list(now.items()) if isinstance(now, dict) else list(now)
+                assert len(old_items) == len(new_items), (name, key)
+                for x, y in zip(old_items, new_items):
+                    pairs = zip(x, y) if isinstance(value, dict) else [(x, y)]
+                    assert all(a is b or (not hasattr(a, "shape") and a == b) for a, b in pairs), (name, key)
             else:
                 assert now is value or now == value, (name, key, value, now)
 
