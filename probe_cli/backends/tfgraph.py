@@ -8,6 +8,7 @@ front of it, and each batch is one call of the pruned function.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -262,72 +263,116 @@ _DISTRIBUTION_FIELDS = ("size", "nan", "inf", "zeros", "count", "low", "high", "
 def _distribution_ops(value: Any, hist_range: Any, bins: int) -> list[Any]:
     """The reductions of :func:`probe_cli.core.distribution.of_array`, as graph ops: only these leave TensorFlow.
 
-    Few passes over the values, in their own precision (float32 sums are pairwise): per-channel sums,
-    minima, maxima and squared deviations, from which the whole tensor's moments follow; a count of
-    non-zeros; one histogram. Masking non-finite values and counting values outside the histogram's
-    range cost more passes, taken only when a batch has such values (``tf.cond``). ``hist_range``
-    (float64 ``[2]``) holds NaN until the first batch has fixed the histogram's range.
+    The values are read as a ``[rows, channels]`` matrix (a reshape, no copy) and reduced, where a
+    kernel allows, without materializing anything their size: a MatMul with a row of ones sums the
+    channels, a MaxPool as tall as the matrix takes their maxima, FusedBatchNorm's training
+    statistics give their squared deviations (docs/performance.md has the measurements). Values
+    with a NaN or Inf, and the odd shapes those kernels refuse, take a slower masked path; values
+    outside the histogram's range are counted only when there are some. Each ``tf.cond`` costs
+    milliseconds to build, so there are three per tensor. ``hist_range`` (float64 ``[2]``) holds
+    NaN until the first batch has fixed the histogram's range.
     """
     tf = tfenv.tf()
     x = value if value.dtype in (tf.float32, tf.float64) else tf.cast(value, tf.float64)
     real = x.dtype
     rank = x.shape.rank
-    axes = list(range(rank - 1)) if rank is not None and rank >= 2 else None  # channels: the last axis
+    per_channel = rank is not None and rank >= 2  # channels: the last axis
     size = tf.size(x, out_type=tf.int64)
-    sums = tf.reduce_sum(x, axis=axes)
-    finite = tf.reduce_all(tf.math.is_finite(sums))  # a NaN or Inf anywhere reaches its sum
+    columns = tf.shape(x, out_type=tf.int64)[-1] if per_channel else tf.constant(1, tf.int64)
+    rows = size // tf.maximum(columns, 1)
+    matrix = tf.reshape(x, tf.stack([rows, columns]))
+    sums = tf.matmul(tf.ones(tf.stack([1, rows]), real), matrix)[0]  # a NaN or Inf anywhere reaches its sum
+    fast = tf.reduce_all(tf.math.is_finite(sums)) & (rows > 1) & (columns > 0) & (size < 2**31)
+    none = tf.constant(0, tf.int64)
 
-    def exact() -> list[Any]:  # an empty value (NMS keeping no box) has count 0 and mean 0, as in NumPy
-        per_channel = size // tf.maximum(tf.cast(tf.size(sums), tf.int64), 1)
-        count = tf.fill(tf.shape(sums), per_channel)
-        mean = tf.math.divide_no_nan(sums, tf.cast(per_channel, real))
-        m2 = tf.reduce_sum(tf.math.squared_difference(x, mean), axis=axes)
-        zero = tf.constant(0, tf.int64)
-        return [count, tf.reduce_min(x, axis=axes), tf.reduce_max(x, axis=axes), mean, m2, zero, zero]
+    def fast_path() -> list[Any]:  # int32 counts: fewer than 2**31 values
+        mean = tf.cast(sums, tf.float64) / tf.cast(rows, tf.float64)
+        low, high = tf.reduce_min(matrix, axis=0), _column_max(matrix, rows, columns)
+        span = _histogram_span(hist_range, tf.reduce_min(low), tf.reduce_max(high))
+        lo, hi = tf.cast(span[0], real), tf.cast(span[1], real)
+        under = tf.cond(tf.reduce_min(low) < lo, lambda: _count(x < lo, tf.int32), lambda: none)
+        over = tf.cond(tf.reduce_max(high) > hi, lambda: _count(x > hi, tf.int32), lambda: none)
+        count = tf.fill(tf.shape(sums), rows)
+        m2 = _column_m2(matrix, rows, columns, mean)
+        return [count, low, high, mean, m2, none, none, _count(tf.equal(x, 0), tf.int32), under, over, span, x]
 
-    def masked() -> list[Any]:
-        ok = tf.math.is_finite(x)
-        count = tf.reduce_sum(tf.cast(ok, tf.int64), axis=axes)
-        zeros = tf.zeros_like(x)
-        mean = tf.math.divide_no_nan(tf.reduce_sum(tf.where(ok, x, zeros), axis=axes), tf.cast(count, real))
-        m2 = tf.reduce_sum(tf.where(ok, tf.math.squared_difference(x, mean), zeros), axis=axes)
-        big = tf.constant(np.inf, real) * tf.ones_like(x)
-        low, high = tf.reduce_min(tf.where(ok, x, big), axis=axes), tf.reduce_max(tf.where(ok, x, -big), axis=axes)
-        nan = tf.reduce_sum(tf.cast(tf.math.is_nan(x), tf.int64))
-        return [count, low, high, mean, m2, nan, tf.reduce_sum(tf.cast(tf.math.is_inf(x), tf.int64))]
+    def masked_path() -> list[Any]:  # an empty value (NMS keeping no box) has count 0 and mean 0, as in NumPy
+        ok = tf.math.is_finite(matrix)
+        count = tf.reduce_sum(tf.cast(ok, tf.int64), axis=0)
+        zeros = tf.zeros_like(matrix)
+        mean = tf.math.divide_no_nan(tf.reduce_sum(tf.where(ok, matrix, zeros), axis=0), tf.cast(count, real))
+        m2 = tf.reduce_sum(tf.where(ok, tf.math.squared_difference(matrix, mean), zeros), axis=0)
+        big = tf.constant(np.inf, real) * tf.ones_like(matrix)
+        low = tf.reduce_min(tf.where(ok, matrix, big), axis=0)
+        high = tf.reduce_max(tf.where(ok, matrix, -big), axis=0)
+        span = _histogram_span(hist_range, tf.reduce_min(low), tf.reduce_max(high))
+        lo, hi = tf.cast(span[0], real), tf.cast(span[1], real)
+        clean = tf.where(tf.math.is_finite(x), x, lo * tf.ones_like(x))  # non-finite values: set to lo, taken out below
+        counts = [_count(tf.math.is_nan(x), tf.int64), _count(tf.math.is_inf(x), tf.int64)]
+        counts += [_count(tf.equal(x, 0), tf.int64), _count(clean < lo, tf.int64), _count(clean > hi, tf.int64)]
+        return [count, low, high, tf.cast(mean, tf.float64), tf.cast(m2, tf.float64), *counts, span, clean]
 
-    ch_count, ch_low, ch_high, ch_mean, ch_m2, nan, inf = tf.cond(finite, exact, masked)
+    ch_count, ch_low, ch_high, ch_mean, ch_m2, nan, inf, zeros, under, over, span, clean = tf.cond(
+        fast, fast_path, masked_path
+    )
     ch = [tf.cast(t, tf.float64) for t in (ch_count, ch_low, ch_high, ch_mean, ch_m2)]
     count = tf.reduce_sum(ch_count)
     mean = tf.math.divide_no_nan(tf.reduce_sum(ch[0] * ch[3]), tf.cast(count, tf.float64))
     m2 = tf.reduce_sum(ch[4]) + tf.reduce_sum(ch[0] * tf.math.squared_difference(ch[3], mean))  # Chan's update
     low, high = tf.reduce_min(ch[1]), tf.reduce_max(ch[2])
-    given = tf.logical_not(tf.reduce_any(tf.math.is_nan(hist_range)))
-    known = tf.logical_and(tf.math.is_finite(low), tf.math.is_finite(high))
-    widened = tf.where(high > low, tf.stack([low, high]), tf.stack([low - 0.5, high + 0.5]))
-    span = tf.where(given, hist_range, tf.where(known, widened, tf.constant([0.0, 1.0], tf.float64)))
-    lo, hi = span[0], span[1]
-    outside = tf.logical_or(low < lo, high > hi)
-    nonfinite = nan + inf
-    clean = tf.cond(finite, lambda: x, lambda: tf.where(tf.math.is_finite(x), x, tf.cast(lo, real) * tf.ones_like(x)))
-
-    def beyond() -> list[Any]:  # finite values only: the others were set to lo
-        return [tf.math.count_nonzero(clean < tf.cast(lo, real)), tf.math.count_nonzero(clean > tf.cast(hi, real))]
-
-    under, over = tf.cond(outside, beyond, lambda: [tf.constant(0, tf.int64)] * 2)
     # values below lo (and the non-finite, set to lo) land in the first bin, above hi in the last: take them out
     counts = tf.histogram_fixed_width(clean, tf.cast(span, real), nbins=bins, dtype=tf.int64)
     counts = (
         counts
-        - tf.one_hot(0, bins, dtype=tf.int64) * (under + nonfinite)
+        - tf.one_hot(0, bins, dtype=tf.int64) * (under + nan + inf)
         - tf.one_hot(bins - 1, bins, dtype=tf.int64) * over
     )
     histogram = tf.concat([[under], counts, [over]], 0)
-    zeros = size - tf.math.count_nonzero(x, dtype=tf.int64)
     flat = [size, nan, inf, zeros, count, low, high, mean, m2, span, histogram]
-    if axes is None:
+    if not per_channel:
         return flat + [tf.zeros([0], tf.int64)] + [tf.zeros([0], tf.float64)] * 4
     return flat + [ch_count, *ch[1:]]
+
+
+def _histogram_span(hist_range: Any, low: Any, high: Any) -> Any:
+    """The histogram's range: ``hist_range`` once fixed, else the finite values' minimum and maximum."""
+    tf = tfenv.tf()
+    low, high = tf.cast(low, tf.float64), tf.cast(high, tf.float64)
+    given = tf.logical_not(tf.reduce_any(tf.math.is_nan(hist_range)))
+    known = tf.logical_and(tf.math.is_finite(low), tf.math.is_finite(high))
+    widened = tf.where(high > low, tf.stack([low, high]), tf.stack([low - 0.5, high + 0.5]))
+    return tf.where(given, hist_range, tf.where(known, widened, tf.constant([0.0, 1.0], tf.float64)))
+
+
+def _count(mask: Any, dtype: Any) -> Any:
+    """How many of ``mask`` are true, as int64, summed in ``dtype`` (int32 moves half the bytes of int64)."""
+    tf = tfenv.tf()
+    return tf.cast(tf.reduce_sum(tf.cast(mask, dtype)), tf.int64)
+
+
+def _column_m2(matrix: Any, rows: Any, columns: Any, mean: Any) -> Any:
+    """Each column's sum of squared deviations from its ``mean`` (float64), without a cancelling
+    subtraction: FusedBatchNorm's training statistics for float32 (oneDNN's kernel, two passes
+    without materializing the deviations), else the squared deviations summed. ``rows`` > 1."""
+    tf = tfenv.tf()
+    if matrix.dtype != tf.float32:
+        deviations = tf.math.squared_difference(matrix, tf.cast(mean, matrix.dtype))
+        return tf.cast(tf.reduce_sum(deviations, axis=0), tf.float64)
+    ones = tf.ones(tf.reshape(columns, [1]), tf.float32)
+    image = tf.reshape(matrix, tf.stack([1, rows, 1, columns]))
+    out = tf.raw_ops.FusedBatchNormV3(
+        x=image, scale=ones, offset=0.0 * ones, mean=[], variance=[], epsilon=0.0, is_training=True
+    )
+    return tf.cast(out.batch_variance, tf.float64) * tf.cast(rows - 1, tf.float64)  # the unbiased variance
+
+
+def _column_max(matrix: Any, rows: Any, columns: Any) -> Any:
+    """Each column's maximum: one MaxPool window as tall as the matrix (0 < ``rows`` < 2**31), several
+    times faster than ``reduce_max`` over the leading axis."""
+    tf = tfenv.tf()
+    image = tf.reshape(matrix, tf.stack([1, rows, 1, columns]))
+    window = tf.stack([1, tf.cast(rows, tf.int32), 1, 1])
+    return tf.reshape(tf.raw_ops.MaxPoolV2(input=image, ksize=window, strides=window, padding="VALID"), [-1])
 
 
 class DistributionRunner:
@@ -347,8 +392,22 @@ class DistributionRunner:
         if hist_range is not None:
             self.ranges[:] = hist_range
 
+        tf = tfenv.tf()
+        # One function per rank and dtype, called for each tensor and kept a call: building its ops and conds
+        # for each tensor, and instantiating them all inlined, cost seconds (docs/performance.md).
+        functions: dict[tuple[Any, Any], Any] = {}
+
+        def distribution(value: Any, span: Any) -> Any:
+            rank = value.shape.rank
+            key = (rank, value.dtype)
+            if key not in functions:
+                ops = tf.function(partial(_distribution_ops, bins=bins), experimental_attributes={"_noinline": True})
+                spec = tf.TensorSpec(None if rank is None else [None] * rank, value.dtype)
+                functions[key] = ops.get_concrete_function(spec, tf.TensorSpec([2], tf.float64))
+            return functions[key](value, span)
+
         def reduce(values: list[Any], ranges: Any) -> list[Any]:
-            return [op for k, value in enumerate(values) for op in _distribution_ops(value, ranges[k], bins)]
+            return [op for k, value in enumerate(values) for op in distribution(value, ranges[k])]
 
         self.function = _pruned(traced, self.fetches, reduce)
 
