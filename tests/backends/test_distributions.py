@@ -65,3 +65,23 @@ def test_in_graph_equals_numpy_batch_after_batch(model: Any) -> None:
     nothing = got[empty]
     assert nothing.size == 0 and nothing.summary() == {**nothing.summary(), "mean": None, "std": None}
     assert np.all(nothing.channels.mean == 0) and np.all(nothing.channels.m2 == 0)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("rows", [1, 5])
+def test_fast_kernels_equal_numpy(keras: Any, tf: Any, rows: int) -> None:
+    """The float32 path (MatMul sums, MaxPool maxima, FusedBatchNorm deviations, a mean far larger than
+    the spread), the float64 one (integers), and a matrix of one row (the masked path) agree with NumPy."""
+    x = keras.Input((6, 3), name="x")
+    offset = keras.layers.Lambda(lambda t: t * 1e-3 + 1e3, name="offset")(x)
+    whole = keras.layers.Lambda(lambda t: tf.cast(t * 10.0, tf.int32), name="whole")(x)
+    total = keras.layers.Lambda(lambda t: tf.reduce_sum(t, axis=1), name="total")(x)  # (batch, 3)
+    model = probe.open(keras.Model(x, [offset, whole, total]))
+    chosen = [model.index.tensor(name) for name in ("offset/add:0", "whole/Cast:0", "total/Sum:0")]
+    runner = DistributionRunner(model._traced, chosen, None, 8)
+    batch = np.random.default_rng(5).normal(0.0, 1.0, (rows, 6, 3)).astype(np.float32)
+    batch[0, 0] = 0.0  # zeros counted
+    got = runner([Feed("x", batch, "test")])
+    values = model.run(batch, tensors=[t.name for t in chosen])
+    for info in chosen:
+        assert_same(got[info.name], of_array(values[info.name], None, 8))
+    assert got["whole/Cast:0"].zeros >= 3
