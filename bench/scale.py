@@ -3,8 +3,11 @@ samples, its peak memory over few and many samples, and every op tensor's statis
 
 from __future__ import annotations
 
+import json
+import sys
 import time
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from artifacts import BIG_BATCH, BIG_N, LARGE_N, SMALL_N, Work, large_input
@@ -22,6 +25,24 @@ def stats_command(work: Work, inputs: Any, archive: Any, kind: str = "--layer") 
             "-o", archive, "--force"]  # fmt: skip
 
 
+def stats_floor(work: Work, res: Results, t_pred: float) -> None:
+    """Ratio 10's parts, in one warm process (bench/stats_floor.py): what a histogram alone costs against
+    what the target leaves for all the statistics."""
+    script = Path(__file__).with_name("stats_floor.py")
+    _, proc = run_cmd([sys.executable, script, work.model, work.root], capture=True)
+    found = json.loads(proc.stdout.strip().splitlines()[-1])
+    prefix = f"warm, in one process, every layer output of {BIG_N} samples:"
+    res.figure("floor_forward", f"{prefix} forward pass, each output summed", found["forward"])
+    res.figure("floor_histogram", "  the same with TensorFlow's histogram of each output instead", found["histogram"])
+    res.figure("floor_statistics", "  the same with probe's statistics of each output", found["statistics"])
+    count = f"{found['values']:.3g}"
+    res.figure("floor_bincount", f"  NumPy bincount (one core) over its {count} values", found["bincount"])
+    res.note(
+        f"ratio 10 leaves {0.3 * t_pred:.1f} s (0.3 x predict) for all statistics; "
+        f"a histogram alone takes {found['histogram'] - found['forward']:.1f} s with TensorFlow's kernel"
+    )
+
+
 def scale_out(work: Work, res: Results, repeats: int, all_tensors: bool) -> None:
     archive = work.archive("stats")
     runs, predicts = alternate(
@@ -32,6 +53,7 @@ def scale_out(work: Work, res: Results, repeats: int, all_tensors: bool) -> None
                         runs=[p[0] for p in predicts])  # fmt: skip
     res.ratio(10, LABEL_10, t_stats / t_pred)
     log(f"  {'  its archive':<62} {archive.stat().st_size / 2**20:8.1f} MiB")
+    stats_floor(work, res, t_pred)
 
     peaks = {}
     for n, path in ((SMALL_N, work.x_small), (LARGE_N, large_input(work))):

@@ -375,6 +375,21 @@ def _column_max(matrix: Any, rows: Any, columns: Any) -> Any:
     return tf.reshape(tf.raw_ops.MaxPoolV2(input=image, ksize=window, strides=window, padding="VALID"), [-1])
 
 
+#: How many selected tensors the model may compute ahead of their statistics. Each stays alive until
+#: reduced, and the model outruns the reductions: without a bound, a batch of 32 could hold all of
+#: ResNet50's layer outputs (4.4 GiB) at once, which made peak memory vary from run to run.
+AHEAD = 8
+
+
+def _throttle(values: Sequence[Any], reductions: Sequence[Any], ahead: int) -> None:
+    """Makes the op computing ``values[k]`` wait for the reduction of ``values[k - ahead]``, unless it
+    feeds that value (waiting would then be a cycle) or is a placeholder."""
+    for k in range(ahead, len(values)):
+        op = values[k].op
+        if op.type != "Placeholder" and op not in reachable_ops([values[k - ahead]]):
+            op._add_control_input(reductions[k - ahead])  # noqa: SLF001 - the graph is ours, being built
+
+
 class DistributionRunner:
     """The model pruned to ``fetches`` with their distributions computed in the same function: one call per
     batch returns a :class:`~probe_cli.core.distribution.Distribution` per tensor, never the tensors.
@@ -407,7 +422,9 @@ class DistributionRunner:
             return functions[key](value, span)
 
         def reduce(values: list[Any], ranges: Any) -> list[Any]:
-            return [op for k, value in enumerate(values) for op in distribution(value, ranges[k])]
+            results = [distribution(value, ranges[k]) for k, value in enumerate(values)]
+            _throttle(values, [result[0].op for result in results], AHEAD)
+            return [op for result in results for op in result]
 
         self.function = _pruned(traced, self.fetches, reduce)
 
