@@ -268,9 +268,9 @@ def _distribution_ops(value: Any, hist_range: Any, bins: int) -> list[Any]:
     channels, a MaxPool as tall as the matrix takes their maxima, FusedBatchNorm's training
     statistics give their squared deviations (docs/performance.md has the measurements). Values
     with a NaN or Inf, and the odd shapes those kernels refuse, take a slower masked path; values
-    outside the histogram's range are counted only when there are some. Each ``tf.cond`` costs
-    milliseconds to build, so there are three per tensor. ``hist_range`` (float64 ``[2]``) holds
-    NaN until the first batch has fixed the histogram's range.
+    outside the histogram's range are counted only when there are some. Traced once per rank and
+    dtype (:class:`DistributionRunner`). ``hist_range`` (float64 ``[2]``) holds NaN until the first
+    batch has fixed the histogram's range.
     """
     tf = tfenv.tf()
     x = value if value.dtype in (tf.float32, tf.float64) else tf.cast(value, tf.float64)
@@ -382,12 +382,16 @@ AHEAD = 8
 
 
 def _throttle(values: Sequence[Any], reductions: Sequence[Any], ahead: int) -> None:
-    """Makes the op computing ``values[k]`` wait for the reduction of ``values[k - ahead]``, unless it
-    feeds that value (waiting would then be a cycle) or is a placeholder."""
+    """Makes the op computing ``values[k]`` wait for the reduction of ``values[k - ahead]``, where that op
+    was created after the earlier value's. A graph's ops are created after their inputs, so every edge,
+    these too, leads to a later op and none closes a cycle (and one op's outputs never wait on each other)."""
+    if len(values) <= ahead:
+        return
+    position = {op: i for i, op in enumerate(values[0].graph.get_operations())}
     for k in range(ahead, len(values)):
         op = values[k].op
-        if op.type != "Placeholder" and op not in reachable_ops([values[k - ahead]]):
-            op._add_control_input(reductions[k - ahead])  # noqa: SLF001 - the graph is ours, being built
+        if op.type != "Placeholder" and position[op] > position[values[k - ahead].op]:
+            op._add_control_input(reductions[k - ahead])  # noqa: SLF001 - no public call adds one afterwards
 
 
 class DistributionRunner:

@@ -85,3 +85,25 @@ def test_fast_kernels_equal_numpy(keras: Any, tf: Any, rows: int) -> None:
     for info in chosen:
         assert_same(got[info.name], of_array(values[info.name], None, 8))
     assert got["whole/Cast:0"].zeros >= 3
+
+
+def test_the_model_waits_for_the_statistics_of_earlier_tensors(keras: Any) -> None:
+    """Each selected tensor's op waits for the reduction of the tensor AHEAD places back, which bounds how
+    many tensors stay alive; the statistics are unchanged by it."""
+    from probe_cli.backends.tfgraph import AHEAD
+
+    x = keras.Input((5,), name="x")
+    h = x
+    for k in range(AHEAD + 4):
+        h = keras.layers.Dense(5, activation="relu", name=f"d{k}")(h)
+    model = probe.open(keras.Model(x, h))
+    chosen = model.select(layers=["d.*"])
+    runner = DistributionRunner(model._traced, chosen, None, 8)
+    graph = runner.function.graph
+    waiting = [op for op in graph.get_operations() if any("PartitionedCall" in c.type for c in op.control_inputs)]
+    assert len(waiting) == len(chosen) - AHEAD
+    batch = np.random.default_rng(2).normal(0.0, 1.0, (6, 5)).astype(np.float32)
+    got = runner([Feed("x", batch, "test")])
+    values = model.run(batch, tensors=[t.name for t in chosen])
+    for info in chosen:
+        assert_same(got[info.name], of_array(values[info.name], None, 8))
