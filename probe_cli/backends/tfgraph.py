@@ -420,9 +420,14 @@ class DistributionRunner:
             rank = value.shape.rank
             key = (rank, value.dtype)
             if key not in functions:
-                ops = tf.function(partial(_distribution_ops, bins=bins), experimental_attributes={"_noinline": True})
-                spec = tf.TensorSpec(None if rank is None else [None] * rank, value.dtype)
-                functions[key] = ops.get_concrete_function(spec, tf.TensorSpec([2], tf.float64))
+                shape = None if rank is None else [None] * rank
+                specs = (tf.TensorSpec(shape, value.dtype), tf.TensorSpec([2], tf.float64))
+                ops = partial(_distribution_ops, bins=bins)
+                try:
+                    wrapped = tf.function(ops, experimental_attributes={"_noinline": True})
+                except ValueError:  # a TensorFlow that does not take the attribute: inlined, slower to start
+                    wrapped = tf.function(ops)
+                functions[key] = wrapped.get_concrete_function(*specs)
             return functions[key](value, span)
 
         def reduce(values: list[Any], ranges: Any) -> list[Any]:

@@ -71,6 +71,21 @@ def test_in_graph_equals_numpy_batch_after_batch(model: Any) -> None:
 def test_fast_kernels_equal_numpy(keras: Any, tf: Any, rows: int) -> None:
     """The float32 path (MatMul sums, MaxPool maxima, FusedBatchNorm deviations, a mean far larger than
     the spread), the float64 one (integers), and a matrix of one row (the masked path) agree with NumPy."""
+    check_fast_kernels(keras, tf, rows)
+
+
+def test_a_tensorflow_refusing_noinline_still_reduces(keras: Any, tf: Any, monkeypatch: Any) -> None:
+    """Older TensorFlow versions refuse ``_noinline`` on tf.function: the reductions are then inlined."""
+    from tensorflow.python.eager.polymorphic_function import attributes
+
+    allowed = attributes.POLYMORPHIC_FUNCTION_ALLOWLIST - {attributes.NO_INLINE}
+    monkeypatch.setattr(attributes, "POLYMORPHIC_FUNCTION_ALLOWLIST", allowed)
+    with pytest.raises(ValueError):
+        tf.function(lambda: 0, experimental_attributes={"_noinline": True})
+    check_fast_kernels(keras, tf, 5)
+
+
+def check_fast_kernels(keras: Any, tf: Any, rows: int) -> None:
     x = keras.Input((6, 3), name="x")
     offset = keras.layers.Lambda(lambda t: t * 1e-3 + 1e3, name="offset")(x)
     whole = keras.layers.Lambda(lambda t: tf.cast(t * 10.0, tf.int32), name="whole")(x)
