@@ -294,20 +294,13 @@ def _set(
 # ------------------------------------------------------------------ values
 
 
+#: TOML's kinds of value as Python types, bool before int (a bool is an int); anything else is a date or time.
+_KINDS = ((bool, "a boolean"), (int, "an integer"), (float, "a float"), (str, "a string"), (list, "an array"),
+          (dict, "a table"))  # fmt: skip
+
+
 def _kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a float"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "a table"
-    return "a date or time"
+    return next((kind for python_type, kind in _KINDS if isinstance(value, python_type)), "a date or time")
 
 
 def _expected(param: click.Parameter) -> tuple[type | tuple[type, ...], str]:
