@@ -288,10 +288,11 @@ def _distribution_ops(value: Any, hist_range: Any, bins: int) -> list[Any]:
     def fast_path() -> list[Any]:  # int32 counts: fewer than 2**31 values
         mean = tf.cast(sums, tf.float64) / tf.cast(rows, tf.float64)
         low, high = tf.reduce_min(matrix, axis=0), _column_max(matrix, rows, columns)
-        span = _histogram_span(hist_range, tf.reduce_min(low), tf.reduce_max(high))
+        lowest, highest = tf.reduce_min(low), tf.reduce_max(high)
+        span = _histogram_span(hist_range, lowest, highest)
         lo, hi = tf.cast(span[0], real), tf.cast(span[1], real)
-        under = tf.cond(tf.reduce_min(low) < lo, lambda: _count(x < lo, tf.int32), lambda: none)
-        over = tf.cond(tf.reduce_max(high) > hi, lambda: _count(x > hi, tf.int32), lambda: none)
+        under = tf.cond(lowest < lo, lambda: _count(x < lo, tf.int32), lambda: none)
+        over = tf.cond(highest > hi, lambda: _count(x > hi, tf.int32), lambda: none)
         count = tf.fill(tf.shape(sums), rows)
         m2 = _column_m2(matrix, rows, columns, mean)
         return [count, low, high, mean, m2, none, none, _count(tf.equal(x, 0), tf.int32), under, over, span, x]
