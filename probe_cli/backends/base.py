@@ -165,6 +165,18 @@ class Backend(Protocol):
         ...
 
 
+class LoaderBackend:
+    """What every backend delegates to its ``loader`` module: recognising its files and loading them."""
+
+    _loader: Any  #: the backend's loader module
+
+    def detect(self, path: Path, head: bytes) -> str | None:
+        return self._loader.detect(path, head)
+
+    def load(self, source: Source) -> LoadedModel:
+        return self._loader.load(source)
+
+
 @dataclass(frozen=True)
 class Source:
     """A detected model file and how to load it: what a backend's ``load`` gets."""

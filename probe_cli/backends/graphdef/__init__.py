@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
-from probe_cli.backends.base import Executor, LoadedModel, Source, TracedModel
+from probe_cli.backends.base import Executor, LoadedModel, LoaderBackend, TracedModel
 from probe_cli.backends.graphdef import loader
 from probe_cli.backends.graphdef.tfdbg_capture import LoweredLoopCapturer
 from probe_cli.backends.graphdef.tracer import trace_graph_def
@@ -13,14 +12,9 @@ from probe_cli.backends.tfgraph import GraphBackend, Runner
 from probe_cli.core.types import Region, TensorInfo
 
 
-class GraphDefBackend(GraphBackend):
+class GraphDefBackend(LoaderBackend, GraphBackend):
     describes = loader.DESCRIBES
-
-    def detect(self, path: Path, head: bytes) -> str | None:
-        return loader.detect(path, head)
-
-    def load(self, source: Source) -> LoadedModel:
-        return loader.load(source)
+    _loader = loader
 
     def trace(self, loaded: LoadedModel) -> TracedModel:
         return trace_graph_def(loaded, self)

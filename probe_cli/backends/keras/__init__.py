@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-from probe_cli.backends.base import Executor, LoadedModel, Source, TracedModel
+from probe_cli.backends.base import Executor, LoadedModel, LoaderBackend, TracedModel
 from probe_cli.backends.keras import loader
 from probe_cli.backends.keras.capture import Capturer
 from probe_cli.backends.keras.tracer import trace_keras
@@ -14,14 +13,9 @@ from probe_cli.backends.tfgraph import GraphBackend, Runner
 from probe_cli.core.types import Execution, Feed, Region, TensorInfo
 
 
-class KerasBackend(GraphBackend):
+class KerasBackend(LoaderBackend, GraphBackend):
     describes = loader.DESCRIBES
-
-    def detect(self, path: Path, head: bytes) -> str | None:
-        return loader.detect(path, head)
-
-    def load(self, source: Source) -> LoadedModel:
-        return loader.load(source)
+    _loader = loader
 
     def from_memory(self, model: Any) -> LoadedModel:
         return loader.from_memory(model)

@@ -8,9 +8,8 @@ See :mod:`~probe_cli.backends.tflite.loader` (detection, the interpreter, refusa
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
-from probe_cli.backends.base import Executor, LoadedModel, Source, TracedModel
+from probe_cli.backends.base import Executor, LoadedModel, LoaderBackend, TracedModel
 from probe_cli.backends.tflite import loader
 from probe_cli.backends.tflite.executor import TFLiteRunner
 from probe_cli.backends.tflite.loader import TFLiteLoaded
@@ -18,14 +17,9 @@ from probe_cli.backends.tflite.tracer import TFLiteGraph, trace_tflite
 from probe_cli.core.types import TensorInfo
 
 
-class TFLiteBackend:
+class TFLiteBackend(LoaderBackend):
     describes = loader.DESCRIBES
-
-    def detect(self, path: Path, head: bytes) -> str | None:
-        return loader.detect(path, head)
-
-    def load(self, source: Source) -> LoadedModel:
-        return loader.load(source)
+    _loader = loader
 
     def trace(self, loaded: LoadedModel) -> TracedModel:
         assert isinstance(loaded, TFLiteLoaded)
