@@ -75,7 +75,7 @@ def histogram(node: h5py.Dataset | h5py.Group, bins: int) -> tuple[np.ndarray, n
     if is_distribution(node):
         dist = read_distribution(node)
         stats = {**dist.summary(), "below": int(dist.histogram[0]), "above": int(dist.histogram[-1])}
-        return dist.histogram[1:-1], np.linspace(*dist.hist_range, len(dist.histogram) - 1), stats
+        return dist.histogram[1:-1], dist.bin_edges(), stats
     stats = dataset_stats(node)
     if stats["min"] is None:
         return np.zeros(0), np.zeros(0), stats

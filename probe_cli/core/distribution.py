@@ -98,6 +98,7 @@ class Distribution:
         return self.zeros / self.size if self.size else 0.0
 
     def bin_edges(self) -> np.ndarray:
+        """The edges of the bins between the two overflow bins: one more than there are of them."""
         return np.linspace(self.hist_range[0], self.hist_range[1], len(self.histogram) - 1)
 
 
