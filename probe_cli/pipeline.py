@@ -23,15 +23,15 @@ from typing import Any
 import numpy as np
 
 from probe_cli import __version__
-from probe_cli.analysis.diff import ArchiveDiff, diff_archives
+from probe_cli.analysis.diff import ArchiveDiff, Budgets, diff_archives
 from probe_cli.analysis.numerics import NonFinite, first_nonfinite
-from probe_cli.analysis.pairing import pair
+from probe_cli.analysis.pairing import oriented, pair
 from probe_cli.archive.format import FORMAT_VERSION, INPUTS, TENSORS, layout, tensor_attrs
 from probe_cli.archive.writer import ArchiveWriter, check_destination
 from probe_cli.backends import registry, tfenv
 from probe_cli.backends.base import Executor, OpenOptions, TracedModel
 from probe_cli.core.distribution import DEFAULT_BINS, Distribution, of_array
-from probe_cli.core.errors import ArchiveTooBig, FeedError, UsageProblem
+from probe_cli.core.errors import ArchiveTooBig, FeedError, PatternError, UsageProblem
 from probe_cli.core.quantization import dequantized
 from probe_cli.core.resolve import match_layers, resolve
 from probe_cli.core.stats import RunningStats
@@ -347,6 +347,7 @@ def dump_model(
     try:
         with ArchiveWriter(output, force=spec.force, compression=spec.compression) as writer:
             writer.set_attrs(run_attrs)
+            writer.set_graph(traced.graph())
             for number, fed, values in run_batches(traced, feeds, executors, batch, progress):
                 rows = fed[0].array.shape[0] if fed and fed[0].array.ndim else 1
                 if spec.check_numerics and nonfinite is None:
@@ -439,6 +440,7 @@ def _dump_distributions(
             found[name] = found[name].merge(dist) if name in found else dist
     with ArchiveWriter(output, force=spec.force) as writer:
         writer.set_attrs(run_attrs)
+        writer.set_graph(traced.graph())
         for info in selection:
             if info.name in found:
                 writer.distribution(tensor_attrs(info), found[info.name])
@@ -549,20 +551,28 @@ def compare_models(
     mapping: Mapping[str, str] | None = None,
     atol: float | None = None,
     rtol: float | None = None,
+    budgets: Budgets | None = None,
     seed: int = DEFAULT_SEED,
     batch_size: int | None = None,
     command: str = "",
 ) -> ArchiveDiff:
-    """``probe compare``: both models run on the same inputs (``feeds``, the reference's), every tensor
-    they share (or the reference's selection and its partners) is dumped as ``reference.probe.h5`` and
+    """``probe compare``: both models run on the same inputs (``feeds``, the reference's), the tensors
+    paired across the two graphs (:mod:`probe_cli.analysis.pairing`; with ``tensors``/``layers``,
+    those pairs either side's selection names) are dumped as ``reference.probe.h5`` and
     ``candidate.probe.h5`` (kept in ``save_dir`` if given, else in a temporary directory, and the
     result then names the models), and the candidate is diffed against the reference. Tensors
     without a partner are listed; only the paired ones decide the verdict."""
-    chosen = select(reference.index, tensors, layers) if tensors or layers else list(reference.index.tensors)
-    pairing = pair(candidate.index.tensors, chosen, mapping)
+    ref_graph, cand_graph = reference.graph(), candidate.graph()
+    pairing = pair(ref_graph, cand_graph, oriented(mapping or {}, ref_graph.by_name, cand_graph.by_name))
+    if tensors or layers:
+        chosen_r = {t.name for t in select(reference.index, tensors, layers)}
+        chosen_c = {t.name for t in _selected_if_any(candidate.index, tensors, layers)}
+        kept = [p for p in pairing.pairs if p.reference in chosen_r or p.candidate in chosen_c]
+        pairing = pairing.restricted(chosen_r | {p.reference for p in kept}, chosen_c | {p.candidate for p in kept})
     if not pairing.pairs:  # a pass with nothing compared would pass anything
         raise UsageProblem(
-            "no tensor of the candidate pairs with one of the reference's", "pair them by name with --map FILE"
+            "no tensor of the candidate pairs with one of the reference's",
+            "pair them by name with --map FILE (REFERENCE_NAME,CANDIDATE_NAME per line)",
         )
     spec = DumpSpec(force=True, command=command, max_bytes=None)
     cand_feeds = _fed_alike(candidate.index.inputs, reference.index.inputs, feeds)
@@ -571,24 +581,39 @@ def compare_models(
         work_dir.mkdir(parents=True, exist_ok=True)
         ref_archive, cand_archive = work_dir / "reference.probe.h5", work_dir / "candidate.probe.h5"
         for traced, fed, archive, names in (
-            (reference, feeds, ref_archive, [p.b for p in pairing.pairs]),
-            (candidate, cand_feeds, cand_archive, [p.a for p in pairing.pairs]),
+            (reference, feeds, ref_archive, [p.reference for p in pairing.pairs]),
+            (candidate, cand_feeds, cand_archive, [p.candidate for p in pairing.pairs]),
         ):
-            paired = [traced.index.tensor(name) for name in names]
+            paired = [traced.index.tensor(name) for name in dict.fromkeys(names)]
             dump_model(traced, fed, archive, spec, seed=seed, batch_size=batch_size, selection=paired)
         result = diff_archives(
-            cand_archive, ref_archive, atol=atol, rtol=rtol, mapping=pairing.b_of(), unpaired_differ=False
+            cand_archive, ref_archive, atol=atol, rtol=rtol, budgets=budgets, pairing=pairing, unpaired_differ=False
         )
-    how = {p.a: p.how for p in pairing.pairs}  # the diff paired them by the map made of these pairs
     errors = {t.name: t.rel_error for t in result.tensors if t.rel_error is not None}
-    compared = [
-        replace(t, paired_by=how.get(t.name, t.paired_by), added_error=_added_error(candidate, t.name, errors))
-        for t in result.tensors
-    ]
-    result = replace(result, tensors=compared, only_in_a=pairing.only_a, only_in_b=pairing.only_b)
+    compared = [replace(t, added_error=_added_error(candidate, t.name, errors)) for t in result.tensors]
+    result = replace(
+        result,
+        tensors=compared,
+        only_in_a=pairing.only_candidate,
+        only_in_b=pairing.only_reference,
+        why_only_in_a=pairing.why_candidate,
+        why_only_in_b=pairing.why_reference,
+    )
     if save_dir is None:  # the archives are gone: name the models
         result = replace(result, a=candidate.loaded.origin, b=reference.loaded.origin)
     return result
+
+
+def _selected_if_any(index: ModelIndex, tensors: Sequence[str], layers: Sequence[str]) -> list[TensorInfo]:
+    """The candidate's own tensors the patterns name, if any: patterns are written for the reference."""
+    found: dict[str, TensorInfo] = {}
+    for kind, pattern in [*(("t", p) for p in tensors), *(("l", p) for p in layers)]:
+        try:
+            matched = resolve(index, [pattern] if kind == "t" else [], [pattern] if kind == "l" else [])
+        except PatternError:
+            continue
+        found.update((t.name, t) for t in matched)
+    return list(found.values())
 
 
 def _added_error(traced: TracedModel, name: str, errors: Mapping[str, float]) -> float | None:

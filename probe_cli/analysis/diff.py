@@ -8,6 +8,7 @@ dataclasses returned here. Values are compared slice by slice (see
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -17,7 +18,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from probe_cli.analysis.pairing import pair
+from probe_cli.analysis.pairing import Pairing, as_graph, oriented, pair
 from probe_cli.archive.reader import (
     InputRecord,
     StoredTensor,
@@ -29,12 +30,15 @@ from probe_cli.archive.reader import (
     list_tensors,
     open_archive,
     parts,
+    read_graph,
     read_provenance,
     read_slice,
     row_slices,
     select_tensors,
 )
 from probe_cli.core.distribution import Distribution
+from probe_cli.core.errors import PatternError, UsageProblem
+from probe_cli.core.graph import GraphNode, ModelGraph
 
 #: Element tolerances of ``--atol``/``--rtol``: reported always, the verdict only when given.
 DEFAULT_ATOL = 1e-5
@@ -51,6 +55,53 @@ SCALE_AWARE = f"||a - b|| <= {REL_TOL:g} * ||b|| (+ {ABS_FLOOR:g} * sqrt(n))"
 SHIFT_TOL = 1e-3
 DISTRIBUTIONS = f"mean and std shifts <= {SHIFT_TOL:g} std of B, histogram distance <= {SHIFT_TOL:g}"
 ELEMENTWISE = "|a - b| <= atol + rtol * |b| for every element"
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """``--max-error``: the largest whole-tensor relative error ||a - b|| / ||b|| a tensor may have, by
+    default and for the tensors a pattern matches (the last pattern matching the reference's or the
+    candidate's name wins, so later, narrower patterns override earlier ones)."""
+
+    default: float = REL_TOL
+    rules: tuple[tuple[str, float], ...] = ()
+
+    def of(self, *names: str | None) -> float:
+        found = self.default
+        for pattern, value in self.rules:
+            if any(n is not None and re.fullmatch(pattern, n) for n in names):
+                found = value
+        return found
+
+    def text(self) -> str:
+        rules = "".join(f", {pattern}: {value:g}" for pattern, value in self.rules)
+        return f"{self.default:g}{rules}"
+
+    @classmethod
+    def parse(cls, values: Sequence[str]) -> Budgets:
+        """``REL`` sets the default, ``PATTERN=REL`` a budget for the tensors PATTERN matches."""
+        default, rules = REL_TOL, []
+        for raw in values:
+            pattern, sep, number = str(raw).rpartition("=")
+            try:
+                value = float(number)
+            except ValueError:
+                raise UsageProblem(
+                    f"--max-error {raw!r} is not REL or PATTERN=REL",
+                    "e.g. --max-error 0.02 --max-error 'probs/.*=0.05'",
+                ) from None
+            if not (value >= 0 and math.isfinite(value)):
+                raise UsageProblem(f"--max-error {raw!r}: a budget is a finite relative error >= 0")
+            if not sep:
+                default = value
+                continue
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise PatternError(f"--max-error pattern {pattern!r} is not a valid regex: {exc}") from None
+            rules.append((pattern, value))
+        return cls(default, tuple(rules))
+
 
 NUMERIC_KINDS = "biufc"
 #: Compared exactly: integers and booleans (indices, counts, masks).
@@ -106,6 +157,20 @@ class TensorDiff:
     histogram_distance: float | None = None
     #: ``compare``: the relative error this tensor adds to the largest of its inputs' (where int8 error jumps)
     added_error: float | None = None
+    #: the relative-error budget that judged it (``--max-error``); None for the elementwise or distribution verdicts
+    budget: float | None = None
+    #: ``fused`` pairs: the op types of the chain the fused op stands for
+    chain: tuple[str, ...] = ()
+    #: what the tensor is to the reference model: ``input``, ``output``, ``layer`` (a layer's output) or None
+    role: str | None = None
+
+    @property
+    def reference_name(self) -> str:
+        return self.name_b if self.name_b is not None else self.name
+
+    @property
+    def candidate_name(self) -> str:
+        return self.name
 
     @property
     def share_out_of_tolerance(self) -> float | None:
@@ -138,6 +203,18 @@ class ArchiveDiff:
     #: whether a tensor found on one side only makes the archives differ (``diff``); ``compare`` judges
     #: the tensors two forms of a model share, and only lists the others
     unpaired_differ: bool = True
+    #: why each unpaired tensor has no partner (see :mod:`probe_cli.analysis.pairing`)
+    why_only_in_a: dict[str, str] = field(default_factory=dict)
+    why_only_in_b: dict[str, str] = field(default_factory=dict)
+    budgets: Budgets = field(default_factory=Budgets)
+
+    @property
+    def reference(self) -> str:
+        return self.b
+
+    @property
+    def candidate(self) -> str:
+        return self.a
 
     @property
     def first_divergence(self) -> TensorDiff | None:
@@ -183,12 +260,12 @@ class _ErrorAccumulator:
         snr = math.inf if error == 0 else (10 * math.log10(self.sum_b2 / self.sse) if self.sum_b2 else -math.inf)
         return rel, max(-1.0, min(1.0, cosine)), snr
 
-    def scale_aware_fails(self, exact: bool) -> bool:
+    def scale_aware_fails(self, exact: bool, budget: float = REL_TOL) -> bool:
         if self.nonfinite:
             return True
         if exact:
             return self.sse > 0
-        return math.sqrt(self.sse) > REL_TOL * math.sqrt(self.sum_b2) + ABS_FLOOR * math.sqrt(self.count)
+        return math.sqrt(self.sse) > budget * math.sqrt(self.sum_b2) + ABS_FLOOR * math.sqrt(self.count)
 
     def add(self, a: np.ndarray, b: np.ndarray, start: int) -> None:
         work = np.complex128 if "c" in (a.dtype.kind, b.dtype.kind) else np.float64
@@ -264,11 +341,13 @@ def compare_tensors(
     *,
     elementwise: bool = False,
     paired_by: str = "name",
+    budget: float | None = REL_TOL,
 ) -> TensorDiff:
     """Compares one tensor's stored values slice by slice; A's attributes name it.
 
-    The verdict is :data:`SCALE_AWARE` unless ``elementwise`` (``--atol``/``--rtol`` given), then
-    :data:`ELEMENTWISE`; integers and booleans must be equal either way.
+    The verdict is the relative error against ``budget`` (:data:`SCALE_AWARE`) unless ``elementwise``
+    (``--atol``/``--rtol`` given), then :data:`ELEMENTWISE`, and the budget too if one is given;
+    integers and booleans must be equal either way.
     """
     info = as_info(ta)
     make = partial(
@@ -283,6 +362,7 @@ def compare_tensors(
         size=sum(math.prod(ds.shape) for ds in parts(na)),
         name_b=tb.name if tb.name != ta.name else None,
         paired_by=paired_by,
+        budget=budget,
     )
     layout_change = None
     pairs: list[tuple[Any, Any]] = list(_paired(na, nb))
@@ -309,9 +389,9 @@ def compare_tensors(
     # integers and booleans must be equal, tolerances or not; stored int8 of TFLite are real (float) values
     exact = all(np.dtype(d).kind in EXACT_KINDS for d in (ta.dtype, tb.dtype) if d)
     if exact or not elementwise:
-        failed = acc.scale_aware_fails(exact)
+        failed = acc.scale_aware_fails(exact, REL_TOL if budget is None else budget)
     else:
-        failed = bool(acc.out or acc.nonfinite)
+        failed = bool(acc.out or acc.nonfinite) or (budget is not None and acc.scale_aware_fails(False, budget))
     rel_error, cosine, snr_db = acc.metrics()
     return make(
         status=DIFFERS if failed and status == OK else status,
@@ -414,6 +494,23 @@ def compare_inputs(fa: h5py.File, fb: h5py.File, seed_a: Any, seed_b: Any) -> li
     return warnings
 
 
+def _graph(file: h5py.File, stored: Sequence[StoredTensor]) -> ModelGraph:
+    """The archive's stored graph (with any stored tensor it lacks), or, for older archives, its tensors."""
+    graph = read_graph(file)
+    if graph is None:
+        return as_graph([as_info(t) for t in stored])
+    missing = [GraphNode(t.name, as_info(t).graph_name) for t in stored if t.name not in graph.by_name]
+    return replace(graph, nodes=graph.nodes + tuple(missing)) if missing else graph
+
+
+def _role(graph: ModelGraph, name: str) -> str | None:
+    if name in graph.inputs:
+        return "input"
+    if name in graph.outputs:
+        return "output"
+    return "layer" if name in graph.layer_outputs else None
+
+
 def diff_archives(
     path_a: str | Path,
     path_b: str | Path,
@@ -423,16 +520,22 @@ def diff_archives(
     match: Sequence[str] = (),
     mapping: Mapping[str, str] | None = None,
     unpaired_differ: bool = True,
+    budgets: Budgets | None = None,
+    pairing: Pairing | None = None,
 ) -> ArchiveDiff:
-    """Compares the tensors the archives share, in A's graph order; B is the reference.
+    """Compares the tensors the archives share, in B's graph order; A is the candidate, B the reference.
 
-    Tensors are paired by ``mapping`` (A's name -> B's), by name, then by graph name (see
-    :mod:`probe_cli.analysis.pairing`). With ``atol`` or ``rtol`` every element must be within them;
-    else the scale-aware criterion decides (:data:`SCALE_AWARE`).
+    Tensors are paired by ``mapping`` (either way round, see :func:`~probe_cli.analysis.pairing.oriented`),
+    by name, by graph name, then by their place in the graphs the archives store (see
+    :mod:`probe_cli.analysis.pairing`), unless ``pairing`` (reference -> candidate) is given. Each
+    tensor's relative error must be within its budget (``budgets``, default :data:`REL_TOL`); with
+    ``atol`` or ``rtol`` every element must be within them instead (and the budgets too, if given).
     """
     elementwise = atol is not None or rtol is not None
     atol = DEFAULT_ATOL if atol is None else atol
     rtol = DEFAULT_RTOL if rtol is None else rtol
+    judge_budgets = budgets is not None or not elementwise
+    budgets = budgets or Budgets()
     with open_archive(path_a) as fa, open_archive(path_b) as fb:
         prov_a, _ = read_provenance(fa)
         prov_b, _ = read_provenance(fb)
@@ -443,17 +546,19 @@ def diff_archives(
         names_a = {t.name for t in stored_a}
         union = stored_a + [t for t in stored_b if t.name not in names_a]
         wanted = {t.name for t in select_tensors(union, match, "--match")}
-        tensors_a = [t for t in stored_a if t.name in wanted]
-        tensors_b = [t for t in stored_b if t.name in wanted or (mapping and t.name in mapping.values())]
-        pairing = pair([as_info(t) for t in tensors_a], [as_info(t) for t in tensors_b], mapping)
-        by_name_a = {t.name: t for t in tensors_a}
-        by_name_b = {t.name: t for t in tensors_b}
+        graph_a, graph_b = _graph(fa, stored_a), _graph(fb, stored_b)
+        if pairing is None:
+            pairing = pair(graph_b, graph_a, oriented(mapping or {}, graph_b.by_name, graph_a.by_name))
+        by_name_a = {t.name: t for t in stored_a if t.name in wanted}
+        by_name_b = {t.name: t for t in stored_b if t.name in wanted}
+        pairing = pairing.restricted(by_name_b, by_name_a)
         compared = []
         for p in pairing.pairs:
-            ta, tb = by_name_a[p.a], by_name_b[p.b]
-            if p.a in dists_a and p.b in dists_b:
-                compared.append(replace(compare_distributions(ta, tb, dists_a[p.a], dists_b[p.b]), paired_by=p.how))
-            elif (p.a in dists_a) != (p.b in dists_b):  # statistics against values: nothing compares
+            ta, tb = by_name_a[p.candidate], by_name_b[p.reference]
+            extra: dict[str, Any] = {"paired_by": p.how, "chain": p.chain, "role": _role(graph_b, p.reference)}
+            if p.candidate in dists_a and p.reference in dists_b:
+                compared.append(replace(compare_distributions(ta, tb, dists_a[ta.name], dists_b[tb.name]), **extra))
+            elif (p.candidate in dists_a) != (p.reference in dists_b):  # statistics against values: nothing compares
                 info = as_info(ta)
                 compared.append(
                     TensorDiff(
@@ -466,28 +571,38 @@ def diff_archives(
                         ta.dtype,
                         tb.dtype,
                         0,
-                        paired_by=p.how,
+                        name_b=tb.name if tb.name != ta.name else None,
                         failed=True,
+                        **extra,
                     )  # fmt: skip
                 )
             else:
-                compared.append(
-                    compare_tensors(
-                        ta, tb, fa[ta.path], fb[tb.path], atol, rtol, elementwise=elementwise, paired_by=p.how
-                    )
+                budget = budgets.of(p.reference, p.candidate) if judge_budgets else None
+                found = compare_tensors(
+                    ta, tb, fa[ta.path], fb[tb.path], atol, rtol, elementwise=elementwise, budget=budget
                 )
+                compared.append(replace(found, **extra))
         warnings = compare_inputs(fa, fb, prov_a.get("seed"), prov_b.get("seed"))
+        if dists_a and dists_b:
+            criterion = DISTRIBUTIONS
+        elif elementwise:
+            criterion = ELEMENTWISE + (f", and ||a - b|| <= {budgets.text()} * ||b||" if judge_budgets else "")
+        else:
+            criterion = f"||a - b|| <= {budgets.text()} * ||b|| (+ {ABS_FLOOR:g} * sqrt(n))"
         return ArchiveDiff(
             a=str(path_a),
             b=str(path_b),
             atol=atol,
             rtol=rtol,
             tensors=compared,
-            only_in_a=pairing.only_a,
-            only_in_b=pairing.only_b,
+            only_in_a=pairing.only_candidate,
+            only_in_b=pairing.only_reference,
             warnings=warnings,
             provenance_a=prov_a,
             provenance_b=prov_b,
-            criterion=DISTRIBUTIONS if dists_a and dists_b else ELEMENTWISE if elementwise else SCALE_AWARE,
+            criterion=criterion,
             unpaired_differ=unpaired_differ,
+            why_only_in_a=pairing.why_candidate,
+            why_only_in_b=pairing.why_reference,
+            budgets=budgets,
         )

@@ -1,27 +1,57 @@
-"""Which tensor of one form of a model is which tensor of another (a Keras file, its SavedModel, a frozen graph).
+"""Which tensor of one form of a model is which tensor of another (a Keras file, its SavedModel, a frozen
+graph, a TFLite or ONNX conversion): one mechanism for every pair of formats.
 
-Pairs are found, in this order: by an explicit map (``--map FILE``), by probe name, then by graph
-name with call wrappers, the model scope and scope counters removed
-(:func:`probe_cli.core.graph_names.pairing_key`). A key shared by two tensors on one side pairs
-nothing: two different tensors are never paired by a guess. Pure Python.
+Rules, in this order (each pair records which one made it):
+
+1. ``map``: an explicit ``--map FILE`` (reference name -> candidate name);
+2. ``name``: the same probe name;
+3. ``graph name``: the same graph name with call wrappers, the model scope and scope counters removed
+   (:func:`probe_cli.core.graph_names.pairing_key`); a key two tensors of one side share pairs nothing;
+4. ``input`` / ``output``: the model's inputs in signature order, its outputs in order;
+5. ``copy``: an identity, cast, quantize/dequantize, reshape or transpose of a paired tensor pairs with
+   that tensor's partner;
+6. ``fused``: a fused op's output pairs with the tensor at the end of the chain it replaced: an anchor
+   (convolution, matrix product, pooling, addition, ...) of the same family reading the partners of the
+   tensors it reads, followed by its epilogue (bias, batch-norm offset and scale, activation). The chain
+   is read from the graph (:mod:`probe_cli.core.op_roles`), never from values, shapes or name counters.
+
+Rules 5 and 6 repeat until nothing more pairs, in both directions (the candidate's fused op against the
+reference's chain, and the reverse). A tensor with no counterpart stays unpaired, classified by why.
+Pure Python.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from probe_cli.core import op_roles
 from probe_cli.core.errors import FileProblem
+from probe_cli.core.graph import GraphNode, ModelGraph
 from probe_cli.core.graph_names import pairing_key
 
 BY_MAP = "map"
 BY_NAME = "name"
 BY_GRAPH_NAME = "graph name"
+BY_INPUT = "input"
+BY_OUTPUT = "output"
+BY_COPY = "copy"
+BY_FUSED = "fused"
+#: Why a tensor has no counterpart.
+WEIGHT = "weights and constants"
+FUSED_AWAY = "intermediate ops of fused layers"
+INSERTED = "ops inserted by the converter"
+NO_COUNTERPART = "other tensors"
+#: A converter's own ops: tf2onnx's ``__N`` suffix, TensorFlow Lite's ``tfl.`` ops, a SavedModel's call plumbing.
+_INSERTED = re.compile(r"(__\d+(:\d+)?$)|(^tfl\.)|(^Func/)")
+#: How far a chain of unpaired tensors is followed to confirm a fused op's partner downstream.
+_DOWNSTREAM_DEPTH = 24
 
 
 class Named(Protocol):
@@ -36,58 +66,326 @@ class Named(Protocol):
 
 @dataclass(frozen=True)
 class Pair:
-    a: str
-    b: str
-    #: how the two were found to be one tensor: ``map``, ``name`` or ``graph name``
+    reference: str
+    candidate: str
+    #: how the two were found to be one tensor: one of the ``BY_*`` rules
     how: str
+    #: ``fused``: the reference's (or, reversed, the candidate's) ops the fused op stands for, in order
+    chain: tuple[str, ...] = ()
 
 
 @dataclass
 class Pairing:
-    """Pairs in A's order, and the tensors of each side left without a partner."""
+    """Pairs in the reference's graph order; unpaired tensors of each side, with why."""
 
     pairs: list[Pair] = field(default_factory=list)
-    only_a: list[str] = field(default_factory=list)
-    only_b: list[str] = field(default_factory=list)
+    only_reference: list[str] = field(default_factory=list)
+    only_candidate: list[str] = field(default_factory=list)
+    #: unpaired tensor -> why (:data:`WEIGHT`, :data:`FUSED_AWAY`, :data:`INSERTED`, :data:`NO_COUNTERPART`)
+    why_reference: dict[str, str] = field(default_factory=dict)
+    why_candidate: dict[str, str] = field(default_factory=dict)
 
-    def b_of(self) -> dict[str, str]:
-        return {pair.a: pair.b for pair in self.pairs}
+    def candidate_of(self) -> dict[str, str]:
+        """Reference name -> its first partner."""
+        found: dict[str, str] = {}
+        for p in self.pairs:
+            found.setdefault(p.reference, p.candidate)
+        return found
+
+    def restricted(self, reference: Collection[str], candidate: Collection[str]) -> Pairing:
+        """The pairs of which both tensors are in the given sets (those stored, those selected), and the
+        tensors of those sets left unpaired."""
+        pairs = [p for p in self.pairs if p.reference in reference and p.candidate in candidate]
+        ref_paired = {p.reference for p in pairs}
+        cand_paired = {p.candidate for p in pairs}
+        only_r = [n for n in self.order_r if n in reference and n not in ref_paired]
+        only_c = [n for n in self.order_c if n in candidate and n not in cand_paired]
+        return Pairing(
+            pairs,
+            only_r,
+            only_c,
+            {n: self.why_reference.get(n, NO_COUNTERPART) for n in only_r},
+            {n: self.why_candidate.get(n, NO_COUNTERPART) for n in only_c},
+            self.order_r,
+            self.order_c,
+        )
+
+    #: every tensor of each side in graph order, for :meth:`restricted`
+    order_r: list[str] = field(default_factory=list, repr=False)
+    order_c: list[str] = field(default_factory=list, repr=False)
 
 
-def pair(a: Sequence[Named], b: Sequence[Named], mapping: Mapping[str, str] | None = None) -> Pairing:
-    """Pairs A's tensors with B's; see the module docstring for the order of the rules."""
-    mapping = dict(mapping or {})
-    names_b = {t.name for t in b}
-    found: dict[str, tuple[str, str]] = {}
-    taken: set[str] = set()
-    for t in a:
-        partner = mapping.get(t.name)
-        if partner is not None and partner in names_b and partner not in taken:
-            found[t.name] = (partner, BY_MAP)
-            taken.add(partner)
-    for t in a:
-        if t.name not in found and t.name in names_b and t.name not in taken:
-            found[t.name] = (t.name, BY_NAME)
-            taken.add(t.name)
-    # a key must be unique over the whole of each side: one shared by two tensors, paired or not, pairs nothing
-    keys_a = Counter(pairing_key(t.graph_name) for t in a)
-    keys_b = Counter(pairing_key(t.graph_name) for t in b)
-    unique_b = {pairing_key(t.graph_name): t.name for t in b}
-    for t in a:
-        key = pairing_key(t.graph_name)
-        if t.name in found or keys_a[key] != 1 or keys_b.get(key) != 1 or unique_b[key] in taken:
-            continue
-        found[t.name] = (unique_b[key], BY_GRAPH_NAME)
-        taken.add(unique_b[key])
-    return Pairing(
-        pairs=[Pair(t.name, *found[t.name]) for t in a if t.name in found],
-        only_a=[t.name for t in a if t.name not in found],
-        only_b=[t.name for t in b if t.name not in taken],
-    )
+def as_graph(tensors: Sequence[Named] | ModelGraph) -> ModelGraph:
+    """A graph for a plain list of tensors (no op inputs known: only names pair them)."""
+    if isinstance(tensors, ModelGraph):
+        return tensors
+    return ModelGraph(tuple(GraphNode(t.name, t.graph_name) for t in tensors))
+
+
+class _Side:
+    """One graph and what pairing needs of it: which tensors are constant, who reads what."""
+
+    def __init__(self, graph: ModelGraph) -> None:
+        self.graph = graph
+        self.nodes = graph.by_name
+        self.order = {node.name: i for i, node in enumerate(graph.nodes)}
+        self.consumers = graph.consumers
+        inputs = set(graph.inputs)
+        self.const: set[str] = set()
+        self.roles: dict[str, str] = {}
+        known = bool(graph.inputs or graph.outputs or any(n.op_inputs for n in graph.nodes))
+        for node in graph.nodes:  # graph order: an op's inputs come first
+            data = [x for x in node.op_inputs if x in self.nodes and x not in self.const]
+            if node.name in inputs or not known:
+                role = op_roles.ANCHOR
+            else:
+                role = op_roles.role(node.op_type, len(data), len([x for x in node.op_inputs if x in self.nodes]))
+            self.roles[node.name] = role
+            if role == op_roles.CONST:
+                self.const.add(node.name)
+
+    def data_inputs(self, name: str) -> list[str]:
+        return [x for x in dict.fromkeys(self.nodes[name].op_inputs) if x in self.nodes and x not in self.const]
+
+    def data_consumers(self, name: str) -> list[str]:
+        return [c for c in self.consumers.get(name, ()) if c not in self.const]
+
+
+class _Pairer:
+    def __init__(self, reference: ModelGraph, candidate: ModelGraph) -> None:
+        self.r, self.c = _Side(reference), _Side(candidate)
+        self.pairs: list[Pair] = []
+        #: partner of each paired tensor, per side (the first one made)
+        self.r2c: dict[str, str] = {}
+        self.c2r: dict[str, str] = {}
+        self.fused_r: set[str] = set()
+        self.fused_c: set[str] = set()
+
+    def add(self, ref: str, cand: str, how: str, chain: tuple[str, ...] = ()) -> None:
+        self.pairs.append(Pair(ref, cand, how, chain))
+        self.r2c.setdefault(ref, cand)
+        self.c2r.setdefault(cand, ref)
+
+    def by_names(self, mapping: Mapping[str, str]) -> None:
+        r_nodes, c_nodes = self.r.graph.nodes, self.c.graph.nodes
+        for node in r_nodes:
+            partner = mapping.get(node.name)
+            if partner is not None and partner in self.c.nodes and partner not in self.c2r:
+                self.add(node.name, partner, BY_MAP)
+        for node in r_nodes:
+            if node.name not in self.r2c and node.name in self.c.nodes and node.name not in self.c2r:
+                self.add(node.name, node.name, BY_NAME)
+        # a key must be unique over the whole of each side: one shared by two tensors, paired or not, pairs nothing
+        keys_r = Counter(pairing_key(n.graph_name) for n in r_nodes)
+        keys_c = Counter(pairing_key(n.graph_name) for n in c_nodes)
+        unique_c = {pairing_key(n.graph_name): n.name for n in c_nodes}
+        for node in r_nodes:
+            key = pairing_key(node.graph_name)
+            if node.name in self.r2c or keys_r[key] != 1 or keys_c.get(key) != 1 or unique_c[key] in self.c2r:
+                continue
+            self.add(node.name, unique_c[key], BY_GRAPH_NAME)
+
+    def by_position(self, refs: Sequence[str], cands: Sequence[str], how: str) -> None:
+        """The i-th input (output) with the i-th; a candidate's output may alias a reference tensor already
+        paired (a SavedModel's ``Identity:0`` and the Softmax it passes on are both the model's output)."""
+        if len(refs) != len(cands):
+            return
+        for ref, cand in zip(refs, cands):
+            if cand not in self.c2r and ref in self.r.nodes and cand in self.c.nodes:
+                self.add(ref, cand, how)
+
+    def copies(self, this: _Side, other: _Side, mine: dict[str, str], flip: bool) -> bool:
+        """Unpaired copies (identity, cast, quantize, reshape, ...) of paired tensors pair with the partner."""
+        found = False
+        for node in this.graph.nodes:
+            if node.name in mine or this.roles[node.name] != op_roles.COPY:
+                continue
+            (source,) = this.data_inputs(node.name)
+            if source in mine:
+                ref, cand = (mine[source], node.name) if flip else (node.name, mine[source])
+                self.add(ref, cand, BY_COPY)
+                found = True
+        return found
+
+    def _sources(self, side: _Side, name: str, mine: Mapping[str, str]) -> set[str] | None:
+        """The paired tensors an op reads, through unpaired prologue ops (pads, copies); None if one is unpaired."""
+        found: set[str] = set()
+        for x in side.data_inputs(name):
+            while x not in mine:
+                ups = side.data_inputs(x)
+                if side.nodes[x].op_type not in op_roles.PROLOGUE_OPS or len(ups) != 1:
+                    return None
+                x = ups[0]
+            found.add(x)
+        return found or None
+
+    def _chain(self, side: _Side, start: str, mine: Mapping[str, str]) -> list[str]:
+        """An anchor and the epilogue after it: each next op its single reader, unpaired, with one data input."""
+        chain = [start]
+        while True:
+            readers = side.data_consumers(chain[-1])
+            if len(readers) != 1:
+                return chain
+            (nxt,) = readers
+            if nxt in mine or side.roles[nxt] not in (op_roles.AFFINE, op_roles.ACTIVATION):
+                return chain
+            chain.append(nxt)
+
+    @staticmethod
+    def _points(side: _Side, chain: Sequence[str]) -> list[str]:
+        """Where a chain's value can be seen from outside a fusion: before and after each activation, its end."""
+        points = []
+        for i, name in enumerate(chain):
+            last = i == len(chain) - 1
+            if last or side.roles[name] == op_roles.ACTIVATION or side.roles[chain[i + 1]] == op_roles.ACTIVATION:
+                points.append(name)
+        return points
+
+    def _downstream(self, side: _Side, name: str, mine: Mapping[str, str]) -> set[str]:
+        """The first paired tensors reading ``name``, through unpaired ones."""
+        found: set[str] = set()
+        frontier, seen = [name], {name}
+        for _ in range(_DOWNSTREAM_DEPTH):
+            nxt = []
+            for x in frontier:
+                for reader in side.data_consumers(x):
+                    if reader in mine:
+                        found.add(reader)
+                    elif reader not in seen:
+                        seen.add(reader)
+                        nxt.append(reader)
+            if not nxt:
+                break
+            frontier = nxt
+        return found
+
+    def fused(self, this: _Side, other: _Side, mine: dict[str, str], theirs: dict[str, str], flip: bool) -> bool:
+        """Each unpaired anchor of ``this`` side with the end of the chain it replaced on the ``other``."""
+        found = False
+        for node in this.graph.nodes:
+            name = node.name
+            if name in mine or this.roles[name] != op_roles.ANCHOR or name in this.graph.inputs:
+                continue
+            sources = self._sources(this, name, mine)
+            if sources is None:
+                continue
+            wanted = {mine[s] for s in sources}
+            kind = op_roles.family(node.op_type)
+            options = []
+            for start in self._readers_through_prologue(other, wanted, theirs):
+                if op_roles.family(other.nodes[start].op_type) != kind:
+                    continue
+                if self._sources(other, start, theirs) == wanted:
+                    options.append(start)
+            if not options:
+                continue
+            mine_chain = self._chain(this, name, mine)
+            chains = {start: self._chain(other, start, theirs) for start in options}
+            if len(chains) > 1:  # several alike (branches reading one tensor): the one feeding the same readers
+                after = {mine[x] for x in self._downstream(this, mine_chain[-1], mine)}
+                chains = {
+                    s: ch for s, ch in chains.items() if after and after <= self._downstream(other, ch[-1], theirs)
+                }
+                if len(chains) != 1:
+                    continue
+            (other_chain,) = chains.values()
+            mine_points, other_points = self._points(this, mine_chain), self._points(other, other_chain)
+            for a, b in zip(reversed(mine_points), reversed(other_points)):
+                ref, cand = (b, a) if flip else (a, b)
+                self.add(ref, cand, BY_FUSED, tuple(other.nodes[x].op_type for x in other_chain))
+            # what the fusion swallowed on either side, for the summary of unpaired tensors
+            (self.fused_c if flip else self.fused_r).update(mine_chain)
+            (self.fused_r if flip else self.fused_c).update(other_chain)
+            found = True
+        return found
+
+    def _readers_through_prologue(self, side: _Side, tensors: Iterable[str], mine: Mapping[str, str]) -> list[str]:
+        """Unpaired tensors reading any of ``tensors`` directly or through unpaired prologue ops."""
+        found: list[str] = []
+        frontier = list(tensors)
+        seen = set(frontier)
+        while frontier:
+            x = frontier.pop()
+            for reader in side.data_consumers(x):
+                if reader in mine or reader in seen:
+                    continue
+                seen.add(reader)
+                if side.nodes[reader].op_type in op_roles.PROLOGUE_OPS:
+                    frontier.append(reader)
+                else:
+                    found.append(reader)
+        return sorted(found, key=side.order.__getitem__)
+
+    def structural(self) -> None:
+        while True:
+            found = self.copies(self.c, self.r, self.c2r, True)
+            found |= self.copies(self.r, self.c, self.r2c, False)
+            found |= self.fused(self.c, self.r, self.c2r, self.r2c, True)
+            found |= self.fused(self.r, self.c, self.r2c, self.c2r, False)
+            if not found:
+                return
+
+    @staticmethod
+    def _between(side: _Side, paired: Collection[str]) -> set[str]:
+        """Unpaired tensors computed from paired ones and read, in the end, by paired ones: what a
+        conversion fused into the ops around them (a Conv and BiasAdd before the ReLU a TFLite CONV_2D
+        is named after)."""
+        up: set[str] = set()
+        for node in side.graph.nodes:
+            if any(x in paired or x in up for x in side.data_inputs(node.name)):
+                up.add(node.name)
+        down: set[str] = set()
+        for node in reversed(side.graph.nodes):
+            if any(x in paired or x in down for x in side.data_consumers(node.name)):
+                down.add(node.name)
+        return (up & down) - set(paired)
+
+    def why(self, side: _Side, name: str, fused: set[str]) -> str:
+        if name in side.const:
+            return WEIGHT
+        if _INSERTED.search(side.nodes[name].graph_name) or _INSERTED.search(name):
+            return INSERTED
+        if name in fused:
+            return FUSED_AWAY
+        return NO_COUNTERPART
+
+    def result(self) -> Pairing:
+        order = self.r.order
+        pairs = sorted(dict.fromkeys(self.pairs), key=lambda p: (order[p.reference], self.c.order.get(p.candidate, 0)))
+        paired_r = {p.reference for p in pairs}
+        paired_c = {p.candidate for p in pairs}
+        only_r = [n.name for n in self.r.graph.nodes if n.name not in paired_r]
+        only_c = [n.name for n in self.c.graph.nodes if n.name not in paired_c]
+        fused_r = self.fused_r | self._between(self.r, paired_r)
+        fused_c = self.fused_c | self._between(self.c, paired_c)
+        return Pairing(
+            pairs,
+            only_r,
+            only_c,
+            {n: self.why(self.r, n, fused_r) for n in only_r},
+            {n: self.why(self.c, n, fused_c) for n in only_c},
+            [n.name for n in self.r.graph.nodes],
+            [n.name for n in self.c.graph.nodes],
+        )
+
+
+def pair(
+    reference: Sequence[Named] | ModelGraph,
+    candidate: Sequence[Named] | ModelGraph,
+    mapping: Mapping[str, str] | None = None,
+) -> Pairing:
+    """Pairs the candidate's tensors with the reference's; see the module docstring for the rules."""
+    pairer = _Pairer(as_graph(reference), as_graph(candidate))
+    pairer.by_names(dict(mapping or {}))
+    pairer.by_position(pairer.r.graph.inputs, pairer.c.graph.inputs, BY_INPUT)
+    pairer.by_position(pairer.r.graph.outputs, pairer.c.graph.outputs, BY_OUTPUT)
+    pairer.structural()
+    return pairer.result()
 
 
 def read_map(path: str | Path) -> dict[str, str]:
-    """``--map FILE``: A's tensor name -> B's, from a JSON object, a JSON list of pairs, or a two-column CSV."""
+    """``--map FILE``: tensor name pairs, from a JSON object, a JSON list of pairs, or a two-column CSV, as
+    written (see :func:`oriented` for which side comes first)."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -107,3 +405,22 @@ def read_map(path: str | Path) -> dict[str, str]:
             raise FileProblem(f"--map file {str(path)!r}: {row!r} is not a pair of tensor names")
         mapping[row[0].strip()] = row[1].strip()
     return mapping
+
+
+def oriented(mapping: Mapping[str, str], reference: Collection[str], candidate: Collection[str]) -> dict[str, str]:
+    """A ``--map`` as reference name -> candidate name. A map written the other way round (probe before
+    0.2 wanted the candidate's name first) is turned round when its names say so unambiguously, and
+    refused when they fit neither way, so a map is never silently misread."""
+    if not mapping:
+        return {}
+    forward = all(r in reference for r in mapping) and all(c in candidate for c in mapping.values())
+    backward = all(c in candidate for c in mapping) and all(r in reference for r in mapping.values())
+    if forward:
+        return dict(mapping)
+    if backward:
+        return {r: c for c, r in mapping.items()}
+    bad = next((f"{k!r} -> {v!r}" for k, v in mapping.items() if not (k in reference and v in candidate)), "a pair")
+    raise FileProblem(
+        f"--map pair {bad} does not name a reference tensor and then a candidate tensor",
+        "write each pair as REFERENCE_NAME,CANDIDATE_NAME (names as `probe list` shows them)",
+    )

@@ -18,6 +18,8 @@ TENSORS = "tensors"
 INPUTS = "inputs"
 #: ``dump --stats-only``: one group per tensor holding its distribution instead of its values
 STATS = "stats"
+#: The model's dataflow (a ModelGraph as JSON), so ``diff`` pairs archives as ``compare`` pairs models
+GRAPH = "graph"
 #: Per-channel arrays of a distribution, as stored under ``/stats/<name>/`` (see :func:`distribution_arrays`).
 CHANNEL_FIELDS = ("count", "min", "max", "mean", "m2")
 

@@ -22,7 +22,7 @@ import h5py
 import numpy as np
 
 from probe_cli.archive.format import INPUTS, TENSORS
-from probe_cli.archive.reader import list_distributions, open_archive, read_attrs
+from probe_cli.archive.reader import list_distributions, open_archive, read_attrs, read_graph
 from probe_cli.archive.writer import ArchiveWriter, write_attrs
 from probe_cli.core.distribution import Distribution
 from probe_cli.core.errors import FileProblem, UsageProblem
@@ -87,6 +87,9 @@ def merge_archives(
             root["merged_from"] = [os.path.relpath(p.path.resolve(), output.resolve().parent) for p in ordered]
             root["command"] = ordered[0].attrs.get("command", "")
             writer.set_attrs(root)
+            graph = read_graph(ordered[0].file)
+            if graph is not None:
+                writer.set_graph(graph)
             if stats_only:
                 count = _merge_distributions(writer, ordered)
             else:

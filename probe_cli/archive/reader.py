@@ -24,9 +24,10 @@ from typing import Any
 import h5py
 import numpy as np
 
-from probe_cli.archive.format import INPUTS, STATS, TENSORS, distribution_from
+from probe_cli.archive.format import GRAPH, INPUTS, STATS, TENSORS, distribution_from
 from probe_cli.core.distribution import Distribution
 from probe_cli.core.errors import FileProblem, PatternError
+from probe_cli.core.graph import ModelGraph
 from probe_cli.core.quantization import REAL_DTYPE, Quantization, dequantized, quantization_of
 from probe_cli.core.resolve import resolve
 from probe_cli.core.stats import RunningStats, summarize
@@ -103,6 +104,17 @@ def list_tensors(file: h5py.File) -> list[StoredTensor]:
     file[TENSORS].visititems(visit)
     found.sort(key=lambda t: (t.attrs.get("order", 0), t.name))
     return found
+
+
+def read_graph(file: h5py.File) -> ModelGraph | None:
+    """The model's dataflow, if the archive stores it (probe 0.2 on; older archives pair by name only)."""
+    node = file.get(GRAPH)
+    if not isinstance(node, h5py.Dataset):
+        return None
+    try:
+        return ModelGraph.from_json(_decode(node[()]))
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def read_attrs(file: h5py.File) -> dict[str, Any]:

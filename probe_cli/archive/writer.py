@@ -33,6 +33,7 @@ import numpy as np
 
 from probe_cli.archive.format import (
     FORMAT_VERSION,
+    GRAPH,
     INPUTS,
     STATS,
     TENSORS,
@@ -44,6 +45,7 @@ from probe_cli.archive.format import (
 )
 from probe_cli.core.distribution import Distribution
 from probe_cli.core.errors import ArchiveError, ArchiveExists, FileProblem
+from probe_cli.core.graph import ModelGraph
 from probe_cli.core.types import Feed, TensorInfo
 
 
@@ -186,6 +188,10 @@ class ArchiveWriter:
     def set_attrs(self, attrs: Mapping[str, Any]) -> None:
         for key, value in attrs.items():
             self.file.attrs[key] = _attr(value)
+
+    def set_graph(self, graph: ModelGraph) -> None:
+        """The model's dataflow as JSON text (a dataset: attributes are limited to 64 KiB)."""
+        self.file.create_dataset(GRAPH, data=graph.to_json(), dtype=h5py.string_dtype("utf-8"))
 
     def add_input(self, feed: Feed, seed: int) -> None:
         attrs = {"name": feed.name, "source": feed.source, "seed": seed, "dtype": str(feed.array.dtype)}

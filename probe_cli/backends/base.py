@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from probe_cli.backends import tfenv
 from probe_cli.core.errors import FileProblem
+from probe_cli.core.graph import ModelGraph, graph_of
 from probe_cli.core.types import Feed, ModelIndex, TensorInfo
 
 
@@ -122,6 +123,7 @@ class TracedModel:
     signature: tuple[Any, ...] | None = None
     #: executors by selection, most recently used last: a second run of a selection prunes nothing
     _executors: OrderedDict[tuple[str, ...], list[Executor]] = field(default_factory=OrderedDict, repr=False)
+    _graph: ModelGraph | None = field(default=None, repr=False)
 
     def executors(self, selection: Sequence[TensorInfo]) -> list[Executor]:
         """What computes ``selection``, one call per batch; built once per selection and kept."""
@@ -137,6 +139,12 @@ class TracedModel:
     def op_inputs(self, info: TensorInfo) -> list[TensorInfo]:
         """The listed tensors feeding the op that produced ``info`` (handles and the like omitted)."""
         return self.backend.op_inputs(self, info)
+
+    def graph(self) -> ModelGraph:
+        """The dataflow pairing reads (what each op reads, inputs and outputs in order); made once."""
+        if self._graph is None:
+            self._graph = graph_of(self.index, ((t, self.op_inputs(t)) for t in self.index.tensors))
+        return self._graph
 
 
 class Backend(Protocol):

@@ -29,6 +29,11 @@ _NOISY_MODULES = r"(keras|tensorflow|h5py)(\..*)?"
 PLOTTING_PACKAGES = ("matplotlib",)
 
 
+def verbose() -> bool:
+    """Whether TensorFlow's messages are shown (``-v``); other verbose output follows it."""
+    return _verbose
+
+
 def set_verbose(verbose: bool) -> None:
     """Show TensorFlow's own log lines (``probe -v``), and probe's own notes (which loader read a
     SavedModel) as ``probe: ...`` lines on stderr; must be called before the first import."""

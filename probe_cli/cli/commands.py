@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shlex
 import sys
 from collections.abc import Callable
@@ -561,38 +562,91 @@ ARCHIVE_MATCH_HELP = (
 )
 #: Same as probe_cli.analysis.diff's criteria, repeated so --help never imports h5py.
 DIFF_VERDICT = """\b
-A float tensor differs when its relative error is too large, at any scale:
-  ||a - b|| > 1e-4 * ||b||   (+ 1e-9 * sqrt(n), so an all-zero B tolerates rounding)
-With --atol or --rtol, when any element is out of tolerance instead
-(numpy.isclose; NaN equals NaN, Inf the same Inf; the option not given
-keeps its default, atol 1e-5, rtol 1e-4):
-  |a - b| > atol + rtol * |b|
+A float tensor differs when its relative error is over its budget:
+  ||c - r|| > budget * ||r||   (r the reference's values, c the candidate's;
+                                + 1e-9 * sqrt(n), so an all-zero r tolerates rounding)
+The budget is 1e-4 unless --max-error sets it, for all tensors (REL) or for
+those a pattern matches (PATTERN=REL; the last matching pattern wins).
+With --atol or --rtol, a tensor also differs when any element is out of
+tolerance (numpy.isclose; NaN equals NaN, Inf the same Inf; the option not
+given keeps its default, atol 1e-5, rtol 1e-4), and --max-error then applies
+only if given:
+  |c - r| > atol + rtol * |r|
 Integers and booleans must be equal."""
 
+#: What "added" means, for compare --help (docs/comparing.md says more).
+ADDED_HELP = """\b
+"added": how much relative error a tensor adds to what it receives: its own
+relative error less the largest of its inputs' (through ops not compared).
+Large where a layer introduces error (an int8 layer with too coarse a scale);
+about 0 where error only passes through; negative where a layer shrinks the
+relative error it receives (an average, a ReLU zeroing noisy values)."""
 
-#: --atol, --rtol and --map: how diff and compare pair and judge tensors.
+
+class BudgetType(click.ParamType):
+    """``--max-error``: REL or PATTERN=REL; in [tool.probe] a number or a string."""
+
+    name = "REL|PATTERN=REL"
+    toml_types = ((str, int, float), "a number or a string (PATTERN=REL)")
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value).strip()
+        pattern, sep, number = text.rpartition("=")
+        try:
+            float(number)
+        except ValueError:
+            self.fail(f"{text!r} is not REL or PATTERN=REL (e.g. 0.02 or 'probs/.*=0.05')", param, ctx)
+        if sep:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                self.fail(f"pattern {pattern!r} is not a valid regular expression: {exc}", param, ctx)
+        return text
+
+
+#: --atol, --rtol, --max-error, --map and --all: how diff and compare pair, judge and show tensors.
 tolerance_options = _stacked(
+    click.option(
+        "--max-error",
+        "max_error",
+        type=BudgetType(),
+        multiple=True,
+        help="Relative-error budget ||c - r|| / ||r||: REL for every tensor (default 1e-4), PATTERN=REL for the "
+        "tensors PATTERN matches (reference or candidate name; the last matching one wins). Repeatable.",
+    ),
     click.option(
         "--atol",
         type=click.FloatRange(min=0),
         default=None,
-        help="Absolute tolerance of every element (switches to the elementwise verdict).",
+        help="Absolute tolerance of every element (adds the elementwise verdict).",
     ),
     click.option(
         "--rtol",
         type=click.FloatRange(min=0),
         default=None,
-        help="Tolerance relative to B's (the reference's) values (switches to the elementwise verdict).",
+        help="Tolerance relative to the reference's values (adds the elementwise verdict).",
     ),
     click.option(
         "--map",
         "map_file",
         type=click.Path(path_type=Path),
         metavar="FILE",
-        help="Pairs of tensor names to compare (A's, B's) that name and graph name do not pair: a JSON "
+        help="Pairs of tensor names (the reference's, then the candidate's) that pairing does not find: a JSON "
         "object, a JSON list of pairs, or a two-column CSV.",
     ),
+    click.option(
+        "--all",
+        "show_all",
+        is_flag=True,
+        help="Show every paired tensor, not only inputs, outputs, layer outputs and those that differ.",
+    ),
 )
+
+
+def _budgets(values: tuple[str, ...]) -> Any:
+    from probe_cli.analysis.diff import Budgets
+
+    return Budgets.parse(values) if values else None
 
 
 def _read_map(map_file: Path | None) -> dict[str, str] | None:
@@ -620,8 +674,8 @@ def show(archive: Path, match: tuple[str, ...], as_json: bool) -> None:
 
 
 @cli.command(epilog=DIFF_VERDICT)
-@click.argument("a", type=click.Path(path_type=Path), metavar="A.h5")
-@click.argument("b", type=click.Path(path_type=Path), metavar="B.h5")
+@click.argument("a", type=click.Path(path_type=Path), metavar="CANDIDATE.h5")
+@click.argument("b", type=click.Path(path_type=Path), metavar="REFERENCE.h5")
 @tolerance_options
 @click.option("--match", multiple=True, callback=_check_regexes, metavar="REGEX", help=ARCHIVE_MATCH_HELP)
 @json_option
@@ -630,32 +684,41 @@ def diff(
     ctx: click.Context,
     a: Path,
     b: Path,
+    max_error: tuple[str, ...],
     atol: float | None,
     rtol: float | None,
     map_file: Path | None,
+    show_all: bool,
     match: tuple[str, ...],
     as_json: bool,
 ) -> None:
-    """Compare the tensors two archives share and name the first divergence in graph order.
+    """Compare the tensors of two archives and name the first divergence in graph order.
+    The second archive, REFERENCE.h5, is the reference.
 
-    Tensors are paired by --map, then by name, then by graph name with call wrappers, the model
-    scope and scope counters removed (a Keras file's conv1/Relu:0 and its SavedModel's
-    StatefulPartitionedCall/m_1/conv1_1/Relu:0). Per tensor: max absolute error,
-    relative error ||a - b|| / ||b||, SNR, cosine (--json) and the share of elements out of
-    --atol/--rtol. Also lists tensors of only one archive and warns (on stderr) when the archives
-    were fed different inputs. B is the reference.
+    Tensors are paired by --map, by name, by graph name with call wrappers, the model scope and
+    scope counters removed (a Keras file's conv1/Relu:0 and its SavedModel's
+    StatefulPartitionedCall/m_1/conv1_1/Relu:0), then by their place in the model graphs the
+    archives store: inputs in order, outputs in order, copies and fused ops (docs/comparing.md).
+    Per tensor: relative error ||c - r|| / ||r|| against its budget, max absolute error and SNR
+    (cosine and more with --json). Shows inputs, outputs, layer outputs and what differs (--all:
+    every pair); counts the unpaired tensors by kind (-v lists them). Warns (on stderr) when the
+    archives were fed different inputs.
 
     \b
     Exit status, as diff(1):
-      0  same tensors, shapes and dtypes, all within tolerance
+      0  same tensors, shapes and dtypes, all within budget
       1  differences found (values, shapes, dtypes, or tensors in only one archive)
       2  trouble (missing file, not a probe archive, bad pattern)
     """
     from probe_cli.analysis.diff import diff_archives
     from probe_cli.cli.render import Out, render_diff
 
-    result = diff_archives(a, b, atol=atol, rtol=rtol, match=match, mapping=_read_map(map_file))
-    render_diff(Out(), result, as_json=as_json, warn=Out(sys.stderr, color=False))
+    result = diff_archives(
+        a, b, atol=atol, rtol=rtol, match=match, mapping=_read_map(map_file), budgets=_budgets(max_error)
+    )
+    render_diff(
+        Out(), result, as_json=as_json, warn=Out(sys.stderr, color=False), show_all=show_all, verbose=tfenv.verbose()
+    )
     _step_summary(result)
     if not result.same:
         ctx.exit(1)
@@ -767,7 +830,7 @@ def config_command(ctx: click.Context, target: click.Command, args: tuple[str, .
         click.echo("\n".join(config.settings_lines(target.name, settings, rows)))
 
 
-@cli.command(epilog=DIFF_VERDICT)
+@cli.command(epilog=DIFF_VERDICT + "\n\n" + ADDED_HELP)
 @click.argument("reference", type=click.Path(path_type=Path))
 @click.argument("candidate", type=click.Path(path_type=Path))
 @open_options
@@ -792,23 +855,27 @@ def compare(
     tensors: tuple[str, ...],
     layers: tuple[str, ...],
     feed: Any,
+    max_error: tuple[str, ...],
     atol: float | None,
     rtol: float | None,
     map_file: Path | None,
+    show_all: bool,
     save_dir: Path | None,
     as_json: bool,
 ) -> None:
     """Run two forms of a model on the same inputs and name the first tensor, in graph order, where the
     CANDIDATE diverges from the REFERENCE.
 
-    The forms: a Keras file, its SavedModel, a frozen graph, a retrained copy. Inputs not given get
-    seeded random data (the reference's, fed to both). Tensors are paired as diff pairs them; with no
-    --tensor/--layer, every tensor the two share is compared. Unpaired tensors are listed and do not
-    decide the verdict.
+    The forms: a Keras file, its SavedModel, a frozen graph, a TFLite conversion (int8 too), a
+    retrained copy. Inputs not given get seeded random data (the reference's, fed to both). Tensors
+    are paired as diff pairs them, across the two graphs: by name, graph name, inputs and outputs
+    in order, copies, and fused ops with the chain they replaced (a Conv with its folded BatchNorm
+    and the reference's batchnorm/add_1). --tensor/--layer select on either side, through the
+    pairing. Unpaired tensors are counted by kind (-v lists them) and do not decide the verdict.
 
     \b
     Exit status, as diff(1):
-      0  every paired tensor within tolerance
+      0  every paired tensor within its budget
       1  a paired tensor differs
       2  trouble (a model that does not load or run, a bad option)
     """
@@ -827,11 +894,14 @@ def compare(
         mapping=_read_map(map_file),
         atol=atol,
         rtol=rtol,
+        budgets=_budgets(max_error),
         seed=feed.seed,
         batch_size=feed.batch_size,
         command=_command_line(ctx),
     )
-    render_diff(Out(), result, as_json=as_json, warn=Out(sys.stderr, color=False))
+    render_diff(
+        Out(), result, as_json=as_json, warn=Out(sys.stderr, color=False), show_all=show_all, verbose=tfenv.verbose()
+    )
     _step_summary(result, "probe compare")
     if not result.same:
         ctx.exit(1)

@@ -311,6 +311,9 @@ def _expected(param: click.Parameter) -> tuple[type | tuple[type, ...], str]:
         return int, "an integer"
     if isinstance(param.type, click.types.FloatParamType):
         return (int, float), "a number"
+    accepted = getattr(param.type, "toml_types", None)  # e.g. --max-error: 0.05 or "probs/.*=0.05"
+    if accepted is not None:
+        return accepted
     return str, "a string"
 
 

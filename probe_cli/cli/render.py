@@ -16,7 +16,8 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from probe_cli.analysis.diff import ArchiveDiff, TensorDiff
+from probe_cli.analysis.diff import ELEMENTWISE, ArchiveDiff, TensorDiff
+from probe_cli.analysis.pairing import NO_COUNTERPART
 from probe_cli.analysis.plot import PlotResult
 from probe_cli.analysis.show import ArchiveSummary
 from probe_cli.archive.merge import MergeResult
@@ -378,11 +379,17 @@ def render_show(out: Out, summary: ArchiveSummary, *, as_json: bool) -> None:
 
 def _tensor_diff_doc(t: TensorDiff) -> dict[str, Any]:
     return {
+        "reference": t.reference_name,
+        "candidate": t.candidate_name,
+        "paired_by": t.paired_by,
+        "chain": list(t.chain),
+        "role": t.role,
         "name": t.name,
         "op_type": t.op_type,
         "layer": t.layer,
         "status": t.status,
         "within_tolerance": not t.diverges,
+        "budget": t.budget,
         "shape_a": list(t.shape_a),
         "shape_b": list(t.shape_b),
         "dtype_a": t.dtype_a,
@@ -397,8 +404,7 @@ def _tensor_diff_doc(t: TensorDiff) -> dict[str, Any]:
         "rel_error": t.rel_error,
         "cosine": t.cosine,
         "snr_db": t.snr_db,
-        "name_b": t.name_b or t.name,
-        "paired_by": t.paired_by,
+        "name_b": t.reference_name,
         "layout_change": t.layout_change,
         "mean_shift": t.mean_shift,
         "std_shift": t.std_shift,
@@ -407,19 +413,33 @@ def _tensor_diff_doc(t: TensorDiff) -> dict[str, Any]:
     }
 
 
+def _model_doc(path: str, prov: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "path": path,
+        "model": prov.get("model_path"),
+        "sha256": prov.get("model_sha256"),
+        "format": prov.get("model_format"),
+    }
+
+
 def diff_document(result: ArchiveDiff) -> dict[str, Any]:
-    """``probe diff --json``: per-tensor errors, the first divergence, one-sided tensors and warnings."""
+    """``probe diff/compare --json``: per-tensor errors, the first divergence, unpaired tensors and why, warnings.
+    ``a``/``b``/``only_in_*`` are the candidate's and the reference's, as before 0.2."""
     first = result.first_divergence
     return {
+        "reference": _model_doc(result.reference, result.provenance_b),
+        "candidate": _model_doc(result.candidate, result.provenance_a),
         "a": result.a,
         "b": result.b,
         "atol": result.atol,
         "rtol": result.rtol,
         "criterion": result.criterion,
+        "budgets": {"default": result.budgets.default, "patterns": dict(result.budgets.rules)},
         "same": result.same,
         "paired": len(result.tensors),
-        "first_divergence": None if first is None else first.name,
+        "first_divergence": None if first is None else first.reference_name,
         "tensors": [_tensor_diff_doc(t) for t in result.tensors],
+        "unpaired": {"reference": result.why_only_in_b, "candidate": result.why_only_in_a},
         "only_in_a": result.only_in_a,
         "only_in_b": result.only_in_b,
         "warnings": result.warnings,
@@ -431,11 +451,13 @@ def diff_document(result: ArchiveDiff) -> dict[str, Any]:
 
 
 def _paired_by(result: ArchiveDiff) -> str:
-    """`` (12 by name, 3 by graph name)`` when some pairs were not found by name."""
+    """``(12 by name, 3 by graph name, 1 fused)``."""
     counts = Counter(t.paired_by for t in result.tensors)
-    if set(counts) <= {"name"}:
-        return ""
-    return " (" + ", ".join(f"{n} by {how}" for how, n in counts.items()) + ")"
+    return ", ".join(f"{n} {_HOW.get(how, 'by ' + how)}" for how, n in counts.most_common())
+
+
+#: How a pair reads in a sentence, and in the table's "paired" column (name pairs are the rule, left blank).
+_HOW = {"copy": "copies", "fused": "fused", "input": "inputs", "output": "outputs"}
 
 
 def _share(t: TensorDiff) -> str:
@@ -445,7 +467,29 @@ def _share(t: TensorDiff) -> str:
     return f"{t.out_of_tolerance} ({100 * share:.3g}%)"
 
 
-def render_diff(out: Out, result: ArchiveDiff, *, as_json: bool, warn: Out | None = None) -> None:
+def unpaired_sentence(side: str, why: dict[str, str], total: int) -> str:
+    """``30 reference tensors have no counterpart: 22 weights and constants, 8 intermediate ops of fused layers``."""
+    counts = Counter(why.get(n, NO_COUNTERPART) for n in why) if why else Counter({NO_COUNTERPART: total})
+    kinds = ", ".join(f"{n} {kind}" for kind, n in counts.most_common())
+    return f"{total} {side} tensor{'s' if total != 1 else ''} {'have' if total != 1 else 'has'} no counterpart: {kinds}"
+
+
+def shown_rows(result: ArchiveDiff, show_all: bool) -> list[TensorDiff]:
+    """The short answer: the model's inputs and outputs, layer outputs, and every tensor that differs."""
+    if show_all:
+        return list(result.tensors)
+    return [t for t in result.tensors if t.role is not None or t.status != "ok"]
+
+
+def render_diff(
+    out: Out,
+    result: ArchiveDiff,
+    *,
+    as_json: bool,
+    warn: Out | None = None,
+    show_all: bool = False,
+    verbose: bool = False,
+) -> None:
     """Tables on ``out``; warnings as ``Warning: ...`` lines on ``warn`` (stderr), so JSON stays clean."""
     if warn is not None:
         for message in result.warnings:
@@ -453,58 +497,104 @@ def render_diff(out: Out, result: ArchiveDiff, *, as_json: bool, warn: Out | Non
     if as_json:
         out.json(diff_document(result))
         return
-    for label, path, prov in (("A", result.a, result.provenance_a), ("B", result.b, result.provenance_b)):
+    for label, path, prov in (
+        ("Reference", result.reference, result.provenance_b),
+        ("Candidate", result.candidate, result.provenance_a),
+    ):
         sha = prov.get("model_sha256")
-        out.line(f"{label}: {path}  (model {_fmt(prov.get('model_path'))}, sha256 {sha[:12] if sha else '-'})")
+        model = prov.get("model_path")
+        where = f"model {_fmt(model)}, " if model and str(model) != str(path) else ""
+        out.line(f"{label}: {path}  ({where}sha256 {sha[:12] if sha else '-'})")
     out.line()
-    title = f"Compared {len(result.tensors)} tensor(s){_paired_by(result)}; differs when not {result.criterion}"
+    rows = shown_rows(result, show_all)
+    title = (
+        f"{len(result.tensors)} paired tensor(s) ({_paired_by(result)}); a tensor differs when not {result.criterion}"
+    )
     if any(t.mean_shift is not None for t in result.tensors):  # --stats-only archives: distributions
         out.table(
             title,
-            ["name", "status", "mean shift (std)", "std shift (std)", "histogram distance"],
-            [(t.name, t.status, t.mean_shift, t.std_shift, t.histogram_distance) for t in result.tensors],
+            ["reference", "candidate", "status", "mean shift (std)", "std shift (std)", "histogram distance"],
+            [(t.reference_name, _other(t), t.status, t.mean_shift, t.std_shift, t.histogram_distance) for t in rows],
             right=["mean shift (std)", "std shift (std)", "histogram distance"],
         )
     else:
-        _value_table(out, title, result)
-    _unpaired_and_verdict(out, result)
+        _value_table(out, title, result, rows)
+    hidden = len(result.tensors) - len(rows)
+    if hidden:
+        out.line(
+            f"({hidden} more paired tensor(s) within budget not shown: weights and ops inside layers; --all shows them)"
+        )
+    _unpaired_and_verdict(out, result, verbose)
 
 
-def _value_table(out: Out, title: str, result: ArchiveDiff) -> None:
+def _other(t: TensorDiff) -> str:
+    """The candidate's name where it is not the reference's."""
+    return "" if t.candidate_name == t.reference_name else t.candidate_name
+
+
+def _value_table(out: Out, title: str, result: ArchiveDiff, rows: Sequence[TensorDiff]) -> None:
     added = any(t.added_error is not None for t in result.tensors)  # compare: where the error jumps
+    budgets = bool(result.budgets.rules) and any(t.budget is not None for t in rows)
+    elementwise = result.criterion.startswith(ELEMENTWISE)
+    candidate = any(_other(t) for t in rows)
     columns = [
-        "name",
+        "reference",
+        *(["candidate"] if candidate else []),
+        "paired",
         "status",
         "shape",
-        "max abs err",
         "rel err",
+        *(["budget"] if budgets else []),
         *(["added"] if added else []),
+        "max abs err",
         "SNR dB",
-        "out of tol",
+        *(["out of tol"] if elementwise else []),
     ]
-    rows = []
-    for t in result.tensors:
-        shape = _shape_text(t.shape_a)
+    table = []
+    for t in rows:
+        shape = _shape_text(t.shape_b)
         if t.shape_a != t.shape_b:
-            shape += f" vs {_shape_text(t.shape_b)}"
-        name = t.name if t.name_b is None else f"{t.name} = {t.name_b}"
-        jump = [t.added_error] if added else []
+            shape += f" vs {_shape_text(t.shape_a)}"
         snr = None if t.snr_db is None else round(t.snr_db, 1)
-        rows.append((name, t.status, shape, t.max_abs_error, t.rel_error, *jump, snr, _share(t)))
-    out.table(title, columns, rows, right=columns[3:])
-    for t in result.tensors:
+        table.append(
+            (
+                t.reference_name,
+                *([_other(t)] if candidate else []),
+                "" if t.paired_by == "name" else t.paired_by,
+                t.status,
+                shape,
+                t.rel_error,
+                *([t.budget] if budgets else []),
+                *([t.added_error] if added else []),
+                t.max_abs_error,
+                snr,
+                *([_share(t)] if elementwise else []),
+            )
+        )
+    out.table(title, columns, table, right=columns[columns.index("rel err") :])
+    for t in rows:
         if t.layout_change:
-            out.line(f"{t.name}: compared after {t.layout_change}")
+            out.line(f"{t.reference_name}: compared after {t.layout_change}")
 
 
-def _unpaired_and_verdict(out: Out, result: ArchiveDiff) -> None:
-    for label, names in (("A", result.only_in_a), ("B", result.only_in_b)):
-        if names:
-            out.line()
-            out.line(f"Only in {label} ({len(names)}):")
+def _unpaired_and_verdict(out: Out, result: ArchiveDiff, verbose: bool) -> None:
+    out.line()
+    for side, names, why in (
+        ("reference", result.only_in_b, result.why_only_in_b),
+        ("candidate", result.only_in_a, result.why_only_in_a),
+    ):
+        if not names:
+            continue
+        if result.unpaired_differ:  # diff: they are why the archives differ, so they are named
+            out.line(f"Only in the {side} ({len(names)}):")
             for name in names:
                 out.line(f"  {name}")
-    out.line()
+            continue
+        hint = "" if verbose else " (-v lists them)"
+        out.line(unpaired_sentence(side, {n: why.get(n, NO_COUNTERPART) for n in names}, len(names)) + hint)
+        if verbose:
+            for name in names:
+                out.line(f"  {name}  ({why.get(name, NO_COUNTERPART)})")
     first = result.first_divergence
     if first is not None:
         where = ", ".join(
@@ -513,7 +603,9 @@ def _unpaired_and_verdict(out: Out, result: ArchiveDiff) -> None:
             if x
         )
         if first.status == "shape mismatch":
-            detail = f"shape {_shape_text(first.shape_a)} in A, {_shape_text(first.shape_b)} in B"
+            detail = (
+                f"shape {_shape_text(first.shape_b)} in the reference, {_shape_text(first.shape_a)} in the candidate"
+            )
         elif first.mean_shift is not None:
             detail = (
                 f"mean shift {_fmt(first.mean_shift)} std, std shift {_fmt(first.std_shift)} std, "
@@ -521,21 +613,22 @@ def _unpaired_and_verdict(out: Out, result: ArchiveDiff) -> None:
             )
         else:
             at = f" at {list(first.worst_index)}" if first.worst_index is not None else ""
-            detail = (
-                f"max abs error {_fmt(first.max_abs_error)}{at}, relative error {_fmt(first.rel_error)}, "
-                f"{first.out_of_tolerance} of {first.size} elements out of tolerance"
-            )
-        out.line(f"First divergence: {first.name}" + (f" ({where})" if where else "") + f": {detail}")
+            budget = f" (budget {_fmt(first.budget)})" if first.budget is not None else ""
+            detail = f"relative error {_fmt(first.rel_error)}{budget}, max abs error {_fmt(first.max_abs_error)}{at}"
+        name = first.reference_name + (f" = {first.candidate_name}" if _other(first) else "")
+        out.line(f"First divergence: {name}" + (f" ({where})" if where else "") + f": {detail}")
     differing, common = len(result.differing), len(result.tensors)
     if result.same:
         unpaired = len(result.only_in_a) + len(result.only_in_b)
-        rest = f" ({unpaired} unpaired, listed above)" if unpaired else ""
-        out.line(f"Same: all {common} common tensor(s) within tolerance{rest}.")
+        rest = f" ({unpaired} unpaired)" if unpaired else ""
+        out.line(f"Same: all {common} paired tensor(s) within budget{rest}.")
     else:
-        within = f"all {common} common tensor(s) within tolerance"
-        parts = [f"{differing} of {common} common tensor(s) differ" if differing else within]
-        if result.only_in_a or result.only_in_b:
-            parts.append(f"{len(result.only_in_a)} only in A, {len(result.only_in_b)} only in B")
+        within = f"all {common} paired tensor(s) within budget"
+        parts = [f"{differing} of {common} paired tensor(s) differ" if differing else within]
+        if result.unpaired_differ and (result.only_in_a or result.only_in_b):
+            parts.append(
+                f"{len(result.only_in_b)} only in the reference, {len(result.only_in_a)} only in the candidate"
+            )
         out.line("Different: " + "; ".join(parts) + ".")
 
 

@@ -237,7 +237,7 @@ def test_archive_commands_do_not_import_tensorflow(tmp_path: Path) -> None:
 def test_identical_archives_exit_0(tmp_path: Path) -> None:
     a, b = make_archive(tmp_path / "a.h5"), make_archive(tmp_path / "b.h5")
     result = ok(invoke("diff", a, b))
-    assert "Same: all 4 common tensor(s) within tolerance." in result.stdout
+    assert "Same: all 4 paired tensor(s) within budget." in result.stdout
     assert result.stderr == ""
     doc = json.loads(ok(invoke("diff", a, b, "--json")).stdout)
     assert doc["same"] is True and doc["first_divergence"] is None
@@ -270,10 +270,10 @@ def test_first_divergence_is_the_earliest_perturbed_tensor(tmp_path: Path) -> No
     text = invoke("diff", a, b)
     assert text.exit_code == 1
     assert (
-        "First divergence: zeta/Conv2D:0 (op Conv2D, layer zeta): max abs error 0.5 at [1, 2, 3], "
-        "relative error 0.00712525, 1 of 24 elements out of tolerance" in text.stdout
+        "First divergence: zeta/Conv2D:0 (op Conv2D, layer zeta): relative error 0.00712525 (budget 0.0001), "
+        "max abs error 0.5 at [1, 2, 3]" in text.stdout
     )
-    assert "Different: 2 of 4 common tensor(s) differ." in text.stdout
+    assert "Different: 2 of 4 paired tensor(s) differ." in text.stdout
     assert "Error" not in text.output
 
 
@@ -316,7 +316,7 @@ def test_shape_and_dtype_mismatches_are_differences(tmp_path: Path) -> None:
     assert only_dtype.exit_code == 1, only_dtype.output
     assert json.loads(only_dtype.stdout)["first_divergence"] is None
     text = invoke("diff", a, b).stdout
-    assert "First divergence: s:0 (op s): shape (2, 3) in A, (3, 2) in B" in text
+    assert "First divergence: s:0 (op s): shape (3, 2) in the reference, (2, 3) in the candidate" in text
 
 
 def test_tensors_in_only_one_archive_are_listed(tmp_path: Path) -> None:
@@ -327,9 +327,12 @@ def test_tensors_in_only_one_archive_are_listed(tmp_path: Path) -> None:
     b = make_archive(tmp_path / "b.h5", tensors)
     result = invoke("diff", a, b)
     assert result.exit_code == 1
-    assert "Only in A (1):\n  beta/Relu:0\n" in result.stdout
-    assert "Only in B (1):\n  extra/Add:0\n" in result.stdout
-    assert "Different: all 3 common tensor(s) within tolerance; 1 only in A, 1 only in B." in result.stdout
+    assert "Only in the candidate (1):\n  beta/Relu:0\n" in result.stdout
+    assert "Only in the reference (1):\n  extra/Add:0\n" in result.stdout
+    assert (
+        "Different: all 3 paired tensor(s) within budget; 1 only in the reference, 1 only in the candidate."
+        in result.stdout
+    )
     as_json = invoke("diff", a, b, "--json")
     assert as_json.exit_code == 1, as_json.output
     doc = json.loads(as_json.stdout)
@@ -408,10 +411,11 @@ def test_diff_help_documents_defaults_and_exit_codes() -> None:
     result = invoke("diff", "--help")
     assert result.exit_code == 0
     flat = " ".join(result.stdout.split())
-    assert "switches to the elementwise verdict" in flat
-    assert "||a - b|| > 1e-4 * ||b||" in result.stdout and "|a - b| > atol + rtol * |b|" in result.stdout
+    assert "adds the elementwise verdict" in flat
+    assert "||c - r|| > budget * ||r||" in result.stdout and "|c - r| > atol + rtol * |r|" in result.stdout
+    assert "The budget is 1e-4 unless --max-error sets it" in result.stdout
     assert "1  differences found" in result.stdout
     # the help repeats the library's criterion (so --help need not import it): they must agree
     assert (inspect_diff.REL_TOL, inspect_diff.ABS_FLOOR) == (1e-4, 1e-9)
-    assert "||a - b|| > 1e-4 * ||b||   (+ 1e-9 * sqrt(n)" in result.stdout
+    assert "+ 1e-9 * sqrt(n)" in result.stdout
     assert cli_module.DIFF_VERDICT.count("\n") > 3
