@@ -115,11 +115,12 @@ def samples() -> Samples:
     return Samples()
 
 
-def invoke(*args: str | os.PathLike[str]) -> Result:
-    """Runs ``probe ARGS`` in-process; stdout and stderr stay separate (Click 8.2+)."""
+def invoke(*args: str | os.PathLike[str], env: dict[str, str] | None = None) -> Result:
+    """Runs ``probe ARGS`` in-process (with ``env`` added to the environment); stdout and stderr stay
+    separate (Click 8.2+)."""
     from probe_cli.cli import cli
 
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False, env=env)
 
 
 def ok(result: Result) -> Result:

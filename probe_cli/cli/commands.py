@@ -7,6 +7,7 @@ a command needs it, so ``probe --help`` stays fast.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import re
@@ -899,6 +900,8 @@ def compare(
         batch_size=feed.batch_size,
         command=_command_line(ctx),
     )
+    if save_dir is None:  # name the models as the user did
+        result = dataclasses.replace(result, a=str(candidate), b=str(reference))
     render_diff(
         Out(), result, as_json=as_json, warn=Out(sys.stderr, color=False), show_all=show_all, verbose=tfenv.verbose()
     )
