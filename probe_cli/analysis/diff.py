@@ -49,12 +49,12 @@ DEFAULT_RTOL = 1e-4
 #: The floor keeps an all-zero reference (a dead ReLU) from failing on rounding noise.
 REL_TOL = 1e-4
 ABS_FLOOR = 1e-9
-SCALE_AWARE = f"||a - b|| <= {REL_TOL:g} * ||b|| (+ {ABS_FLOOR:g} * sqrt(n))"
+SCALE_AWARE = f"||c - r|| <= {REL_TOL:g} * ||r|| (+ {ABS_FLOOR:g} * sqrt(n))"
 #: Two distributions (``--stats-only``) differ when a mean or std moves by more than this share of B's std,
 #: overall or in a channel, or when this share of the values changed histogram bin (total variation).
 SHIFT_TOL = 1e-3
 DISTRIBUTIONS = f"mean and std shifts <= {SHIFT_TOL:g} std of B, histogram distance <= {SHIFT_TOL:g}"
-ELEMENTWISE = "|a - b| <= atol + rtol * |b| for every element"
+ELEMENTWISE = "|c - r| <= atol + rtol * |r| for every element"
 
 
 @dataclass(frozen=True)
@@ -479,18 +479,20 @@ def compare_inputs(fa: h5py.File, fb: h5py.File, seed_a: Any, seed_b: Any) -> li
         if seed_a != seed_b:
             warnings.append(f"the archives record no inputs and were made with different seeds ({seed_a} vs {seed_b})")
         return warnings
-    warnings += [f"input {name!r} was fed only in A" for name in inputs_a if name not in inputs_b]
-    warnings += [f"input {name!r} was fed only in B" for name in inputs_b if name not in inputs_a]
+    if set(inputs_a) != set(inputs_b) and len(inputs_a) == len(inputs_b):  # renamed inputs: in signature order
+        inputs_b = dict(zip(inputs_a, inputs_b.values()))
+    warnings += [f"input {name!r} was fed only to the candidate" for name in inputs_a if name not in inputs_b]
+    warnings += [f"input {name!r} was fed only to the reference" for name in inputs_b if name not in inputs_a]
     for name, (ra, da) in inputs_a.items():
         if name not in inputs_b:
             continue
         rb, db = inputs_b[name]
-        sources = f"A: {_describe_source(ra, seed_a)}; B: {_describe_source(rb, seed_b)}"
+        sources = f"candidate: {_describe_source(ra, seed_a)}; reference: {_describe_source(rb, seed_b)}"
         if ra.shape != rb.shape or ra.dtype != rb.dtype:
-            shapes = f"{ra.dtype} {list(ra.shape)} in A, {rb.dtype} {list(rb.shape)} in B"
+            shapes = f"{ra.dtype} {list(ra.shape)} in the candidate, {rb.dtype} {list(rb.shape)} in the reference"
             warnings.append(f"input {name!r} differs: {shapes} ({sources})")
         elif not (pairs := _paired(da, db)) or not all(_arrays_equal(a, b) for a, b, _ in _paired_chunks(pairs)):
-            warnings.append(f"input {name!r} has different values in A and B ({sources})")
+            warnings.append(f"input {name!r} has different values in the two runs ({sources})")
     return warnings
 
 
@@ -586,9 +588,9 @@ def diff_archives(
         if dists_a and dists_b:
             criterion = DISTRIBUTIONS
         elif elementwise:
-            criterion = ELEMENTWISE + (f", and ||a - b|| <= {budgets.text()} * ||b||" if judge_budgets else "")
+            criterion = ELEMENTWISE + (f", and ||c - r|| <= {budgets.text()} * ||r||" if judge_budgets else "")
         else:
-            criterion = f"||a - b|| <= {budgets.text()} * ||b|| (+ {ABS_FLOOR:g} * sqrt(n))"
+            criterion = f"||c - r|| <= {budgets.text()} * ||r|| (+ {ABS_FLOOR:g} * sqrt(n))"
         return ArchiveDiff(
             a=str(path_a),
             b=str(path_b),

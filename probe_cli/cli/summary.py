@@ -56,7 +56,7 @@ def _out_of_tolerance(t: TensorDiff) -> str:
 
 
 def _shapes(t: TensorDiff) -> str:
-    return f"shape {list(t.shape_a)} in A, {list(t.shape_b)} in B"
+    return f"shape {list(t.shape_b)} in the reference, {list(t.shape_a)} in the candidate"
 
 
 def _severity(t: TensorDiff) -> tuple[int, float, float]:
@@ -77,7 +77,7 @@ def worst_tensors(result: ArchiveDiff, count: int = WORST) -> list[TensorDiff]:
 def _names(label: str, names: Sequence[str]) -> str:
     shown = ", ".join(_code(n) for n in names[:NAMES])
     more = f" and {len(names) - NAMES} more" if len(names) > NAMES else ""
-    return f"Only in {label} ({len(names)}): {shown}{more}"
+    return f"Only in the {label} ({len(names)}): {shown}{more}"
 
 
 def _first_divergence(t: TensorDiff) -> str:
@@ -86,29 +86,35 @@ def _first_divergence(t: TensorDiff) -> str:
         detail = _shapes(t)
     else:
         at = f" at {list(t.worst_index)}" if t.worst_index is not None else ""
-        detail = f"max abs error {_num(t.max_abs_error)}{at}, {_out_of_tolerance(t)} elements out of tolerance"
-    return f"**First divergence:** {_code(t.name)}" + (f" ({where})" if where else "") + f": {detail}"
+        budget = f" (budget {_num(t.budget)})" if t.budget is not None else ""
+        detail = f"relative error {_num(t.rel_error)}{budget}, max abs error {_num(t.max_abs_error)}{at}"
+        if t.out_of_tolerance is not None and t.budget is None:
+            detail += f", {_out_of_tolerance(t)} elements out of tolerance"
+    return f"**First divergence:** {_name(t)}" + (f" ({where})" if where else "") + f": {detail}"
+
+
+def _name(t: TensorDiff) -> str:
+    """The reference's name, and the candidate's where it differs."""
+    return _code(t.reference_name) + (f" = {_code(t.candidate_name)}" if t.candidate_name != t.reference_name else "")
 
 
 def _criterion(result: ArchiveDiff) -> str:
-    tolerances = f"atol {result.atol:g}, rtol {result.rtol:g}"
-    if result.criterion == ELEMENTWISE:
-        return f"A tensor passes when {result.criterion}; {tolerances}."
-    outside = "|a - b| > atol + rtol * |b|"
-    return f"A tensor passes when {result.criterion}; out of tolerance means {outside} ({tolerances})."
+    if result.criterion.startswith(ELEMENTWISE):
+        return f"A tensor passes when {result.criterion}; atol {result.atol:g}, rtol {result.rtol:g}."
+    return f"A tensor passes when {result.criterion} (c: the candidate's values, r: the reference's)."
 
 
 def diff_markdown(result: ArchiveDiff, title: str = "probe diff") -> str:
     """The step summary of a comparison: verdict, counts, first divergence, worst tensors, one-sided tensors."""
     verdict = "✅ same" if result.same else "❌ different"
     common, differing = len(result.tensors), len(result.differing)
-    counts = f"{differing} of {common} common tensor(s) differ" if differing else f"all {common} common tensor(s) pass"
+    counts = f"{differing} of {common} paired tensor(s) differ" if differing else f"all {common} paired tensor(s) pass"
     if result.only_in_a or result.only_in_b:
-        counts += f"; {len(result.only_in_a)} only in A, {len(result.only_in_b)} only in B"
+        counts += f"; {len(result.only_in_b)} only in the reference, {len(result.only_in_a)} only in the candidate"
     lines = [
         f"### {title}: {verdict}",
         "",
-        f"A {_code(result.a)} vs B {_code(result.b)} (the reference): {counts}.",
+        f"Reference {_code(result.reference)}, candidate {_code(result.candidate)}: {counts}.",
         "",
         _criterion(result),
         "",
@@ -128,11 +134,10 @@ def diff_markdown(result: ArchiveDiff, title: str = "probe diff") -> str:
         for t in worst:
             status = f"{t.status}: {_shapes(t)}" if t.status == SHAPE_MISMATCH else t.status
             status += f" (after {t.layout_change})" if t.layout_change else ""
-            name = _code(t.name) + (f" = {_code(t.name_b)}" if t.name_b else "")  # B's name, when paired otherwise
-            row = [name, status, _num(t.max_abs_error), _num(t.rel_error), _out_of_tolerance(t)]
+            row = [_name(t), status, _num(t.max_abs_error), _num(t.rel_error), _out_of_tolerance(t)]
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
-    for label, names in (("A", result.only_in_a), ("B", result.only_in_b)):
+    for label, names in (("reference", result.only_in_b), ("candidate", result.only_in_a)):
         if names:
             lines += [_names(label, names), ""]
     lines += [f"- Warning: {message}" for message in result.warnings]

@@ -346,18 +346,25 @@ def test_different_inputs_are_warned(tmp_path: Path) -> None:
     b = make_archive(tmp_path / "b.h5", seed=1)
     result = invoke("diff", a, b, "--json")
     assert result.exit_code == 0, result.output  # same tensors: the warning alone does not fail the diff
-    warning = "input 'x' has different values in A and B (A: random, seed 0; B: random, seed 1)"
+    warning = "input 'x' has different values in the two runs (candidate: random, seed 0; reference: random, seed 1)"
     assert result.stderr == f"Warning: {warning}\n"
     assert json.loads(result.stdout)["warnings"] == [warning]
 
     c = make_archive(tmp_path / "c.h5", inputs={"x": np.zeros((2, 3), np.float32), "y": np.ones(2)}, source="in.npz")
     lines = invoke("diff", a, c).stderr.splitlines()
     assert lines == [
-        "Warning: input 'y' was fed only in B",
-        "Warning: input 'x' has different values in A and B (A: random, seed 0; B: in.npz)",
+        "Warning: input 'y' was fed only to the reference",
+        "Warning: input 'x' has different values in the two runs (candidate: random, seed 0; reference: in.npz)",
     ]
     d = make_archive(tmp_path / "d.h5", inputs={"x": np.zeros((1, 3), np.float32)})
-    assert "input 'x' differs: float32 [2, 3] in A, float32 [1, 3] in B" in invoke("diff", a, d).stderr
+    assert (
+        "input 'x' differs: float32 [2, 3] in the candidate, float32 [1, 3] in the reference"
+        in invoke("diff", a, d).stderr
+    )
+    # inputs named otherwise (a Keras file's input_layer, its SavedModel's keras_tensor_14) pair in order
+    e = make_archive(tmp_path / "e.h5", inputs={"renamed": np.zeros((2, 3), np.float32)})
+    f = make_archive(tmp_path / "f.h5", inputs={"other": np.zeros((2, 3), np.float32)})
+    assert invoke("diff", e, f).stderr == ""
 
 
 def test_seeds_are_compared_when_no_inputs_are_recorded(tmp_path: Path) -> None:
