@@ -547,11 +547,16 @@ def build_feeds(
     positional: list[tuple[np.ndarray, str]] = []
     for arg in args:
         arrays = read_array_file(arg.path)
+        stored_as: dict[str, Any] = {}
         if None in arrays:  # .npy
             if arg.name is None:
                 positional.append((arrays[None], str(arg.path)))
                 continue
             arrays = {arg.name: arrays[None]}
+        elif arg.name is None and len(arrays) == len(names) == 1 and not set(arrays) & set(names):
+            # one input under another name (a Keras file's input_layer, its SavedModel's keras_tensor_14)
+            ((stored, array),) = arrays.items()
+            arrays, stored_as = {names[0]: array}, {names[0]: stored}
         elif arg.name is not None:  # NAME=file.npz: a single array, or the key NAME
             if arg.name in arrays:
                 arrays = {arg.name: arrays[arg.name]}
@@ -567,7 +572,11 @@ def build_feeds(
                 )
             if key in given:
                 raise FeedError(f"input {key!r} is given twice ({given[key][1]} and {arg.path})")
-            source = str(arg.path) if arg.name is not None or arg.path.suffix == ".npy" else f"{arg.path}:{key}"
+            source = (
+                str(arg.path)
+                if arg.name is not None or arg.path.suffix == ".npy"
+                else f"{arg.path}:{stored_as.get(key, key)}"
+            )
             given[key] = (array, source)
     free = [n for n in names if n not in given]
     if len(positional) > len(free):

@@ -620,3 +620,19 @@ def test_missing_input_file(tmp_path: Path) -> None:
 
 def test_empty_directory_is_a_file_problem(tmp_path: Path) -> None:
     read_problem(tmp_path)
+
+
+def test_inputs_from_an_archive_of_one_input_named_otherwise(tmp_path: Path) -> None:
+    """A Keras file's ``input_layer`` feeds its SavedModel's ``keras_tensor_14``: one input each, so no doubt;
+    with two inputs named otherwise, nothing is guessed."""
+    from probe_cli.archive.writer import write_archive
+    from probe_cli.core.types import Feed
+
+    stored = np.arange(784, dtype=np.float32).reshape(1, 28, 28, 1)
+    path = write_archive(tmp_path / "a.h5", [], [Feed("input_layer", stored, "random")], {"probe_version": "0"}, seed=0)
+    renamed = InputSpec("keras_tensor_14", "float32", (None, 28, 28, 1), "keras_tensor_14:0")
+    (feed,) = build_feeds([renamed], [InputArg(None, path)])
+    assert feed.name == "keras_tensor_14" and feed.source == f"{path}:input_layer"
+    np.testing.assert_array_equal(np.asarray(feed.array), stored)
+    other = InputSpec("mask", "float32", (None, 28, 28, 1), "mask:0")
+    assert "which is no input of the model" in feed_error([renamed, other], [InputArg(None, path)]).message
