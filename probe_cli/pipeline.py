@@ -130,6 +130,8 @@ class StoredSummary:
     layout: str = "single"
     #: for tensors inside loops and branches: how many executions were stored
     executions: int | None = None
+    #: a quantized tensor: the stored integers' range (``stats`` are of its real values)
+    stored_range: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -254,12 +256,21 @@ class _Tally:
     executions: int | None = None
     #: what the archive stores beside its values (built once, not per batch)
     attrs: dict[str, Any] = field(init=False)
+    #: a quantized tensor: the stored integers' range (``stats`` are of the real values, as ``show`` gives them)
+    stored_range: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         self.attrs = tensor_attrs(self.info)
 
     def add(self, value: np.ndarray) -> None:
-        self.stats.update(value)
+        if self.info.quantization is not None and np.size(value):
+            low, high = int(np.min(value)), int(np.max(value))
+            if self.stored_range is not None:
+                low, high = min(low, self.stored_range[0]), max(high, self.stored_range[1])
+            self.stored_range = (low, high)
+            self.stats.update(dequantized(np.asarray(value), self.info.quantization))
+        else:
+            self.stats.update(value)
         if self.shape is not None and self.batched:
             self.shape = (self.shape[0] + value.shape[0], *value.shape[1:])
         elif self.shape is None:
@@ -272,7 +283,9 @@ class _Tally:
 
     def summary(self, batches: int) -> StoredSummary:
         how = "per_iteration" if self.info.per_execution else layout(bool(self.batched), batches)
-        return StoredSummary(self.info, self.shape or (), self.info.dtype, self.stats.result(), how, self.executions)
+        return StoredSummary(
+            self.info, self.shape or (), self.info.dtype, self.stats.result(), how, self.executions, self.stored_range
+        )
 
 
 def dump(request: DumpRequest, progress: Callable[[int, int], None] | None = None) -> DumpResult:

@@ -18,6 +18,7 @@ from probe_cli.archive.reader import (
     read_input_records,
     read_provenance,
     select_tensors,
+    stored_range,
 )
 from probe_cli.core.distribution import Distribution
 
@@ -37,6 +38,8 @@ class TensorSummary:
     parts: int | None = None
     #: ``dump --stats-only`` archives: the stored distribution the statistics come from
     distribution: Distribution | None = None
+    #: a quantized tensor (TFLite int8): the stored integers' range; ``stats`` are of its real values
+    stored_range: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -83,9 +86,10 @@ def show_archive(path: str | Path, match: Sequence[str] = ()) -> ArchiveSummary:
                     op_type=info.op_type or None,
                     layer=info.layer,
                     shape=tensor.shape,
-                    dtype=tensor.dtype,
+                    dtype=info.dtype if tensor.quantized else tensor.dtype,
                     stats=dataset_stats(file[tensor.path]),
                     parts=tensor.parts,
+                    stored_range=stored_range(file[tensor.path]),
                 )
             )
         return ArchiveSummary(str(path), provenance, extra, read_input_records(file), summaries, len(stored))

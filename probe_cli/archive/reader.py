@@ -204,6 +204,21 @@ def dataset_stats(node: h5py.Dataset | h5py.Group) -> dict[str, Any]:
     return running.result()
 
 
+def stored_range(node: h5py.Dataset | h5py.Group) -> tuple[int, int] | None:
+    """The smallest and largest stored integer of a quantized tensor (None for any other), read in slices."""
+    if quantization_of(node.attrs) is None:
+        return None
+    low: int | None = None
+    high: int | None = None
+    for ds in parts(node):
+        for key, _ in row_slices(tuple(ds.shape)):
+            chunk = np.asarray(ds[key])
+            if chunk.size:
+                low = int(chunk.min()) if low is None else min(low, int(chunk.min()))
+                high = int(chunk.max()) if high is None else max(high, int(chunk.max()))
+    return None if low is None or high is None else (low, high)
+
+
 def as_info(tensor: StoredTensor) -> TensorInfo:
     attrs = tensor.attrs
     try:

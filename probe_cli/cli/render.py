@@ -190,6 +190,10 @@ def _stored_shape(s: StoredSummary, batches: int) -> str:
     return parts_shape(s.shape, batches if s.layout == "per_batch" else s.executions)
 
 
+def _stored_range(stored: tuple[int, int] | None) -> str:
+    return "" if stored is None else f"{stored[0]}..{stored[1]}"
+
+
 def render_dump(out: Out, result: DumpResult, *, as_json: bool) -> None:
     if result.archive is None:  # --dry-run
         unknown = sum(p.nbytes is None for p in result.planned)
@@ -237,6 +241,7 @@ def render_dump(out: Out, result: DumpResult, *, as_json: bool) -> None:
                         "layout": s.layout,
                         "executions": s.executions,
                         **s.stats,
+                        **({"stored_range": list(s.stored_range)} if s.stored_range else {}),
                     }
                     for s in result.stored
                 ],
@@ -248,17 +253,21 @@ def render_dump(out: Out, result: DumpResult, *, as_json: bool) -> None:
         return
     # min/max/mean are over finite values; a column appears to say where NaN/Inf were found.
     nonfinite = any(s.stats["nan"] or s.stats["inf"] for s in result.stored)
+    quantized = any(s.stored_range is not None for s in result.stored)
     columns = ["name", "shape", "dtype", "min", "max", "mean"] + (["nan", "inf"] if nonfinite else [])
     out.table(
         f"Stored {len(result.stored)} tensor(s) in {result.archive}",
-        columns,
+        columns + (["stored"] if quantized else []),
         [
             (s.info.name, _stored_shape(s, result.batches), s.dtype, s.stats["min"], s.stats["max"], s.stats["mean"])
             + ((s.stats["nan"], s.stats["inf"]) if nonfinite else ())
+            + ((_stored_range(s.stored_range),) if quantized else ())
             for s in result.stored
         ],
         right=["min", "max", "mean", "nan", "inf"],
     )
+    if quantized:
+        out.line("Quantized tensors: min/max/mean of their real values; 'stored' is the range of the integers stored.")
     if result.nonfinite is not None:
         found = result.nonfinite
         out.line(f"NaN/Inf first appears at {found.where()} in batch {found.batch}: {found.nan} NaN, {found.inf} Inf")
@@ -300,6 +309,7 @@ def show_document(summary: ArchiveSummary) -> dict[str, Any]:
                 "parts": t.parts,
                 "dtype": t.dtype,
                 **t.stats,
+                **({"stored_range": list(t.stored_range)} if t.stored_range else {}),
                 **({} if t.distribution is None else _distribution_doc(t.distribution)),
             }
             for t in summary.tensors
@@ -356,9 +366,10 @@ def render_show(out: Out, summary: ArchiveSummary, *, as_json: bool) -> None:
     out.line()
     shown = len(summary.tensors)
     of = f" of {summary.total_tensors}" if shown != summary.total_tensors else ""
+    quantized = any(t.stored_range is not None for t in summary.tensors)
     out.table(
         f"Tensors ({shown}{of})",
-        ["name", "shape", "dtype", "min", "max", "mean", "std", "nan", "inf"],
+        ["name", "shape", "dtype", "min", "max", "mean", "std", "nan", "inf"] + (["stored"] if quantized else []),
         [
             (
                 t.name,
@@ -371,10 +382,13 @@ def render_show(out: Out, summary: ArchiveSummary, *, as_json: bool) -> None:
                 t.stats["nan"],
                 t.stats["inf"],
             )
+            + ((_stored_range(t.stored_range),) if quantized else ())
             for t in summary.tensors
         ],
         right=["min", "max", "mean", "std", "nan", "inf"],
     )
+    if quantized:
+        out.line("Quantized tensors: statistics of their real values; 'stored' is the range of the integers stored.")
 
 
 def _tensor_diff_doc(t: TensorDiff) -> dict[str, Any]:

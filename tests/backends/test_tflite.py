@@ -310,7 +310,13 @@ def test_show_and_readers_see_real_values(models: TFLiteModels, tmp_path: Path) 
     probe.open(models.int8).dump(archive, images(2), tensors=[".*"])
     summary = {t.name: t for t in probe.show(archive).tensors}
     relu = summary["relu1/Relu:0"]
-    assert relu.dtype == "float32" and relu.stats["min"] >= 0.0 and relu.stats["max"] < 20
+    # its real values, and beside them the stored type and integers, as dump's table shows them
+    assert relu.dtype == "int8" and relu.stats["min"] >= 0.0 and relu.stats["max"] < 20
+    assert relu.stored_range is not None and -128 <= relu.stored_range[0] < relu.stored_range[1] <= 127
+    dumped = probe.open(models.int8).dump(tmp_path / "again.h5", images(2), tensors=[".*"])
+    again = {s.info.name: s for s in dumped.stored}["relu1/Relu:0"]
+    assert (again.dtype, again.stored_range) == ("int8", relu.stored_range)
+    assert again.stats["min"] == relu.stats["min"] and again.stats["max"] == relu.stats["max"]
     with open_archive(archive) as file:
         stored = {t.name: t for t in list_tensors(file)}
         tensor = stored["relu1/Relu:0"]
