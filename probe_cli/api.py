@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from probe_cli.analysis.diff import ArchiveDiff, diff_archives
+from probe_cli.analysis.diff import ArchiveDiff, Budgets, diff_archives
 from probe_cli.analysis.show import ArchiveSummary, show_archive
 from probe_cli.archive.merge import MergeResult, merge_archives
 from probe_cli.backends import registry, tfenv
@@ -75,13 +75,23 @@ def diff(
     rtol: float | None = None,
     match: Sequence[str] = (),
     mapping: Mapping[str, str] | None = None,
+    max_error: float | str | Sequence[float | str] = (),
 ) -> ArchiveDiff:
-    """Where archive ``a`` diverges from the reference ``b``: what ``probe diff`` prints.
+    """Where archive ``a`` (the candidate) diverges from the reference ``b``: what ``probe diff`` prints.
 
-    Without ``atol``/``rtol`` a float tensor differs when ``||a - b|| > 1e-4 * ||b||``; with either,
-    when any element is out of ``atol + rtol * |b|``. ``mapping`` pairs A's names with B's.
+    A float tensor differs when its relative error ``||a - b|| / ||b||`` is over its budget: ``max_error``
+    as ``--max-error`` takes it (``0.02``, ``"probs/.*=0.05"``, or a list of them; default 1e-4); with
+    ``atol``/``rtol``, also when any element is out of ``atol + rtol * |b|``. ``mapping`` pairs the
+    reference's names with the candidate's.
     """
-    return diff_archives(Path(a), Path(b), atol=atol, rtol=rtol, match=tuple(match), mapping=mapping)
+    return diff_archives(
+        Path(a), Path(b), atol=atol, rtol=rtol, match=tuple(match), mapping=mapping, budgets=_budgets(max_error)
+    )
+
+
+def _budgets(max_error: float | str | Sequence[float | str]) -> Budgets | None:
+    values = [max_error] if isinstance(max_error, (str, int, float)) else list(max_error)
+    return Budgets.parse([str(v) for v in values]) if values else None
 
 
 def merge(
@@ -101,15 +111,18 @@ def compare(
     atol: float | None = None,
     rtol: float | None = None,
     mapping: Mapping[str, str] | None = None,
+    max_error: float | str | Sequence[float | str] = (),
     seed: int = DEFAULT_SEED,
     batch_size: int | None = None,
     save_dir: str | os.PathLike[str] | None = None,
 ) -> ArchiveDiff:
-    """Where ``candidate`` (another form of the model: its SavedModel, a frozen graph, a retrained copy)
-    first diverges from ``reference``, run on the same inputs: what ``probe compare`` prints.
+    """Where ``candidate`` (another form of the model: its SavedModel, a frozen graph, a TFLite
+    conversion, a retrained copy) first diverges from ``reference``, run on the same inputs: what
+    ``probe compare`` prints.
 
-    Models are paths, :class:`Model` objects or in-memory ``keras.Model`` objects. With no
-    selection, every tensor the two share is compared. ``save_dir`` keeps both archives.
+    Models are paths, :class:`Model` objects or in-memory ``keras.Model`` objects. Every tensor the
+    two graphs pair is compared (with ``tensors``/``layers``, the pairs they select on either side);
+    ``max_error`` sets budgets as for :func:`diff`. ``save_dir`` keeps both archives.
     """
     ref, cand = (item if isinstance(item, Model) else open(item) for item in (reference, candidate))
     with tfenv.guest():
@@ -123,6 +136,7 @@ def compare(
             mapping=mapping,
             atol=atol,
             rtol=rtol,
+            budgets=_budgets(max_error),
             seed=seed,
             batch_size=batch_size,
         )

@@ -408,8 +408,8 @@ def read_map(path: str | Path) -> dict[str, str]:
 
 
 def oriented(mapping: Mapping[str, str], reference: Collection[str], candidate: Collection[str]) -> dict[str, str]:
-    """A ``--map`` as reference name -> candidate name. A map written the other way round (probe before
-    0.2 wanted the candidate's name first) is turned round when its names say so unambiguously, and
+    """A ``--map`` as reference name -> candidate name. A map written the other way round (earlier versions
+    wanted the candidate's name first) is turned round when its names say so unambiguously, and
     refused when they fit neither way, so a map is never silently misread."""
     if not mapping:
         return {}

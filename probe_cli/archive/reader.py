@@ -107,7 +107,7 @@ def list_tensors(file: h5py.File) -> list[StoredTensor]:
 
 
 def read_graph(file: h5py.File) -> ModelGraph | None:
-    """The model's dataflow, if the archive stores it (probe 0.2 on; older archives pair by name only)."""
+    """The model's dataflow, if the archive stores it (older archives do not: they pair by name only)."""
     node = file.get(GRAPH)
     if not isinstance(node, h5py.Dataset):
         return None

@@ -12,6 +12,7 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
@@ -438,7 +439,7 @@ def _model_doc(path: str, prov: dict[str, Any]) -> dict[str, Any]:
 
 def diff_document(result: ArchiveDiff) -> dict[str, Any]:
     """``probe diff/compare --json``: per-tensor errors, the first divergence, unpaired tensors and why, warnings.
-    ``a``/``b``/``only_in_*`` are the candidate's and the reference's, as before 0.2."""
+    ``a``/``b``/``only_in_*`` are the candidate's and the reference's, as they always were."""
     first = result.first_divergence
     return {
         "reference": _model_doc(result.reference, result.provenance_b),
@@ -465,13 +466,19 @@ def diff_document(result: ArchiveDiff) -> dict[str, Any]:
 
 
 def _paired_by(result: ArchiveDiff) -> str:
-    """``(12 by name, 3 by graph name, 1 fused)``."""
+    """``12 by name, 3 by graph name, 1 fused``."""
     counts = Counter(t.paired_by for t in result.tensors)
-    return ", ".join(f"{n} {_HOW.get(how, 'by ' + how)}" for how, n in counts.most_common())
+    return ", ".join(f"{n} {_HOW.get(how, ('by ' + how,) * 2)[n != 1]}" for how, n in counts.most_common())
 
 
-#: How a pair reads in a sentence, and in the table's "paired" column (name pairs are the rule, left blank).
-_HOW = {"copy": "copies", "fused": "fused", "input": "inputs", "output": "outputs"}
+#: How a pair reads in a sentence, singular and plural.
+_HOW = {
+    "copy": ("copy", "copies"),
+    "fused": ("fused", "fused"),
+    "input": ("input", "inputs"),
+    "output": ("output", "outputs"),
+    "map": ("by --map", "by --map"),
+}
 
 
 def _share(t: TensorDiff) -> str:
@@ -517,13 +524,12 @@ def render_diff(
     ):
         sha = prov.get("model_sha256")
         model = prov.get("model_path")
-        where = f"model {_fmt(model)}, " if model and str(model) != str(path) else ""
-        out.line(f"{label}: {path}  ({where}sha256 {sha[:12] if sha else '-'})")
+        where = f"model {_fmt(model)}, " if model and not _same_file(str(model), path) else ""
+        kind = f"{prov['model_format']}, " if prov.get("model_format") else ""
+        out.line(f"{label}: {path}  ({where}{kind}sha256 {sha[:12] if sha else '-'})")
     out.line()
     rows = shown_rows(result, show_all)
-    title = (
-        f"{len(result.tensors)} paired tensor(s) ({_paired_by(result)}); a tensor differs when not {result.criterion}"
-    )
+    title = f"{len(result.tensors)} paired tensor(s) ({_paired_by(result)}). A tensor passes when {result.criterion}"
     if any(t.mean_shift is not None for t in result.tensors):  # --stats-only archives: distributions
         out.table(
             title,
@@ -539,6 +545,13 @@ def render_diff(
             f"({hidden} more paired tensor(s) within budget not shown: weights and ops inside layers; --all shows them)"
         )
     _unpaired_and_verdict(out, result, verbose)
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return a == b
 
 
 def _other(t: TensorDiff) -> str:

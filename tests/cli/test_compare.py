@@ -56,7 +56,7 @@ def test_selection_inputs_and_map(tmp_path: Path) -> None:
     assert [t["name"] for t in doc["tensors"]] == ["conv1/Relu:0", "conv2/Relu:0"]
     assert doc["tensors"][0]["shape_a"] == [3, 26, 26, 8]
     # the map (reference's name, candidate's) wins over names: here the softmax pairs with the SavedModel's
-    # Identity:0; a map written the other way round (as before probe 0.2) is read the same
+    # Identity:0; a map written the other way round (as earlier versions wanted) is read the same
     for text in ("probs/Softmax:0,Identity:0\n", "Identity:0,probs/Softmax:0\n"):
         (tmp_path / "map.csv").write_text(text)
         mapped = compare_json(CNN_H5, CNN_SAVED, "--tensor", "probs/Softmax:0", "--map", tmp_path / "map.csv", code=0)

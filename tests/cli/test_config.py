@@ -95,19 +95,24 @@ def test_precedence_reaches_the_command(project: Path, monkeypatch: pytest.Monke
 
 
 def test_config_text_output(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = pyproject(project, "[tool.probe]\nmatch = ['conv.*']\n\n[tool.probe.diff]\nrtol = 0.01\n")
+    path = pyproject(
+        project,
+        "[tool.probe]\nmatch = ['conv.*']\n\n[tool.probe.diff]\nrtol = 0.01\nmax-error = [0.02, 'probs/.*=0.05']\n",
+    )
     monkeypatch.setenv("PROBE_DIFF_JSON", "true")
     result = ok(invoke("config", "diff", "--atol", "0.5"))
     assert result.stdout.splitlines() == [
         f"probe diff settings (config file: {path} [tool.probe]):",
-        "  setting  value       source",
-        "  atol     0.5         command line",
-        f"  rtol     0.01        config {path} [tool.probe.diff]",
-        "  map      -           default",
-        f'  match    ["conv.*"]  config {path} [tool.probe]',
-        "  json     true        env PROBE_DIFF_JSON",
-        "  verbose  false       default",
-        "  debug    false       default",
+        "  setting    value                      source",
+        f'  max-error  ["0.02", "probs/.*=0.05"]  config {path} [tool.probe.diff]',
+        "  atol       0.5                        command line",
+        f"  rtol       0.01                       config {path} [tool.probe.diff]",
+        "  map        -                          default",
+        "  all        false                      default",
+        f'  match      ["conv.*"]                 config {path} [tool.probe]',
+        "  json       true                       env PROBE_DIFF_JSON",
+        "  verbose    false                      default",
+        "  debug      false                      default",
     ]
     assert result.stderr == ""
 
