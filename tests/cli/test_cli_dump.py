@@ -236,7 +236,15 @@ def test_value_range_and_shape_options(samples: Samples, tmp_path: Path) -> None
 def test_archive_layout_and_dataset_attrs(cnn_archive: Path, index_of: Callable[[str], dict[str, Any]]) -> None:
     doc = {t["name"]: t for t in index_of("cnn")["tensors"]}
     with h5py.File(cnn_archive, "r") as f:
-        assert set(f) == {"inputs", "tensors"}
+        assert set(f) == {"graph", "inputs", "tensors"}
+        graph = json.loads(f["graph"][()])  # the model's dataflow, which diff pairs archives by
+        by_name = {t["name"]: t for t in graph["tensors"]}
+        assert graph["inputs"] == ["image:0"] and graph["outputs"] == ["probs/Softmax:0"]
+        assert [t["name"] for t in graph["tensors"]] == [t["name"] for t in index_of("cnn")["tensors"]]
+        assert by_name["conv2/convolution:0"]["op_inputs"] == [
+            "pool1/MaxPool2d:0",
+            "conv2/convolution/ReadVariableOp:0",
+        ]
         stored = datasets(f["tensors"])
         assert stored
         for ds in stored:
