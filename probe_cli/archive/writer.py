@@ -43,6 +43,7 @@ from probe_cli.archive.format import (
     layout,
     tensor_attrs,
 )
+from probe_cli.core import interrupt
 from probe_cli.core.distribution import Distribution
 from probe_cli.core.errors import ArchiveError, ArchiveExists, FileProblem
 from probe_cli.core.graph import ModelGraph
@@ -290,7 +291,8 @@ class ArchiveWriter:
         temporary name is removed. With ``force`` an archive being replaced is removed first: on
         ext4 a rename over an existing file writes the new one back to disk before it returns
         (auto_da_alloc). For a moment neither exists; interrupted in that moment, the complete new
-        archive still takes the old one's place, as ``--force`` asked.
+        archive still takes the old one's place, as ``--force`` asked. Once a signal has been
+        recorded (:mod:`probe_cli.core.interrupt`), nothing is published.
         """
         removed = False
         try:
@@ -298,20 +300,21 @@ class ArchiveWriter:
                 self._finish_executions()
             finally:
                 self.file.close()
-            if not self.force:
-                self._publish_new()
-                return
-            with suppress(FileNotFoundError):
-                self.path.unlink()
-                removed = True
-            os.replace(self._tmp, self.path)
+            with interrupt.publishing(self.path):  # a signal recorded before, even a lost one, publishes nothing
+                if not self.force:
+                    self._publish_new()
+                    return
+                with suppress(FileNotFoundError):
+                    self.path.unlink()
+                    removed = True
+                os.replace(self._tmp, self.path)
         except ArchiveExists:
             self._tmp.unlink(missing_ok=True)
             raise
         except OSError as exc:
             self._tmp.unlink(missing_ok=True)
             raise ArchiveError(f"cannot write archive {str(self.path)!r}: {exc}") from None
-        except BaseException:  # Ctrl-C while closing or renaming
+        except BaseException:  # Ctrl-C while closing, or one recorded before publishing
             if removed and not self.path.exists():
                 with suppress(OSError):
                     os.replace(self._tmp, self.path)

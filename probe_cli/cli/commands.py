@@ -22,6 +22,7 @@ import click
 from probe_cli import __version__
 from probe_cli.backends import tfenv  # imports TensorFlow only when asked to
 from probe_cli.cli import config  # stdlib and Click only
+from probe_cli.core import interrupt
 from probe_cli.core.errors import FAILURE, INTERRUPTED, NUMERICS, USAGE, ProbeError
 
 EXIT_CODES_HELP = """\b
@@ -78,8 +79,21 @@ class ProbeGroup(click.Group):
     _SHOWS_HELP: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
-        with tfenv.cli_process():  # the CLI owns its process; CliRunner and scripts calling it in-process too
-            return super().main(*args, **kwargs)
+        # the CLI owns its process; CliRunner and scripts calling it in-process too
+        with tfenv.cli_process(), interrupt.watch():
+            try:
+                return super().main(*args, **kwargs)
+            except SystemExit as exc:
+                if interrupt.requested() and exc.code != INTERRUPTED:  # arrived after the last check, or was lost
+                    click.echo(f"Error: {interrupted_message()}", err=True)
+                    raise SystemExit(INTERRUPTED) from None
+                raise
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except KeyboardInterrupt:  # while parsing: Click would print "Aborted!" and exit 1
+            raise _interrupted() from None
 
     @staticmethod
     def _one_line(exc: click.UsageError) -> click.ClickException:
@@ -128,7 +142,9 @@ class ProbeGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             self._load_settings(ctx)
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+            interrupt.check()  # a signal whose exception was lost on the way still ends the run as one
+            return result
         except ProbeError as exc:
             if ctx.meta.get("probe.debug"):
                 raise
@@ -164,11 +180,6 @@ def _judges(ctx: click.Context) -> bool:
 
 INTERRUPTED_MESSAGE = "interrupted; no archive was written"
 
-#: Set by the entry point's signal handler. From then on any error is the signal's doing, even
-#: where an extension module dropped the KeyboardInterrupt from its exception chain, or Python
-#: swallowed it (raised in a ``__del__``) and the run failed later for want of what it stopped.
-_signalled = False
-
 
 def _error(message: str, exit_code: int) -> click.ClickException:
     """What Click prints as one ``Error: ...`` line and exits with ``exit_code``: the one place that maps codes."""
@@ -179,7 +190,15 @@ def _error(message: str, exit_code: int) -> click.ClickException:
 
 def _interrupted() -> click.ClickException:
     # Click would print "Aborted!" and exit 1; the archive writer has already cleaned up.
-    return _error(INTERRUPTED_MESSAGE, INTERRUPTED)
+    return _error(interrupted_message(), INTERRUPTED)
+
+
+def interrupted_message() -> str:
+    """What an interrupt did: nothing was published, or (a signal during or after publishing) what was."""
+    done = interrupt.published()
+    if not done:
+        return INTERRUPTED_MESSAGE
+    return "interrupted after writing " + ", ".join(repr(str(path)) for path in done)
 
 
 def _caused_by_interrupt(exc: BaseException) -> bool:
@@ -189,7 +208,7 @@ def _caused_by_interrupt(exc: BaseException) -> bool:
     pybind11's ``ImportError: initialization failed`` (seen during
     ``import tensorflow``), and library code may wrap that in a ProbeError.
     """
-    if _signalled:
+    if interrupt.requested():  # from then on any error is the signal's doing, its exception maybe lost
         return True
     seen: set[int] = set()
     pending: list[BaseException] = [exc]
@@ -551,11 +570,10 @@ def _shard(text: str | None) -> tuple[int, int] | None:
 
 
 def _interrupt(signum: int, frame: object) -> None:
-    """Ctrl-C and SIGTERM unwind alike, so a half-written archive is removed on the way out;
-    and the signal is recorded for errors that do not carry it (see ``_caused_by_interrupt``)."""
-    global _signalled
-    _signalled = True
-    raise KeyboardInterrupt
+    """Ctrl-C and SIGTERM unwind alike, so a half-written archive is removed on the way out; the
+    signal is recorded first, for where its exception gets lost (see :mod:`probe_cli.core.interrupt`)."""
+    if interrupt.request():
+        raise KeyboardInterrupt
 
 
 ARCHIVE_MATCH_HELP = (
@@ -943,6 +961,9 @@ def main() -> None:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except KeyboardInterrupt:
         click.echo(f"Error: {INTERRUPTED_MESSAGE}", err=True)
+        code = INTERRUPTED
+    if interrupt.requested() and code != INTERRUPTED:  # arrived after the command had finished
+        click.echo("Error: interrupted", err=True)
         code = INTERRUPTED
     _exit_fast(code)
 
