@@ -10,6 +10,7 @@ See docs/python-api.md.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,9 @@ from probe_cli.archive.merge import MergeResult, merge_archives
 from probe_cli.backends import registry, tfenv
 from probe_cli.backends.base import OpenOptions, TracedModel
 from probe_cli.core.distribution import DEFAULT_BINS
-from probe_cli.core.errors import FeedError
+from probe_cli.core.errors import FeedError, InputConversionWarning
 from probe_cli.core.types import Feed, ModelIndex, TensorInfo
-from probe_cli.feed import DEFAULT_SEED, build_feeds, plan_batches, sample_count
+from probe_cli.feed import DEFAULT_SEED, build_feeds, feed_warnings, plan_batches, sample_count
 from probe_cli.pipeline import (
     DEFAULT_MAX_BYTES,
     DumpResult,
@@ -278,7 +279,10 @@ class Model:
                     f"one array given, but the model has {len(names)} inputs", "pass a list, or a dict by input name"
                 )
             arrays = {names[0]: inputs}
-        return build_feeds(specs, seed=seed, batch_size=batch_size, in_memory=arrays, samples=samples)
+        feeds = build_feeds(specs, seed=seed, batch_size=batch_size, in_memory=arrays, samples=samples)
+        for line in feed_warnings(feeds):  # the caller's warning filters decide; stacklevel: their call
+            warnings.warn(line, InputConversionWarning, stacklevel=3)
+        return feeds
 
     def _joined(self, info: TensorInfo, parts: list[Any], rows: list[int]) -> Any:
         """One tensor's values over every batch: along the batch axis where it has one (as ``dump`` stores

@@ -11,7 +11,7 @@ import difflib
 import math
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -305,7 +305,7 @@ def shard_range(samples: int, shard: tuple[int, int]) -> tuple[int, int]:
 def shard_feeds(feeds: Sequence[Feed], inputs: Sequence[InputSpec], start: int, stop: int) -> list[Feed]:
     """The feeds of samples ``[start, stop)``; inputs without a sample axis are fed whole to every shard."""
     return [
-        Feed(f.name, Window(f.array, start, stop), f.source) if f.array.ndim and spec.shape else f
+        replace(f, array=Window(f.array, start, stop)) if f.array.ndim and spec.shape else f
         for f, spec in zip(feeds, inputs)
     ]
 
@@ -387,8 +387,40 @@ def _unreadable(path: Path, exc: ValueError, head: bytes) -> FileProblem:
     return FileProblem(f"input file {str(path)!r} is not a readable .npy/.npz file: {message}")
 
 
-def _check(spec: InputSpec, array: Any, source: str) -> Any:
-    """The array as the input's dtype, or a one-line FeedError naming expected and given.
+#: The source of an array handed to the Python API (``inputs=``), as feeds and archives record it.
+IN_MEMORY = "array"
+
+
+def _where(name: str, source: str) -> str:
+    return f"input {name!r} given in inputs=" if source == IN_MEMORY else f"input {name!r} from {source}"
+
+
+def _convert_hint(source: str, dtype: str) -> str:
+    if source == IN_MEMORY:
+        return f"convert it, e.g. arr.astype('{dtype}')"
+    return f"convert the file, e.g. np.save(path, arr.astype('{dtype}'))"
+
+
+def conversion_warning(feed: Feed) -> str | None:
+    """One line for an input converted by a cast that can change values (float64 to float32, int64 to int32)."""
+    if feed.converted_from is None:
+        return None
+    dtype = np.dtype(feed.array.dtype)
+    return f"{_where(feed.name, feed.source)}: {feed.converted_from} converted to {dtype}, which can change values"
+
+
+def feed_warnings(feeds: Sequence[Feed]) -> list[str]:
+    """:func:`conversion_warning` of every feed that has one."""
+    return [line for line in map(conversion_warning, feeds) if line is not None]
+
+
+def _check(spec: InputSpec, array: Any, source: str) -> tuple[Any, str | None]:
+    """The array as the input's dtype and the dtype it had when that cast can change values, or a one-line
+    FeedError naming expected and given.
+
+    numpy's safe casts (uint8, int16 or float16 to float32) are made silently; same-kind casts that can
+    change values (float64 to float32, int64 to int32 with every value in range, int64 to float32) are
+    made and reported; others (float to int, complex to float) are refused.
 
     Axis 0 of a file may hold any number of samples when the input's batch
     dimension is unknown, or a multiple of it when it is fixed: the run is
@@ -397,20 +429,22 @@ def _check(spec: InputSpec, array: Any, source: str) -> Any:
     if isinstance(array, StackedFiles):
         array = array.for_rank(len(spec.shape))
     expected = np.dtype(spec.dtype) if spec.dtype != "string" else None
-    if array.dtype.kind in "OVSUc" and expected is not None or array.dtype.kind == "O":
-        raise FeedError(f"input {spec.name!r} from {source}: dtype {array.dtype} cannot feed {spec.dtype}")
-    if expected is not None and array.dtype != expected:
-        same_kind = (array.dtype.kind == expected.kind) or (array.dtype.kind in "iu" and expected.kind in "iu")
-        if not same_kind:
-            raise FeedError(
-                f"input {spec.name!r} from {source}: expected dtype {spec.dtype}, got {array.dtype}",
-                f"convert the file, e.g. np.save(path, arr.astype('{spec.dtype}'))",
-            )
-        if expected.kind in "iu" and array.size:
+    given = np.dtype(array.dtype)
+    where = _where(spec.name, source)
+    if given.kind in "OVSUc" and expected is not None or given.kind == "O":
+        raise FeedError(f"{where}: dtype {given} cannot feed {spec.dtype}", _convert_hint(source, spec.dtype))
+    converted_from = None
+    if expected is not None and given != expected:
+        integers = given.kind in "iu" and expected.kind in "iu"
+        if not (np.can_cast(given, expected, "same_kind") or integers):
+            raise FeedError(f"{where}: expected dtype {spec.dtype}, got {given}", _convert_hint(source, spec.dtype))
+        if integers and not np.can_cast(given, expected, "safe") and array.size:
             info = np.iinfo(expected)
             low, high = _extremes(array)
             if low < info.min or high > info.max:
-                raise FeedError(f"input {spec.name!r} from {source}: values do not fit {spec.dtype}")
+                raise FeedError(f"{where}: values do not fit {spec.dtype}", _convert_hint(source, spec.dtype))
+        if not np.can_cast(given, expected, "safe"):  # numpy's safe casts change no value: converted silently
+            converted_from = str(given)
         array = array.astype(expected)
     shape = tuple(array.shape)
     batch_ok = (
@@ -424,13 +458,10 @@ def _check(spec: InputSpec, array: Any, source: str) -> Any:
         or any(d is not None and d != g for d, g in zip(spec.shape[1:], shape[1:]))
     ):
         if not (shape == () and spec.shape == ()):
-            raise FeedError(
-                f"input {spec.name!r} from {source}: expected shape {format_shape(spec.shape)}, "
-                f"got {format_shape(shape)}"
-            )
+            raise FeedError(f"{where}: expected shape {format_shape(spec.shape)}, got {format_shape(shape)}")
     if array.size == 0:
-        raise FeedError(f"input {spec.name!r} from {source}: the array is empty (shape {format_shape(shape)})")
-    return array
+        raise FeedError(f"{where}: the array is empty (shape {format_shape(shape)})")
+    return array, converted_from
 
 
 def _extremes(array: Any) -> tuple[Any, Any]:
@@ -543,7 +574,7 @@ def build_feeds(
     for name, array in (in_memory or {}).items():
         if name not in names:
             raise FeedError(f"input {name!r} is no input of the model", _did_you_mean(name, names))
-        given[name] = (array, "array")
+        given[name] = (array, IN_MEMORY)
     positional: list[tuple[np.ndarray, str]] = []
     for arg in args:
         arrays = read_array_file(arg.path)
@@ -592,7 +623,8 @@ def build_feeds(
         if spec.name in given:
             array, source = given[spec.name]
             array = array if isinstance(array, (LazyArray, StackedFiles)) else np.asarray(array)
-            checked[spec.name] = Feed(spec.name, _check(spec, array, source), source)
+            fed, converted_from = _check(spec, array, source)
+            checked[spec.name] = Feed(spec.name, fed, source, converted_from)
     # Random inputs get as many samples as the files hold, so every input has the same count.
     from_files = [
         f.array.shape[0] for s, f in ((s, checked.get(s.name)) for s in inputs) if f and s.shape and s.shape[0] is None
@@ -643,10 +675,6 @@ def iter_batches(feeds: Sequence[Feed], inputs: Sequence[InputSpec], batch_size:
     for start in range(0, samples, batch_size):
         stop = min(start + batch_size, samples)
         yield [
-            Feed(
-                f.name,
-                np.asarray(f.array[start:stop]) if f.array.ndim and spec.shape else np.asarray(f.array),
-                f.source,
-            )
+            replace(f, array=np.asarray(f.array[start:stop]) if f.array.ndim and spec.shape else np.asarray(f.array))
             for f, spec in zip(feeds, inputs)
         ]

@@ -26,7 +26,7 @@ from probe_cli import __version__
 from probe_cli.analysis.diff import ArchiveDiff, Budgets, diff_archives
 from probe_cli.analysis.numerics import NonFinite, first_nonfinite
 from probe_cli.analysis.pairing import oriented, pair
-from probe_cli.archive.format import FORMAT_VERSION, INPUTS, TENSORS, layout, tensor_attrs
+from probe_cli.archive.format import FORMAT_VERSION, INPUTS, TENSORS, input_attrs, layout, tensor_attrs
 from probe_cli.archive.writer import ArchiveWriter, check_destination
 from probe_cli.backends import registry, tfenv
 from probe_cli.backends.base import Executor, OpenOptions, TracedModel
@@ -41,6 +41,7 @@ from probe_cli.feed import (
     DEFAULT_SEED,
     InputArg,
     build_feeds,
+    feed_warnings,
     iter_batches,
     parse_input_arg,
     parse_range_arg,
@@ -156,6 +157,11 @@ class DumpResult:
     nonfinite: NonFinite | None = None
     #: estimated archive bytes (tensors of unknown size not counted)
     estimate: int = 0
+
+    @property
+    def warnings(self) -> list[str]:
+        """One line per input converted by a cast that can change values, for the caller to show."""
+        return feed_warnings(self.feeds)
 
 
 def default_output(model_path: Path) -> Path:
@@ -366,14 +372,8 @@ def dump_model(
                 if spec.check_numerics and nonfinite is None:
                     nonfinite = first_nonfinite(traced, selection, values, fed, number)
                 for feed, input_spec in zip(fed, index.inputs):
-                    input_attrs = {
-                        "name": feed.name,
-                        "source": feed.source,
-                        "seed": seed,
-                        "dtype": str(feed.array.dtype),
-                    }
                     batched_input = bool(input_spec.shape) and feed.array.ndim > 0
-                    writer.stream(INPUTS, input_attrs, feed.array, number, batches, batched_input)
+                    writer.stream(INPUTS, input_attrs(feed, seed), feed.array, number, batches, batched_input)
                 pending = []
                 for tally in tallies:
                     info = tally.info
@@ -658,4 +658,4 @@ def _fed_alike(inputs: Sequence[InputSpec], reference: Sequence[InputSpec], feed
             f"the candidate has {len(names)} inputs ({', '.join(names)}), the reference {len(feeds)}",
             "compare models with the same inputs",
         )
-    return [Feed(name, feed.array, feed.source) for name, feed in zip(names, feeds)]
+    return [replace(feed, name=name) for name, feed in zip(names, feeds)]

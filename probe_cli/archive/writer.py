@@ -40,6 +40,7 @@ from probe_cli.archive.format import (
     dataset_path,
     distribution_arrays,
     distribution_attrs,
+    input_attrs,
     layout,
     tensor_attrs,
 )
@@ -195,8 +196,7 @@ class ArchiveWriter:
         self.file.create_dataset(GRAPH, data=graph.to_json(), dtype=h5py.string_dtype("utf-8"))
 
     def add_input(self, feed: Feed, seed: int) -> None:
-        attrs = {"name": feed.name, "source": feed.source, "seed": seed, "dtype": str(feed.array.dtype)}
-        self._new_dataset(f"{INPUTS}/{feed.name}", attrs, data=_storable(feed.array))
+        self._new_dataset(f"{INPUTS}/{feed.name}", input_attrs(feed, seed), data=_storable(feed.array))
 
     def add_tensor(self, info: TensorInfo, value: np.ndarray) -> None:
         try:

@@ -13,7 +13,7 @@ import os
 import re
 import shlex
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -542,10 +542,17 @@ def dump(
     request = DumpRequest(model=model, spec=spec, inputs=feed, output=output)
     with progress_bar(enabled=not as_json) as progress:
         result = run_dump(request, progress=progress)
+    _warn(result.warnings)
     render_dump(Out(), result, as_json=as_json)
     if result.nonfinite is not None:
         click.echo(f"Error: NaN/Inf first appears at {result.nonfinite.where()}", err=True)
         ctx.exit(NUMERICS)
+
+
+def _warn(messages: Sequence[str]) -> None:
+    """The library's warnings, one ``Warning: ...`` line each on stderr, so stdout (JSON) stays clean."""
+    for message in messages:
+        click.echo(f"Warning: {message}", err=True)
 
 
 def _pair_of_floats(text: str | None, option: str) -> tuple[float, float] | None:
@@ -899,14 +906,17 @@ def compare(
       2  trouble (a model that does not load or run, a bad option)
     """
     from probe_cli.cli.render import Out, render_diff
+    from probe_cli.feed import feed_warnings
     from probe_cli.pipeline import ModelOptions, compare_models, make_feeds, open_model
 
     options = (tuple(custom_objects), unsafe, signature)
     ref, cand = (open_model(ModelOptions(path, *options)) for path in (reference, candidate))
+    feeds = make_feeds(ref.index, feed)
+    _warn(feed_warnings(feeds))
     result = compare_models(
         ref,
         cand,
-        make_feeds(ref.index, feed),
+        feeds,
         save_dir,
         tensors=tensors,
         layers=layers,

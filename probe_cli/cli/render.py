@@ -175,7 +175,13 @@ def _quantization_text(quantization: dict[str, Any] | None) -> str | None:
 
 def _feeds_doc(result: DumpResult) -> list[dict[str, Any]]:
     return [
-        {"name": f.name, "source": f.source, "shape": list(f.array.shape), "dtype": str(f.array.dtype)}
+        {
+            "name": f.name,
+            "source": f.source,
+            "shape": list(f.array.shape),
+            "dtype": str(f.array.dtype),
+            **({"converted_from": f.converted_from} if f.converted_from else {}),
+        }
         for f in result.feeds
     ]
 

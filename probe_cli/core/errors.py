@@ -65,6 +65,11 @@ class PatternError(UsageProblem):
     """A --tensor/--layer/--match pattern does not compile or matches nothing."""
 
 
+class InputConversionWarning(UserWarning):
+    """An input array was converted to the model's dtype by a cast that can change values (float64 to
+    float32): the Python API's warning; the CLI prints the same line as ``Warning: ...``."""
+
+
 class FeedError(UsageProblem):
     """An input is missing, unknown, or of the wrong shape or dtype."""
 
