@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from probe_cli.archive.reader import open_archive, read_inputs
-from probe_cli.core.errors import FeedError, FileProblem, ProbeError, UsageProblem
+from probe_cli.core.errors import FeedError, FileProblem, ProbeError, UsageProblem, given, in_python, option
 from probe_cli.core.types import Feed, InputSpec, format_shape
 
 DEFAULT_SEED = 0
@@ -292,13 +292,17 @@ class Window(_ArrayLike):
         return data if dtype is None else data.astype(dtype)
 
 
+def _shard(k: int, n: int) -> str:
+    return given("--shard", f"({k}, {n})" if in_python() else f"{k}/{n}")
+
+
 def shard_range(samples: int, shard: tuple[int, int]) -> tuple[int, int]:
     """The samples ``[start, stop)`` of shard ``K`` of ``N``: contiguous slices, as equal as they can be."""
     k, n = shard
     if not 0 <= k < n:
-        raise UsageProblem(f"--shard {k}/{n} names no shard: K counts from 0 to N-1")
+        raise UsageProblem(f"{_shard(k, n)} names no shard: K counts from 0 to N-1")
     if n > samples:
-        raise UsageProblem(f"--shard {k}/{n}: {samples} sample(s) cannot be split {n} ways", "use fewer shards")
+        raise UsageProblem(f"{_shard(k, n)}: {samples} sample(s) cannot be split {n} ways", "use fewer shards")
     return k * samples // n, (k + 1) * samples // n
 
 
@@ -429,22 +433,22 @@ def _check(spec: InputSpec, array: Any, source: str) -> tuple[Any, str | None]:
     if isinstance(array, StackedFiles):
         array = array.for_rank(len(spec.shape))
     expected = np.dtype(spec.dtype) if spec.dtype != "string" else None
-    given = np.dtype(array.dtype)
+    fed_as = np.dtype(array.dtype)
     where = _where(spec.name, source)
-    if given.kind in "OVSUc" and expected is not None or given.kind == "O":
-        raise FeedError(f"{where}: dtype {given} cannot feed {spec.dtype}", _convert_hint(source, spec.dtype))
+    if fed_as.kind in "OVSUc" and expected is not None or fed_as.kind == "O":
+        raise FeedError(f"{where}: dtype {fed_as} cannot feed {spec.dtype}", _convert_hint(source, spec.dtype))
     converted_from = None
-    if expected is not None and given != expected:
-        integers = given.kind in "iu" and expected.kind in "iu"
-        if not (np.can_cast(given, expected, "same_kind") or integers):
-            raise FeedError(f"{where}: expected dtype {spec.dtype}, got {given}", _convert_hint(source, spec.dtype))
-        if integers and not np.can_cast(given, expected, "safe") and array.size:
+    if expected is not None and fed_as != expected:
+        integers = fed_as.kind in "iu" and expected.kind in "iu"
+        if not (np.can_cast(fed_as, expected, "same_kind") or integers):
+            raise FeedError(f"{where}: expected dtype {spec.dtype}, got {fed_as}", _convert_hint(source, spec.dtype))
+        if integers and not np.can_cast(fed_as, expected, "safe") and array.size:
             info = np.iinfo(expected)
             low, high = _extremes(array)
             if low < info.min or high > info.max:
                 raise FeedError(f"{where}: values do not fit {spec.dtype}", _convert_hint(source, spec.dtype))
-        if not np.can_cast(given, expected, "safe"):  # numpy's safe casts change no value: converted silently
-            converted_from = str(given)
+        if not np.can_cast(fed_as, expected, "safe"):  # numpy's safe casts change no value: converted silently
+            converted_from = str(fed_as)
         array = array.astype(expected)
     shape = tuple(array.shape)
     batch_ok = (
@@ -496,7 +500,9 @@ def _concrete_shape(spec: InputSpec, given: tuple[int, ...] | None, batch_size: 
         elif dim is None:
             raise FeedError(
                 f"input {spec.name!r} has unknown dimension {axis} in shape {format_shape(spec.shape)}",
-                f"give it with --shape {spec.name}=D1,D2,... or feed a file with --input {spec.name}=FILE",
+                f"feed an array for it in inputs={{{spec.name!r}: ...}}"
+                if in_python()
+                else f"give it with --shape {spec.name}=D1,D2,... or feed a file with --input {spec.name}=FILE",
             )
         dims.append(dim)
     return tuple(dims)
@@ -509,7 +515,8 @@ def random_array(
     dtype = np.dtype(spec.dtype) if spec.dtype != "string" else None
     if dtype is None:
         raise FeedError(
-            f"input {spec.name!r} takes strings; probe cannot make them up", f"pass --input {spec.name}=FILE"
+            f"input {spec.name!r} takes strings; probe cannot make them up",
+            f"pass them in inputs={{{spec.name!r}: ...}}" if in_python() else f"pass --input {spec.name}=FILE",
         )
     if dtype.kind == "b":
         return rng.random(shape) < 0.5
@@ -561,14 +568,14 @@ def build_feeds(
     """
     shapes, value_ranges = dict(shapes or {}), dict(value_ranges or {})
     names = [spec.name for spec in inputs]
-    for option, table in (("--shape", shapes), ("--value-range", value_ranges)):
+    for flag, table in (("--shape", shapes), ("--value-range", value_ranges)):
         for name in table:
             if name not in names:
-                raise FeedError(f"{option} names unknown input {name!r}", _did_you_mean(name, names))
+                raise FeedError(f"{flag} names unknown input {name!r}", _did_you_mean(name, names))
     if batch_size is not None and batch_size < 1:
-        raise UsageProblem(f"--batch-size must be at least 1, got {batch_size}")
+        raise UsageProblem(f"{option('--batch-size')} must be at least 1, got {batch_size}")
     if seed < 0:
-        raise UsageProblem(f"--seed must be a non-negative integer, got {seed}")
+        raise UsageProblem(f"{option('--seed')} must be a non-negative integer, got {seed}")
 
     given: dict[str, tuple[np.ndarray, str]] = {}
     for name, array in (in_memory or {}).items():
@@ -662,7 +669,9 @@ def plan_batches(inputs: Sequence[InputSpec], samples: int, batch_size: int | No
     if fixed:
         size = fixed.pop()
         if batch_size is not None and batch_size != size:
-            raise FeedError(f"the model's batch size is fixed at {size}; --batch-size {batch_size} cannot apply")
+            raise FeedError(
+                f"the model's batch size is fixed at {size}; {given('--batch-size', str(batch_size))} cannot apply"
+            )
         if samples % size:
             raise FeedError(f"the model's batch size is fixed at {size}, but the inputs hold {samples} samples")
         return size

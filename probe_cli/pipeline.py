@@ -31,7 +31,7 @@ from probe_cli.archive.writer import ArchiveWriter, check_destination
 from probe_cli.backends import registry, tfenv
 from probe_cli.backends.base import Executor, OpenOptions, TracedModel
 from probe_cli.core.distribution import DEFAULT_BINS, Distribution, of_array
-from probe_cli.core.errors import ArchiveTooBig, FeedError, PatternError, UsageProblem
+from probe_cli.core.errors import ArchiveTooBig, FeedError, PatternError, UsageProblem, given, option
 from probe_cli.core.quantization import dequantized
 from probe_cli.core.resolve import match_layers, resolve
 from probe_cli.core.stats import RunningStats
@@ -225,8 +225,9 @@ def check_size(estimate: int, output: Path, max_bytes: int | None) -> None:
     """Stops before running when the archive would not fit the limit or the disk."""
     if max_bytes is not None and estimate > max_bytes:
         raise ArchiveTooBig(
-            f"the archive would need about {human_bytes(estimate)}, more than --max-bytes {human_bytes(max_bytes)}",
-            "select fewer tensors or raise --max-bytes",
+            f"the archive would need about {human_bytes(estimate)}, more than "
+            f"{given('--max-bytes', human_bytes(max_bytes))}",
+            f"select fewer tensors or raise {option('--max-bytes')}",
         )
     free = shutil.disk_usage(output.parent if str(output.parent) else Path(".")).free
     if estimate > free:
@@ -331,11 +332,14 @@ def dump_model(
     total = sample_count(feeds, index.inputs)
     start, stop = (0, total) if spec.shard is None else shard_range(total, spec.shard)
     if spec.stats_only and spec.check_numerics:
-        raise UsageProblem("--check-numerics needs the values: it does not go with --stats-only")
+        raise UsageProblem(
+            f"{option('--check-numerics')} needs the values: it does not go with {option('--stats-only')}"
+        )
     if spec.shard is not None:
         if spec.stats_only and spec.hist_range is None:
             raise UsageProblem(
-                "--shard with --stats-only needs --hist-range LO,HI", "every shard's histograms must share their bins"
+                f"{option('--shard')} with {option('--stats-only')} needs {given('--hist-range', 'LO,HI')}",
+                "every shard's histograms must share their bins",
             )
         feeds = shard_feeds(feeds, index.inputs, start, stop)
     samples = stop - start

@@ -227,6 +227,22 @@ def test_a_value_changing_input_cast_is_a_python_warning(functional: Any, capsys
     assert capsys.readouterr() == ("", "")
 
 
+def test_errors_name_python_arguments(samples: Any, tmp_path: Path) -> None:
+    """They named the CLI's flags: "--tensor 'x' matches no tensor", "pass --force"."""
+    m = probe.open(samples.cnn_h5)
+    with pytest.raises(probe.PatternError) as error:
+        m.run(tensors=["conv1/Relu:0", "Conv9"])
+    assert error.value.message == "tensors='Conv9' matches no tensor"
+    with pytest.raises(probe.PatternError, match=r"^layers='Conv9' matches no layer"):
+        m.run(layers=["Conv9"])
+    (tmp_path / "a.h5").touch()
+    with pytest.raises(probe.UsageProblem) as exists:
+        m.dump(tmp_path / "a.h5", layers=["probs"])
+    assert exists.value.hint == "pass force=True to overwrite it, or another path"
+    with pytest.raises(probe.UsageProblem, match=r"^batch_size= must be at least 1"):
+        m.run(batch_size=0)
+
+
 def test_open_errors_are_probe_errors(tmp_path: Path) -> None:
     with pytest.raises(probe.UsageProblem, match="does not exist"):
         probe.open(tmp_path / "missing.h5")

@@ -46,9 +46,15 @@ from probe_cli.archive.format import (
 )
 from probe_cli.core import interrupt
 from probe_cli.core.distribution import Distribution
-from probe_cli.core.errors import ArchiveError, ArchiveExists, FileProblem
+from probe_cli.core.errors import ArchiveError, ArchiveExists, FileProblem, in_python
 from probe_cli.core.graph import ModelGraph
 from probe_cli.core.types import Feed, TensorInfo
+
+
+def _overwrite_hint() -> str:
+    if in_python():
+        return "pass force=True to overwrite it, or another path"
+    return "pass --force to overwrite it, or -o to choose another path"
 
 
 def check_destination(path: Path, force: bool) -> None:
@@ -56,9 +62,7 @@ def check_destination(path: Path, force: bool) -> None:
     if path.is_dir():
         raise ArchiveExists(f"output {str(path)!r} is a directory", "give a file name with -o")
     if path.exists() and not force:
-        raise ArchiveExists(
-            f"archive {str(path)!r} already exists", "pass --force to overwrite it, or -o to choose another path"
-        )
+        raise ArchiveExists(f"archive {str(path)!r} already exists", _overwrite_hint())
     parent = path.parent if str(path.parent) else Path(".")
     if parent.exists() and not parent.is_dir():
         raise FileProblem(f"output directory {str(parent)!r} is not a directory")
@@ -326,14 +330,13 @@ class ArchiveWriter:
             os.link(self._tmp, self.path)
         except FileExistsError:
             raise ArchiveExists(
-                f"archive {str(self.path)!r} already exists (it appeared while this dump ran)",
-                "pass --force to overwrite it, or -o to choose another path",
+                f"archive {str(self.path)!r} already exists (it appeared while this dump ran)", _overwrite_hint()
             ) from None
         except OSError as exc:  # a file system without hard links: a rename, which the check above made likely safe
             if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
                 raise
             if self.path.exists():
-                raise ArchiveExists(f"archive {str(self.path)!r} already exists", "pass --force") from None
+                raise ArchiveExists(f"archive {str(self.path)!r} already exists", _overwrite_hint()) from None
             os.rename(self._tmp, self.path)
             return
         self._tmp.unlink()

@@ -70,6 +70,10 @@ def bad(tmp_path_factory: pytest.TempPathFactory, samples: Samples) -> Path:
             dst.writestr(item, payload)
     with zipfile.ZipFile(root / "not_keras.keras", "w") as dst:
         dst.writestr("hello.txt", "hi")
+    flipped = bytearray(data)  # one byte of the JSON config flipped, as a bad copy does it
+    at = data.index(b'{"class_name"') + 1
+    flipped[at] ^= 0x05  # '"' -> "'"
+    (root / "flipped_config.h5").write_bytes(bytes(flipped))
     return root
 
 
@@ -133,6 +137,15 @@ def test_hdf5_without_model(bad: Path, name: str) -> None:
 def test_keras_zip_with_broken_config(bad: Path, dest: Path, name: str) -> None:
     assert_one_line_error(invoke("list", bad / name), 1, name)
     assert_one_line_error(invoke("dump", bad / name, "-o", dest), 1, name)
+
+
+def test_a_corrupt_config_is_named_as_such(bad: Path) -> None:
+    """Said "Expecting property name enclosed in double quotes: line 1 column 1543", a JSON parser's words."""
+    line = assert_one_line_error(invoke("list", bad / "flipped_config.h5"), 1)
+    assert line == (
+        f"Error: cannot load {str(bad / 'flipped_config.h5')!r}: the model's stored configuration is corrupt "
+        "(not valid JSON at character 1) (the file is damaged; save or copy the model again)"
+    )
 
 
 def test_zip_that_is_not_keras(bad: Path) -> None:
