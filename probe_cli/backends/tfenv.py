@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
+import tempfile
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -96,6 +98,33 @@ def _native_stderr_silenced() -> Iterator[None]:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
+
+@contextmanager
+def native_stderr_without(noise: re.Pattern[str]) -> Iterator[None]:
+    """Around a call whose C++ side logs to the process's stderr (fd 2): its lines matching ``noise`` are
+    dropped, the rest written out afterwards, and fd 2 is put back, for a library caller's process."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [
+                line
+                for line in captured.read().splitlines(keepends=True)
+                if not noise.search(line.decode(errors="replace"))
+            ]
+            if kept:
+                os.write(2, b"".join(kept))
 
 
 def tf() -> ModuleType:

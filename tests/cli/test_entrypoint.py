@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ANSI, ROOT, Samples, tensors_of
+from conftest import ANSI, ROOT, SAMPLES, Samples, tensors_of
 
 from probe_cli import __version__
 from probe_cli.cli.commands import INTERRUPTED_MESSAGE
@@ -289,3 +289,31 @@ def test_signals_at_many_moments_exit_130_and_write_nothing(samples: Samples, tm
         results = list(pool.map(interrupted, range(len(SIGNAL_MOMENTS))))
     for moment, (code, stderr, left) in zip(SIGNAL_MOMENTS, results):
         assert (code, stderr.strip().splitlines(), left) == (130, [f"Error: {INTERRUPTED_MESSAGE}"], []), moment
+
+
+TFLITE_DELEGATE_LINE = "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+LIBRARY_ON_TFLITE = (
+    "import os, probe_cli as probe\n"
+    "m = probe.open({float!r})\n"
+    "m.run(layers=['probs'])\n"
+    "probe.compare({float!r}, {int8!r})\n"
+    "os.write(2, b'stderr is back\\n')\n"
+)
+
+
+@pytest.mark.parametrize("through", ["the CLI", "the CLI with -v", "the library"])
+def test_the_tflite_delegate_line_is_hidden_unless_verbose(samples: Samples, tmp_path: Path, through: str) -> None:
+    """LiteRT's C++ side prints its delegate's INFO line on the process's stderr: hidden as TensorFlow's own
+    messages are, shown with -v; around a library call fd 2 is redirected only for the call."""
+    pytest.importorskip("ai_edge_litert")
+    tflite, int8 = SAMPLES / "cnn_float.tflite", SAMPLES / "cnn_int8.tflite"
+    if through == "the library":
+        result = run([sys.executable, "-c", LIBRARY_ON_TFLITE.format(float=str(tflite), int8=str(int8))])
+        assert (result.returncode, result.stderr) == (0, "stderr is back\n")
+        return
+    verbose = ["-v"] if through == "the CLI with -v" else []
+    result = run([str(probe_executable()), "dump", str(tflite), "-o", str(tmp_path / "t.h5"), *verbose])
+    assert result.returncode == 0, result.stderr
+    assert (TFLITE_DELEGATE_LINE in result.stderr) == bool(verbose), result.stderr
+    if not verbose:
+        assert result.stderr == ""

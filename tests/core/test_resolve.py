@@ -188,9 +188,8 @@ def test_layer_pattern_is_fullmatch(index: ModelIndex) -> None:
 def test_the_widened_pattern_reads_as_written_by_hand(index: ModelIndex, pattern: str, suggested: str) -> None:
     """'conv.*' drew the suggestion '.*conv.*.*'; an alternation widened without a group means something else."""
     hint = no_match(index, (pattern,)).hint
-    assert hint == (
-        f"patterns must match the whole name; try {suggested!r} (it would match e.g. ROI/map/while/NonMaxSuppressionV3:0)"
-    )
+    example = "ROI/map/while/NonMaxSuppressionV3:0"
+    assert hint == f"patterns must match the whole name; try {suggested!r} (it would match e.g. {example})"
 
 
 def test_python_callers_read_their_own_arguments(index: ModelIndex) -> None:
