@@ -688,8 +688,9 @@ def _read_map(map_file: Path | None) -> dict[str, str] | None:
 def show(archive: Path, match: tuple[str, ...], as_json: bool) -> None:
     """Show an archive's provenance and its tensors' statistics, in graph order.
 
-    Provenance: model path and SHA-256, probe/TensorFlow/Keras versions, seed,
-    command, creation time, and the fed inputs with their sources. Per tensor:
+    Provenance: model path and SHA-256, samples (of how many, for a shard), the seed
+    where random inputs were made, versions, command, creation time, and the fed
+    inputs with their sources (--json: every attribute). Per tensor:
     shape, dtype, min, max, mean, std (over finite values) and NaN/Inf counts.
     Needs only h5py: TensorFlow is not loaded.
     """
