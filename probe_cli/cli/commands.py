@@ -767,10 +767,10 @@ def _step_summary(result: Any, title: str = "probe diff") -> None:
     "--tensor",
     "tensors",
     multiple=True,
-    required=True,
     callback=_check_regexes,
     metavar="REGEX",
-    help="Plot every stored tensor whose full name (op:0) or op name this regex matches completely. Repeatable.",
+    help="Plot every stored tensor whose full name (op:0) or op name this regex matches completely. Repeatable. "
+    "[default: the stored tensors (a dump's layer outputs), the first 16 in graph order]",
 )
 @click.option(
     "-o",

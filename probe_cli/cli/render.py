@@ -706,6 +706,11 @@ def render_plot(out: Out, result: PlotResult) -> None:
     maps = f", channel maps for {len(result.channel_maps)}" if result.channel_maps else ""
     files = ", ".join(str(f) for f in result.files) if len(result.files) <= 3 else f"{len(result.files)} files"
     out.line(f"Plotted {len(result.tensors)} tensor(s){maps}: {files}")
+    if result.bounded_from is not None:
+        out.line(
+            f"Note: the first {len(result.tensors)} of the {result.bounded_from} stored tensors, in graph order; "
+            "choose with -t REGEX"
+        )
 
 
 def render_merge(out: Out, result: MergeResult) -> None:
