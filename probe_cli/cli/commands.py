@@ -32,7 +32,7 @@ Exit codes:
   2  usage error or bad input (bad option, missing file, pattern matching
      nothing, input shape/dtype mismatch, archive exists, --unsafe needed)
   3  dump --check-numerics found NaN or Inf
-  130  interrupted (Ctrl-C or SIGTERM); no archive is left behind
+  130  interrupted (Ctrl-C or SIGTERM); no archive is published after it
 """
 
 

@@ -22,7 +22,7 @@ FAILURE = 1
 USAGE = 2
 #: dump --check-numerics found NaN or Inf.
 NUMERICS = 3
-#: Ctrl-C or SIGTERM; no archive is left behind.
+#: Ctrl-C or SIGTERM; no archive is published once it arrived (see probe_cli.core.interrupt).
 INTERRUPTED = 130
 
 

@@ -195,6 +195,20 @@ def test_input_dtypes_safe_silent_lossy_warned_and_recorded(
         close(tensors_of(archive)["probs/Softmax:0"], reference_models["cnn"].predict(fed, verbose=0))
 
 
+def test_compare_warns_of_a_conversion_once_and_records_it_in_both_archives(samples: Samples, tmp_path: Path) -> None:
+    source = tmp_path / "f64.npy"
+    np.save(source, np.random.default_rng(4).random((2, 28, 28, 1)))
+    kept = tmp_path / "kept"
+    result = invoke("compare", samples.cnn_h5, samples.cnn_keras, "-i", source, "-l", "probs", "--save-dir", kept)
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        f"Warning: input 'image' from {source}: float64 converted to float32, which can change values"
+    ]
+    for archive in ("reference.probe.h5", "candidate.probe.h5"):
+        with h5py.File(kept / archive, "r") as f:
+            assert f["inputs/image"].attrs["converted_from"] == "float64"
+
+
 def test_npz_inputs_stored_unchanged(samples: Samples, reference_models: dict[str, Any], tmp_path: Path) -> None:
     rng = np.random.default_rng(9)
     image = rng.random((2, 32, 32, 3), dtype=np.float32)
