@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ArchiveError",
     "FeedError",
+    "InputConversionWarning",
     "Model",
     "ModelLoadError",
     "PatternError",
@@ -32,13 +33,23 @@ __all__ = [
 ]
 
 _API = {"open", "show", "diff", "compare", "merge", "Model"}
-_ERRORS = {"ProbeError", "UsageProblem", "FeedError", "PatternError", "ModelLoadError", "RunError", "ArchiveError"}
+_ERRORS = {
+    "ProbeError",
+    "UsageProblem",
+    "FeedError",
+    "PatternError",
+    "ModelLoadError",
+    "RunError",
+    "ArchiveError",
+    "InputConversionWarning",
+}
 
 if TYPE_CHECKING:
     from probe_cli.api import Model, compare, diff, merge, open, show
     from probe_cli.core.errors import (
         ArchiveError,
         FeedError,
+        InputConversionWarning,
         ModelLoadError,
         PatternError,
         ProbeError,

@@ -9,10 +9,12 @@ See docs/python-api.md.
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
@@ -22,9 +24,9 @@ from probe_cli.archive.merge import MergeResult, merge_archives
 from probe_cli.backends import registry, tfenv
 from probe_cli.backends.base import OpenOptions, TracedModel
 from probe_cli.core.distribution import DEFAULT_BINS
-from probe_cli.core.errors import FeedError
+from probe_cli.core.errors import FeedError, InputConversionWarning, python_call
 from probe_cli.core.types import Feed, ModelIndex, TensorInfo
-from probe_cli.feed import DEFAULT_SEED, build_feeds, plan_batches, sample_count
+from probe_cli.feed import DEFAULT_SEED, build_feeds, feed_warnings, plan_batches, sample_count
 from probe_cli.pipeline import (
     DEFAULT_MAX_BYTES,
     DumpResult,
@@ -39,8 +41,21 @@ from probe_cli.pipeline import (
 
 #: What ``inputs`` may be: one array (a model with one input), a list by position, a dict by name.
 Inputs = Any
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
+def _in_python_words(func: _F) -> _F:
+    """Errors raised inside name the call's arguments (``tensors=``), not the CLI's flags (``--tensor``)."""
+
+    @functools.wraps(func)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        with python_call():
+            return func(*args, **kwargs)
+
+    return cast(_F, call)
+
+
+@_in_python_words
 def open(  # noqa: A001 - probe.open reads as intended, like io.open
     source: str | os.PathLike[str] | Any,
     *,
@@ -62,11 +77,13 @@ def open(  # noqa: A001 - probe.open reads as intended, like io.open
     return Model(traced)
 
 
+@_in_python_words
 def show(path: str | os.PathLike[str], match: Sequence[str] = ()) -> ArchiveSummary:
     """An archive's provenance, inputs and per-tensor statistics: what ``probe show`` prints."""
     return show_archive(Path(path), tuple(match))
 
 
+@_in_python_words
 def diff(
     a: str | os.PathLike[str],
     b: str | os.PathLike[str],
@@ -94,6 +111,7 @@ def _budgets(max_error: float | str | Sequence[float | str]) -> Budgets | None:
     return Budgets.parse([str(v) for v in values]) if values else None
 
 
+@_in_python_words
 def merge(
     output: str | os.PathLike[str], parts: Sequence[str | os.PathLike[str]], *, copy: bool = False, force: bool = False
 ) -> MergeResult:
@@ -101,6 +119,7 @@ def merge(
     return merge_archives(Path(output), [Path(p) for p in parts], copy=copy, force=force)
 
 
+@_in_python_words
 def compare(
     reference: str | os.PathLike[str] | Model | Any,
     candidate: str | os.PathLike[str] | Model | Any,
@@ -181,10 +200,12 @@ class Model:
         """Every op tensor under the name probe shows, accepts and stores."""
         return [tensor.record() for tensor in self.index.tensors]
 
+    @_in_python_words
     def select(self, tensors: Sequence[str] = (), layers: Sequence[str] = ()) -> list[TensorInfo]:
         """The tensors the regexes select, as ``dump`` would (none given: every layer and model output)."""
         return select(self.index, _patterns(tensors), _patterns(layers))
 
+    @_in_python_words
     def run(
         self,
         inputs: Inputs = None,
@@ -219,6 +240,7 @@ class Model:
                         parts[info.name].append(value)
             return {info.name: self._joined(info, parts[info.name], rows) for info in selection}
 
+    @_in_python_words
     def dump(
         self,
         path: str | os.PathLike[str],
@@ -278,7 +300,10 @@ class Model:
                     f"one array given, but the model has {len(names)} inputs", "pass a list, or a dict by input name"
                 )
             arrays = {names[0]: inputs}
-        return build_feeds(specs, seed=seed, batch_size=batch_size, in_memory=arrays, samples=samples)
+        feeds = build_feeds(specs, seed=seed, batch_size=batch_size, in_memory=arrays, samples=samples)
+        for line in feed_warnings(feeds):  # the caller's filters decide; level 4: _feeds, run, wrapper, their line
+            warnings.warn(line, InputConversionWarning, stacklevel=4)
+        return feeds
 
     def _joined(self, info: TensorInfo, parts: list[Any], rows: list[int]) -> Any:
         """One tensor's values over every batch: along the batch axis where it has one (as ``dump`` stores

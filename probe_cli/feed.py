@@ -11,14 +11,14 @@ import difflib
 import math
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from probe_cli.archive.reader import open_archive, read_inputs
-from probe_cli.core.errors import FeedError, FileProblem, ProbeError, UsageProblem
+from probe_cli.core.errors import FeedError, FileProblem, ProbeError, UsageProblem, given, in_python, option
 from probe_cli.core.types import Feed, InputSpec, format_shape
 
 DEFAULT_SEED = 0
@@ -292,20 +292,24 @@ class Window(_ArrayLike):
         return data if dtype is None else data.astype(dtype)
 
 
+def _shard(k: int, n: int) -> str:
+    return given("--shard", f"({k}, {n})" if in_python() else f"{k}/{n}")
+
+
 def shard_range(samples: int, shard: tuple[int, int]) -> tuple[int, int]:
     """The samples ``[start, stop)`` of shard ``K`` of ``N``: contiguous slices, as equal as they can be."""
     k, n = shard
     if not 0 <= k < n:
-        raise UsageProblem(f"--shard {k}/{n} names no shard: K counts from 0 to N-1")
+        raise UsageProblem(f"{_shard(k, n)} names no shard: K counts from 0 to N-1")
     if n > samples:
-        raise UsageProblem(f"--shard {k}/{n}: {samples} sample(s) cannot be split {n} ways", "use fewer shards")
+        raise UsageProblem(f"{_shard(k, n)}: {samples} sample(s) cannot be split {n} ways", "use fewer shards")
     return k * samples // n, (k + 1) * samples // n
 
 
 def shard_feeds(feeds: Sequence[Feed], inputs: Sequence[InputSpec], start: int, stop: int) -> list[Feed]:
     """The feeds of samples ``[start, stop)``; inputs without a sample axis are fed whole to every shard."""
     return [
-        Feed(f.name, Window(f.array, start, stop), f.source) if f.array.ndim and spec.shape else f
+        replace(f, array=Window(f.array, start, stop)) if f.array.ndim and spec.shape else f
         for f, spec in zip(feeds, inputs)
     ]
 
@@ -387,8 +391,40 @@ def _unreadable(path: Path, exc: ValueError, head: bytes) -> FileProblem:
     return FileProblem(f"input file {str(path)!r} is not a readable .npy/.npz file: {message}")
 
 
-def _check(spec: InputSpec, array: Any, source: str) -> Any:
-    """The array as the input's dtype, or a one-line FeedError naming expected and given.
+#: The source of an array handed to the Python API (``inputs=``), as feeds and archives record it.
+IN_MEMORY = "array"
+
+
+def _where(name: str, source: str) -> str:
+    return f"input {name!r} given in inputs=" if source == IN_MEMORY else f"input {name!r} from {source}"
+
+
+def _convert_hint(source: str, dtype: str) -> str:
+    if source == IN_MEMORY:
+        return f"convert it, e.g. arr.astype('{dtype}')"
+    return f"convert the file, e.g. np.save(path, arr.astype('{dtype}'))"
+
+
+def conversion_warning(feed: Feed) -> str | None:
+    """One line for an input converted by a cast that can change values (float64 to float32, int64 to int32)."""
+    if feed.converted_from is None:
+        return None
+    dtype = np.dtype(feed.array.dtype)
+    return f"{_where(feed.name, feed.source)}: {feed.converted_from} converted to {dtype}, which can change values"
+
+
+def feed_warnings(feeds: Sequence[Feed]) -> list[str]:
+    """:func:`conversion_warning` of every feed that has one."""
+    return [line for line in map(conversion_warning, feeds) if line is not None]
+
+
+def _check(spec: InputSpec, array: Any, source: str) -> tuple[Any, str | None]:
+    """The array as the input's dtype and the dtype it had when that cast can change values, or a one-line
+    FeedError naming expected and given.
+
+    numpy's safe casts (uint8, int16 or float16 to float32) are made silently; same-kind casts that can
+    change values (float64 to float32, int64 to int32 with every value in range, int64 to float32) are
+    made and reported; others (float to int, complex to float) are refused.
 
     Axis 0 of a file may hold any number of samples when the input's batch
     dimension is unknown, or a multiple of it when it is fixed: the run is
@@ -397,20 +433,22 @@ def _check(spec: InputSpec, array: Any, source: str) -> Any:
     if isinstance(array, StackedFiles):
         array = array.for_rank(len(spec.shape))
     expected = np.dtype(spec.dtype) if spec.dtype != "string" else None
-    if array.dtype.kind in "OVSUc" and expected is not None or array.dtype.kind == "O":
-        raise FeedError(f"input {spec.name!r} from {source}: dtype {array.dtype} cannot feed {spec.dtype}")
-    if expected is not None and array.dtype != expected:
-        same_kind = (array.dtype.kind == expected.kind) or (array.dtype.kind in "iu" and expected.kind in "iu")
-        if not same_kind:
-            raise FeedError(
-                f"input {spec.name!r} from {source}: expected dtype {spec.dtype}, got {array.dtype}",
-                f"convert the file, e.g. np.save(path, arr.astype('{spec.dtype}'))",
-            )
-        if expected.kind in "iu" and array.size:
+    fed_as = np.dtype(array.dtype)
+    where = _where(spec.name, source)
+    if fed_as.kind in "OVSUc" and expected is not None or fed_as.kind == "O":
+        raise FeedError(f"{where}: dtype {fed_as} cannot feed {spec.dtype}", _convert_hint(source, spec.dtype))
+    converted_from = None
+    if expected is not None and fed_as != expected:
+        integers = fed_as.kind in "iu" and expected.kind in "iu"
+        if not (np.can_cast(fed_as, expected, "same_kind") or integers):
+            raise FeedError(f"{where}: expected dtype {spec.dtype}, got {fed_as}", _convert_hint(source, spec.dtype))
+        if integers and not np.can_cast(fed_as, expected, "safe") and array.size:
             info = np.iinfo(expected)
             low, high = _extremes(array)
             if low < info.min or high > info.max:
-                raise FeedError(f"input {spec.name!r} from {source}: values do not fit {spec.dtype}")
+                raise FeedError(f"{where}: values do not fit {spec.dtype}", _convert_hint(source, spec.dtype))
+        if not np.can_cast(fed_as, expected, "safe"):  # numpy's safe casts change no value: converted silently
+            converted_from = str(fed_as)
         array = array.astype(expected)
     shape = tuple(array.shape)
     batch_ok = (
@@ -424,13 +462,10 @@ def _check(spec: InputSpec, array: Any, source: str) -> Any:
         or any(d is not None and d != g for d, g in zip(spec.shape[1:], shape[1:]))
     ):
         if not (shape == () and spec.shape == ()):
-            raise FeedError(
-                f"input {spec.name!r} from {source}: expected shape {format_shape(spec.shape)}, "
-                f"got {format_shape(shape)}"
-            )
+            raise FeedError(f"{where}: expected shape {format_shape(spec.shape)}, got {format_shape(shape)}")
     if array.size == 0:
-        raise FeedError(f"input {spec.name!r} from {source}: the array is empty (shape {format_shape(shape)})")
-    return array
+        raise FeedError(f"{where}: the array is empty (shape {format_shape(shape)})")
+    return array, converted_from
 
 
 def _extremes(array: Any) -> tuple[Any, Any]:
@@ -465,7 +500,9 @@ def _concrete_shape(spec: InputSpec, given: tuple[int, ...] | None, batch_size: 
         elif dim is None:
             raise FeedError(
                 f"input {spec.name!r} has unknown dimension {axis} in shape {format_shape(spec.shape)}",
-                f"give it with --shape {spec.name}=D1,D2,... or feed a file with --input {spec.name}=FILE",
+                f"feed an array for it in inputs={{{spec.name!r}: ...}}"
+                if in_python()
+                else f"give it with --shape {spec.name}=D1,D2,... or feed a file with --input {spec.name}=FILE",
             )
         dims.append(dim)
     return tuple(dims)
@@ -478,7 +515,8 @@ def random_array(
     dtype = np.dtype(spec.dtype) if spec.dtype != "string" else None
     if dtype is None:
         raise FeedError(
-            f"input {spec.name!r} takes strings; probe cannot make them up", f"pass --input {spec.name}=FILE"
+            f"input {spec.name!r} takes strings; probe cannot make them up",
+            f"pass them in inputs={{{spec.name!r}: ...}}" if in_python() else f"pass --input {spec.name}=FILE",
         )
     if dtype.kind == "b":
         return rng.random(shape) < 0.5
@@ -530,20 +568,20 @@ def build_feeds(
     """
     shapes, value_ranges = dict(shapes or {}), dict(value_ranges or {})
     names = [spec.name for spec in inputs]
-    for option, table in (("--shape", shapes), ("--value-range", value_ranges)):
+    for flag, table in (("--shape", shapes), ("--value-range", value_ranges)):
         for name in table:
             if name not in names:
-                raise FeedError(f"{option} names unknown input {name!r}", _did_you_mean(name, names))
+                raise FeedError(f"{flag} names unknown input {name!r}", _did_you_mean(name, names))
     if batch_size is not None and batch_size < 1:
-        raise UsageProblem(f"--batch-size must be at least 1, got {batch_size}")
+        raise UsageProblem(f"{option('--batch-size')} must be at least 1, got {batch_size}")
     if seed < 0:
-        raise UsageProblem(f"--seed must be a non-negative integer, got {seed}")
+        raise UsageProblem(f"{option('--seed')} must be a non-negative integer, got {seed}")
 
     given: dict[str, tuple[np.ndarray, str]] = {}
     for name, array in (in_memory or {}).items():
         if name not in names:
             raise FeedError(f"input {name!r} is no input of the model", _did_you_mean(name, names))
-        given[name] = (array, "array")
+        given[name] = (array, IN_MEMORY)
     positional: list[tuple[np.ndarray, str]] = []
     for arg in args:
         arrays = read_array_file(arg.path)
@@ -592,7 +630,8 @@ def build_feeds(
         if spec.name in given:
             array, source = given[spec.name]
             array = array if isinstance(array, (LazyArray, StackedFiles)) else np.asarray(array)
-            checked[spec.name] = Feed(spec.name, _check(spec, array, source), source)
+            fed, converted_from = _check(spec, array, source)
+            checked[spec.name] = Feed(spec.name, fed, source, converted_from)
     # Random inputs get as many samples as the files hold, so every input has the same count.
     from_files = [
         f.array.shape[0] for s, f in ((s, checked.get(s.name)) for s in inputs) if f and s.shape and s.shape[0] is None
@@ -630,7 +669,9 @@ def plan_batches(inputs: Sequence[InputSpec], samples: int, batch_size: int | No
     if fixed:
         size = fixed.pop()
         if batch_size is not None and batch_size != size:
-            raise FeedError(f"the model's batch size is fixed at {size}; --batch-size {batch_size} cannot apply")
+            raise FeedError(
+                f"the model's batch size is fixed at {size}; {given('--batch-size', str(batch_size))} cannot apply"
+            )
         if samples % size:
             raise FeedError(f"the model's batch size is fixed at {size}, but the inputs hold {samples} samples")
         return size
@@ -643,10 +684,6 @@ def iter_batches(feeds: Sequence[Feed], inputs: Sequence[InputSpec], batch_size:
     for start in range(0, samples, batch_size):
         stop = min(start + batch_size, samples)
         yield [
-            Feed(
-                f.name,
-                np.asarray(f.array[start:stop]) if f.array.ndim and spec.shape else np.asarray(f.array),
-                f.source,
-            )
+            replace(f, array=np.asarray(f.array[start:stop]) if f.array.ndim and spec.shape else np.asarray(f.array))
             for f, spec in zip(feeds, inputs)
         ]

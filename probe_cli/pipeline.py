@@ -26,12 +26,12 @@ from probe_cli import __version__
 from probe_cli.analysis.diff import ArchiveDiff, Budgets, diff_archives
 from probe_cli.analysis.numerics import NonFinite, first_nonfinite
 from probe_cli.analysis.pairing import oriented, pair
-from probe_cli.archive.format import FORMAT_VERSION, INPUTS, TENSORS, layout, tensor_attrs
+from probe_cli.archive.format import FORMAT_VERSION, INPUTS, TENSORS, input_attrs, layout, tensor_attrs
 from probe_cli.archive.writer import ArchiveWriter, check_destination
 from probe_cli.backends import registry, tfenv
 from probe_cli.backends.base import Executor, OpenOptions, TracedModel
 from probe_cli.core.distribution import DEFAULT_BINS, Distribution, of_array
-from probe_cli.core.errors import ArchiveTooBig, FeedError, PatternError, UsageProblem
+from probe_cli.core.errors import ArchiveTooBig, FeedError, PatternError, UsageProblem, given, option
 from probe_cli.core.quantization import dequantized
 from probe_cli.core.resolve import match_layers, resolve
 from probe_cli.core.stats import RunningStats
@@ -41,6 +41,7 @@ from probe_cli.feed import (
     DEFAULT_SEED,
     InputArg,
     build_feeds,
+    feed_warnings,
     iter_batches,
     parse_input_arg,
     parse_range_arg,
@@ -157,6 +158,11 @@ class DumpResult:
     #: estimated archive bytes (tensors of unknown size not counted)
     estimate: int = 0
 
+    @property
+    def warnings(self) -> list[str]:
+        """One line per input converted by a cast that can change values, for the caller to show."""
+        return feed_warnings(self.feeds)
+
 
 def default_output(model_path: Path) -> Path:
     """``model.h5`` -> ``model.probe.h5`` in the current directory."""
@@ -219,8 +225,9 @@ def check_size(estimate: int, output: Path, max_bytes: int | None) -> None:
     """Stops before running when the archive would not fit the limit or the disk."""
     if max_bytes is not None and estimate > max_bytes:
         raise ArchiveTooBig(
-            f"the archive would need about {human_bytes(estimate)}, more than --max-bytes {human_bytes(max_bytes)}",
-            "select fewer tensors or raise --max-bytes",
+            f"the archive would need about {human_bytes(estimate)}, more than "
+            f"{given('--max-bytes', human_bytes(max_bytes))}",
+            f"select fewer tensors or raise {option('--max-bytes')}",
         )
     free = shutil.disk_usage(output.parent if str(output.parent) else Path(".")).free
     if estimate > free:
@@ -325,11 +332,14 @@ def dump_model(
     total = sample_count(feeds, index.inputs)
     start, stop = (0, total) if spec.shard is None else shard_range(total, spec.shard)
     if spec.stats_only and spec.check_numerics:
-        raise UsageProblem("--check-numerics needs the values: it does not go with --stats-only")
+        raise UsageProblem(
+            f"{option('--check-numerics')} needs the values: it does not go with {option('--stats-only')}"
+        )
     if spec.shard is not None:
         if spec.stats_only and spec.hist_range is None:
             raise UsageProblem(
-                "--shard with --stats-only needs --hist-range LO,HI", "every shard's histograms must share their bins"
+                f"{option('--shard')} with {option('--stats-only')} needs {given('--hist-range', 'LO,HI')}",
+                "every shard's histograms must share their bins",
             )
         feeds = shard_feeds(feeds, index.inputs, start, stop)
     samples = stop - start
@@ -366,14 +376,8 @@ def dump_model(
                 if spec.check_numerics and nonfinite is None:
                     nonfinite = first_nonfinite(traced, selection, values, fed, number)
                 for feed, input_spec in zip(fed, index.inputs):
-                    input_attrs = {
-                        "name": feed.name,
-                        "source": feed.source,
-                        "seed": seed,
-                        "dtype": str(feed.array.dtype),
-                    }
                     batched_input = bool(input_spec.shape) and feed.array.ndim > 0
-                    writer.stream(INPUTS, input_attrs, feed.array, number, batches, batched_input)
+                    writer.stream(INPUTS, input_attrs(feed, seed), feed.array, number, batches, batched_input)
                 pending = []
                 for tally in tallies:
                     info = tally.info
@@ -658,4 +662,4 @@ def _fed_alike(inputs: Sequence[InputSpec], reference: Sequence[InputSpec], feed
             f"the candidate has {len(names)} inputs ({', '.join(names)}), the reference {len(feeds)}",
             "compare models with the same inputs",
         )
-    return [Feed(name, feed.array, feed.source) for name, feed in zip(names, feeds)]
+    return [replace(feed, name=name) for name, feed in zip(names, feeds)]

@@ -207,6 +207,42 @@ def test_random_inputs_equal_the_clis(samples: Any, tmp_path: Path) -> None:
     np.testing.assert_array_equal(values["probs/Softmax:0"], tensors_of(tmp_path / "cli.h5")["probs/Softmax:0"])
 
 
+def test_a_value_changing_input_cast_is_a_python_warning(functional: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """The library prints nothing: float64 arrays convert with an InputConversionWarning, uint8 silently, and a
+    refusal names the Python argument."""
+    m = probe.open(functional)
+    x = np.arange(12.0).reshape(2, 6)
+    with pytest.warns(probe.InputConversionWarning) as caught:
+        values = m.run(x, layers=["head"])
+    assert [str(w.message) for w in caught] == [
+        "input 'features' given in inputs=: float64 converted to float32, which can change values"
+    ]
+    assert caught[0].filename == __file__  # points at the caller's line
+    close(values["head/BiasAdd:0"], functional(x.astype(np.float32)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m.run(x.astype(np.uint8), layers=["head"])
+    with pytest.raises(probe.FeedError, match=r"given in inputs=: .* complex128 .*arr\.astype\('float32'\)"):
+        m.run(x.astype(complex))
+    assert capsys.readouterr() == ("", "")
+
+
+def test_errors_name_python_arguments(samples: Any, tmp_path: Path) -> None:
+    """They named the CLI's flags: "--tensor 'x' matches no tensor", "pass --force"."""
+    m = probe.open(samples.cnn_h5)
+    with pytest.raises(probe.PatternError) as error:
+        m.run(tensors=["conv1/Relu:0", "Conv9"])
+    assert error.value.message == "tensors='Conv9' matches no tensor"
+    with pytest.raises(probe.PatternError, match=r"^layers='Conv9' matches no layer"):
+        m.run(layers=["Conv9"])
+    (tmp_path / "a.h5").touch()
+    with pytest.raises(probe.UsageProblem) as exists:
+        m.dump(tmp_path / "a.h5", layers=["probs"])
+    assert exists.value.hint == "pass force=True to overwrite it, or another path"
+    with pytest.raises(probe.UsageProblem, match=r"^batch_size= must be at least 1"):
+        m.run(batch_size=0)
+
+
 def test_open_errors_are_probe_errors(tmp_path: Path) -> None:
     with pytest.raises(probe.UsageProblem, match="does not exist"):
         probe.open(tmp_path / "missing.h5")

@@ -19,11 +19,14 @@ from probe_cli.feed import (
     Feed,
     InputArg,
     build_feeds,
+    conversion_warning,
+    iter_batches,
     parse_input_arg,
     parse_range_arg,
     parse_shape_arg,
     random_array,
     read_array_file,
+    shard_feeds,
 )
 
 IMAGE = InputSpec("image", "float32", (None, 4, 4, 1), "image:0")
@@ -425,18 +428,43 @@ def test_input_given_twice(tmp_path: Path) -> None:
     assert error.message == f"input 'image' is given twice ({a} and {b})"
 
 
-def test_float64_file_is_cast_to_float32(tmp_path: Path) -> None:
+# --- dtypes: numpy's safe casts silently, value-changing same-kind casts reported, others refused ---------
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int16", "float16", "bool"])
+def test_safe_casts_are_silent(tmp_path: Path, dtype: str) -> None:
+    """A uint8 image fed to a float32 input was refused, although the cast loses nothing."""
+    data = (np.arange(16) % 2 if dtype == "bool" else np.arange(16)).astype(dtype).reshape(1, 4, 4, 1)
+    path = save(tmp_path / "x.npy", data)
+    (feed,) = build_feeds([IMAGE], [InputArg("image", path)])
+    assert feed.converted_from is None and conversion_warning(feed) is None
+    assert np.asarray(feed.array).dtype == np.float32
+    np.testing.assert_array_equal(np.asarray(feed.array), data.astype(np.float64))
+
+
+def test_float64_file_is_cast_to_float32_with_a_warning(tmp_path: Path) -> None:
     data = np.linspace(0, 1, 16).reshape(1, 4, 4, 1)
     path = save(tmp_path / "f64.npy", data)
-    image = arrays(build_feeds([IMAGE], [InputArg("image", path)]))["image"]
-    assert image.dtype == np.float32
-    np.testing.assert_allclose(image, data.astype(np.float32))
+    (feed,) = build_feeds([IMAGE], [InputArg("image", path)])
+    assert feed.converted_from == "float64"
+    assert (
+        conversion_warning(feed) == f"input 'image' from {path}: float64 converted to float32, which can change values"
+    )
+    np.testing.assert_array_equal(np.asarray(feed.array), data.astype(np.float32))
 
 
-def test_int64_file_fits_int32_input(tmp_path: Path) -> None:
+def test_int64_file_fits_int32_input_with_a_warning(tmp_path: Path) -> None:
     path = save(tmp_path / "ids.npy", np.arange(6, dtype=np.int64).reshape(1, 6))
-    tokens = arrays(build_feeds([TOKENS], [InputArg("tokens", path)]))["tokens"]
-    assert tokens.dtype == np.int32 and tokens.tolist() == [[0, 1, 2, 3, 4, 5]]
+    (feed,) = build_feeds([TOKENS], [InputArg("tokens", path)])
+    assert np.asarray(feed.array).dtype == np.int32 and np.asarray(feed.array).tolist() == [[0, 1, 2, 3, 4, 5]]
+    assert conversion_warning(feed) == f"input 'tokens' from {path}: int64 converted to int32, which can change values"
+
+
+def test_a_batch_and_a_shard_keep_the_conversion(tmp_path: Path) -> None:
+    path = save(tmp_path / "f64.npy", np.zeros((4, 4, 4, 1)))
+    feeds = shard_feeds(build_feeds([IMAGE], [InputArg("image", path)]), [IMAGE], 0, 2)
+    (batch,) = list(iter_batches(feeds, [IMAGE], 2))
+    assert [f.converted_from for f in [*feeds, *batch]] == ["float64", "float64"]
 
 
 def test_int64_values_too_large_for_int32(tmp_path: Path) -> None:
@@ -446,9 +474,9 @@ def test_int64_values_too_large_for_int32(tmp_path: Path) -> None:
 
 
 def test_dtype_mismatch_names_input_expected_and_given(tmp_path: Path) -> None:
-    path = save(tmp_path / "ints.npy", np.zeros((1, 4, 4, 1), np.int64))
+    path = save(tmp_path / "c.npy", np.zeros((1, 4, 4, 1), np.complex64))
     error = feed_error([IMAGE], [InputArg("image", path)])
-    assert error.message == f"input 'image' from {path}: expected dtype float32, got int64"
+    assert error.message == f"input 'image' from {path}: dtype complex64 cannot feed float32"
     assert error.hint == "convert the file, e.g. np.save(path, arr.astype('float32'))"
 
 
@@ -456,6 +484,33 @@ def test_float_file_for_int_input_is_refused(tmp_path: Path) -> None:
     path = save(tmp_path / "f.npy", np.zeros((1, 6), np.float32))
     error = feed_error([TOKENS], [InputArg("tokens", path)])
     assert error.message == f"input 'tokens' from {path}: expected dtype int32, got float32"
+
+
+def test_in_memory_arrays_follow_the_same_rule_in_python_words() -> None:
+    """The Python API's errors name its argument and give advice for an array, not a file."""
+    (feed,) = build_feeds([IMAGE], in_memory={"image": np.zeros((1, 4, 4, 1))})
+    assert (
+        conversion_warning(feed)
+        == "input 'image' given in inputs=: float64 converted to float32, which can change values"
+    )
+    error = feed_error([TOKENS], in_memory={"tokens": np.zeros((1, 6), np.float32)})
+    assert error.message == "input 'tokens' given in inputs=: expected dtype int32, got float32"
+    assert error.hint == "convert it, e.g. arr.astype('int32')"
+    assert "np.save" not in str(feed_error([IMAGE], in_memory={"image": np.zeros((1, 4, 4))}))
+
+
+def test_inputs_from_an_archive_follow_the_same_rule(tmp_path: Path) -> None:
+    from probe_cli.archive.writer import write_archive
+
+    data = np.linspace(0, 1, 16).reshape(1, 4, 4, 1)
+    attrs = {"probe_version": "0"}
+    archive = write_archive(tmp_path / "a.h5", [], [Feed("image", data, "x.npy")], attrs, seed=0)
+    (feed,) = build_feeds([IMAGE], [InputArg(None, archive)])
+    assert (feed.converted_from, feed.source) == ("float64", f"{archive}:image")
+    np.testing.assert_array_equal(np.asarray(feed.array), data.astype(np.float32))
+    floats = write_archive(tmp_path / "t.h5", [], [Feed("tokens", np.zeros((1, 6)), "t")], attrs, seed=0)
+    error = feed_error([TOKENS], [InputArg(None, floats)])
+    assert error.message.endswith("expected dtype int32, got float64")
 
 
 def test_shape_mismatch_names_input_expected_and_given(tmp_path: Path) -> None:

@@ -43,6 +43,8 @@ MAPS_WIDTH = 6.0
 DPI = 100
 DEFAULT_BINS = 64
 DEFAULT_MAX_CHANNELS = 16
+#: Tensors drawn when none are chosen: the first ones in graph order (one PNG row of 300 pixels each).
+DEFAULT_MAX_TENSORS = 16
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,8 @@ class PlotResult:
     files: list[Path]
     tensors: list[str]
     channel_maps: list[str]
+    #: with no pattern given and more tensors stored than :data:`DEFAULT_MAX_TENSORS`: how many are stored
+    bounded_from: int | None = None
 
 
 def _matplotlib() -> tuple[Any, Any]:
@@ -178,13 +182,20 @@ def plot_archive(
     bins: int = DEFAULT_BINS,
     max_channels: int = DEFAULT_MAX_CHANNELS,
 ) -> PlotResult:
-    """Draws the tensors the patterns select: one PNG, or one per tensor when ``output`` is a directory."""
+    """Draws the tensors the patterns select: one PNG, or one per tensor when ``output`` is a directory.
+
+    No pattern draws what the archive stores (for ``dump`` without a selection: the layer outputs), the
+    first :data:`DEFAULT_MAX_TENSORS` in graph order when there are more (``bounded_from`` says so).
+    """
     if bins < 1 or max_channels < 1:
         raise UsageProblem("--bins and --max-channels must be at least 1")
     out = default_output(archive) if output is None else Path(output)
     with open_archive(archive) as file:
         stored = list_tensors(file) + [as_stored(d) for d in list_distributions(file)]
-        tensors = select_tensors(stored, patterns, "--tensor")
+        tensors = select_tensors(stored, patterns, "--tensor") if patterns else stored[:DEFAULT_MAX_TENSORS]
+        if not tensors:
+            raise UsageProblem(f"archive {str(archive)!r} stores no tensors to plot")
+        bounded_from = len(stored) if not patterns and len(stored) > len(tensors) else None
         for tensor in tensors:
             if is_image_like(tensor.shape) and not 0 <= sample < tensor.shape[0]:
                 raise UsageProblem(
@@ -197,9 +208,9 @@ def plot_archive(
                 path = out / file_name(tensor.name)
                 maps += _render([tensor], file, path, bins=bins, sample=sample, max_channels=max_channels)
                 files.append(path)
-            return PlotResult(files, [t.name for t in tensors], maps)
+            return PlotResult(files, [t.name for t in tensors], maps, bounded_from)
         parent = out.parent if str(out.parent) else Path(".")
         if not parent.is_dir():
             raise FileProblem(f"output directory {str(parent)!r} does not exist")
         maps = _render(tensors, file, out, bins=bins, sample=sample, max_channels=max_channels)
-        return PlotResult([out], [t.name for t in tensors], maps)
+        return PlotResult([out], [t.name for t in tensors], maps, bounded_from)

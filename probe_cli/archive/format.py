@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from probe_cli.core.distribution import Distribution, Moments
-from probe_cli.core.types import TensorInfo
+from probe_cli.core.types import Feed, TensorInfo
 
 FORMAT_VERSION = 1
 TENSORS = "tensors"
@@ -22,6 +22,15 @@ STATS = "stats"
 GRAPH = "graph"
 #: Per-channel arrays of a distribution, as stored under ``/stats/<name>/`` (see :func:`distribution_arrays`).
 CHANNEL_FIELDS = ("count", "min", "max", "mean", "m2")
+
+
+def input_attrs(feed: Feed, seed: int) -> dict[str, Any]:
+    """The attributes of a fed input: its provenance, and the dtype it was converted from (if a cast could
+    change its values)."""
+    attrs = {"name": feed.name, "source": feed.source, "seed": seed, "dtype": str(feed.array.dtype)}
+    if feed.converted_from is not None:
+        attrs["converted_from"] = feed.converted_from
+    return attrs
 
 
 def tensor_attrs(info: TensorInfo) -> dict[str, Any]:

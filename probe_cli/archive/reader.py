@@ -280,6 +280,8 @@ class InputRecord:
     dtype: str
     source: str | None
     seed: int | None
+    #: the dtype the input was given in, when converted by a cast that can change values
+    converted_from: str | None = None
 
 
 def input_datasets(file: h5py.File) -> list[tuple[InputRecord, h5py.Dataset | h5py.Group]]:
@@ -301,6 +303,7 @@ def input_datasets(file: h5py.File) -> list[tuple[InputRecord, h5py.Dataset | h5
             dtype=str(ds.dtype),
             source=blank_to_none(str(attrs["source"])) if "source" in attrs else None,
             seed=int(seed) if isinstance(seed, (int, np.integer)) else None,
+            converted_from=blank_to_none(attrs.get("converted_from")),
         )
         found.append((record, node))
     return found

@@ -40,13 +40,21 @@ from probe_cli.archive.format import (
     dataset_path,
     distribution_arrays,
     distribution_attrs,
+    input_attrs,
     layout,
     tensor_attrs,
 )
+from probe_cli.core import interrupt
 from probe_cli.core.distribution import Distribution
-from probe_cli.core.errors import ArchiveError, ArchiveExists, FileProblem
+from probe_cli.core.errors import ArchiveError, ArchiveExists, FileProblem, in_python
 from probe_cli.core.graph import ModelGraph
 from probe_cli.core.types import Feed, TensorInfo
+
+
+def _overwrite_hint() -> str:
+    if in_python():
+        return "pass force=True to overwrite it, or another path"
+    return "pass --force to overwrite it, or -o to choose another path"
 
 
 def check_destination(path: Path, force: bool) -> None:
@@ -54,9 +62,7 @@ def check_destination(path: Path, force: bool) -> None:
     if path.is_dir():
         raise ArchiveExists(f"output {str(path)!r} is a directory", "give a file name with -o")
     if path.exists() and not force:
-        raise ArchiveExists(
-            f"archive {str(path)!r} already exists", "pass --force to overwrite it, or -o to choose another path"
-        )
+        raise ArchiveExists(f"archive {str(path)!r} already exists", _overwrite_hint())
     parent = path.parent if str(path.parent) else Path(".")
     if parent.exists() and not parent.is_dir():
         raise FileProblem(f"output directory {str(parent)!r} is not a directory")
@@ -194,8 +200,7 @@ class ArchiveWriter:
         self.file.create_dataset(GRAPH, data=graph.to_json(), dtype=h5py.string_dtype("utf-8"))
 
     def add_input(self, feed: Feed, seed: int) -> None:
-        attrs = {"name": feed.name, "source": feed.source, "seed": seed, "dtype": str(feed.array.dtype)}
-        self._new_dataset(f"{INPUTS}/{feed.name}", attrs, data=_storable(feed.array))
+        self._new_dataset(f"{INPUTS}/{feed.name}", input_attrs(feed, seed), data=_storable(feed.array))
 
     def add_tensor(self, info: TensorInfo, value: np.ndarray) -> None:
         try:
@@ -290,7 +295,8 @@ class ArchiveWriter:
         temporary name is removed. With ``force`` an archive being replaced is removed first: on
         ext4 a rename over an existing file writes the new one back to disk before it returns
         (auto_da_alloc). For a moment neither exists; interrupted in that moment, the complete new
-        archive still takes the old one's place, as ``--force`` asked.
+        archive still takes the old one's place, as ``--force`` asked. Once a signal has been
+        recorded (:mod:`probe_cli.core.interrupt`), nothing is published.
         """
         removed = False
         try:
@@ -298,20 +304,21 @@ class ArchiveWriter:
                 self._finish_executions()
             finally:
                 self.file.close()
-            if not self.force:
-                self._publish_new()
-                return
-            with suppress(FileNotFoundError):
-                self.path.unlink()
-                removed = True
-            os.replace(self._tmp, self.path)
+            with interrupt.publishing(self.path):  # a signal recorded before, even a lost one, publishes nothing
+                if not self.force:
+                    self._publish_new()
+                    return
+                with suppress(FileNotFoundError):
+                    self.path.unlink()
+                    removed = True
+                os.replace(self._tmp, self.path)
         except ArchiveExists:
             self._tmp.unlink(missing_ok=True)
             raise
         except OSError as exc:
             self._tmp.unlink(missing_ok=True)
             raise ArchiveError(f"cannot write archive {str(self.path)!r}: {exc}") from None
-        except BaseException:  # Ctrl-C while closing or renaming
+        except BaseException:  # Ctrl-C while closing, or one recorded before publishing
             if removed and not self.path.exists():
                 with suppress(OSError):
                     os.replace(self._tmp, self.path)
@@ -323,14 +330,13 @@ class ArchiveWriter:
             os.link(self._tmp, self.path)
         except FileExistsError:
             raise ArchiveExists(
-                f"archive {str(self.path)!r} already exists (it appeared while this dump ran)",
-                "pass --force to overwrite it, or -o to choose another path",
+                f"archive {str(self.path)!r} already exists (it appeared while this dump ran)", _overwrite_hint()
             ) from None
         except OSError as exc:  # a file system without hard links: a rename, which the check above made likely safe
             if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
                 raise
             if self.path.exists():
-                raise ArchiveExists(f"archive {str(self.path)!r} already exists", "pass --force") from None
+                raise ArchiveExists(f"archive {str(self.path)!r} already exists", _overwrite_hint()) from None
             os.rename(self._tmp, self.path)
             return
         self._tmp.unlink()

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from probe_cli.backends import tfenv
-from probe_cli.core.errors import FileProblem
+from probe_cli.core.errors import FileProblem, option
 from probe_cli.core.graph import ModelGraph, graph_of
 from probe_cli.core.types import Feed, ModelIndex, TensorInfo
 
@@ -244,11 +244,11 @@ def import_custom_objects(files: Sequence[str | Path]) -> dict[str, Any]:
     for number, file in enumerate(files):
         path = Path(file)
         if not path.is_file():
-            raise FileProblem(f"--custom-objects file {str(path)!r} does not exist")
+            raise FileProblem(f"{option('--custom-objects')} file {str(path)!r} does not exist")
         module_name = f"probe_custom_objects_{number}_" + re.sub(r"\W", "_", path.stem)
         spec = importlib.util.spec_from_file_location(module_name, path)
         if spec is None or spec.loader is None:
-            raise FileProblem(f"--custom-objects file {str(path)!r} is not a Python file")
+            raise FileProblem(f"{option('--custom-objects')} file {str(path)!r} is not a Python file")
         module = importlib.util.module_from_spec(spec)
         sys.modules[module_name] = module
         tfenv.keras()  # the file will import keras/tensorflow; keep their noise hidden
@@ -257,7 +257,7 @@ def import_custom_objects(files: Sequence[str | Path]) -> dict[str, Any]:
         except Exception as exc:  # noqa: BLE001 - any error in user code is the user's to fix
             del sys.modules[module_name]
             raise FileProblem(
-                f"--custom-objects file {str(path)!r} failed to import: {type(exc).__name__}: {exc}"
+                f"{option('--custom-objects')} file {str(path)!r} failed to import: {type(exc).__name__}: {exc}"
             ) from None
         for name, obj in vars(module).items():
             if (inspect.isclass(obj) or inspect.isfunction(obj)) and obj.__module__ == module_name:

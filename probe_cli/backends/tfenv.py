@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
+import tempfile
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -80,22 +82,48 @@ def _plotting_hidden() -> Iterator[None]:
 
 
 @contextmanager
-def _native_stderr_silenced() -> Iterator[None]:
-    """TensorFlow's C++ side logs at import time before TF_CPP_MIN_LOG_LEVEL applies."""
+def _native_stderr_into(target: int) -> Iterator[bool]:
+    """The process's stderr (fd 2) pointed at ``target`` for the block, then put back; False when there is
+    no fd 2 to point elsewhere."""
     try:
         sys.stderr.flush()
         saved = os.dup(2)
     except (OSError, ValueError):
-        yield
+        yield False
         return
-    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(target, 2)
     try:
-        os.dup2(devnull, 2)
-        yield
+        yield True
     finally:
         os.dup2(saved, 2)
         os.close(saved)
+
+
+@contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """TensorFlow's C++ side logs at import time before TF_CPP_MIN_LOG_LEVEL applies."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        with _native_stderr_into(devnull):
+            yield
+    finally:
         os.close(devnull)
+
+
+@contextmanager
+def native_stderr_without(noise: re.Pattern[str]) -> Iterator[None]:
+    """Around a call whose C++ side logs to the process's stderr (fd 2): its lines matching ``noise`` are
+    dropped, the rest written out afterwards, and fd 2 is put back, for a library caller's process."""
+    with tempfile.TemporaryFile() as captured:
+        try:
+            with _native_stderr_into(captured.fileno()):
+                yield
+        finally:
+            captured.seek(0)
+            lines = captured.read().splitlines(keepends=True)
+            kept = b"".join(line for line in lines if not noise.search(line.decode(errors="replace")))
+            if kept:
+                os.write(2, kept)
 
 
 def tf() -> ModuleType:

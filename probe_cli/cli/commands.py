@@ -13,7 +13,7 @@ import os
 import re
 import shlex
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import click
 from probe_cli import __version__
 from probe_cli.backends import tfenv  # imports TensorFlow only when asked to
 from probe_cli.cli import config  # stdlib and Click only
+from probe_cli.core import interrupt
 from probe_cli.core.errors import FAILURE, INTERRUPTED, NUMERICS, USAGE, ProbeError
 
 EXIT_CODES_HELP = """\b
@@ -31,7 +32,7 @@ Exit codes:
   2  usage error or bad input (bad option, missing file, pattern matching
      nothing, input shape/dtype mismatch, archive exists, --unsafe needed)
   3  dump --check-numerics found NaN or Inf
-  130  interrupted (Ctrl-C or SIGTERM); no archive is left behind
+  130  interrupted (Ctrl-C or SIGTERM); no archive is published after it
 """
 
 
@@ -78,8 +79,21 @@ class ProbeGroup(click.Group):
     _SHOWS_HELP: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
-        with tfenv.cli_process():  # the CLI owns its process; CliRunner and scripts calling it in-process too
-            return super().main(*args, **kwargs)
+        # the CLI owns its process; CliRunner and scripts calling it in-process too
+        with tfenv.cli_process(), interrupt.watch():
+            try:
+                return super().main(*args, **kwargs)
+            except SystemExit as exc:
+                if interrupt.requested() and exc.code != INTERRUPTED:  # arrived after the last check, or was lost
+                    click.echo(f"Error: {interrupted_message()}", err=True)
+                    raise SystemExit(INTERRUPTED) from None
+                raise
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except KeyboardInterrupt:  # while parsing: Click would print "Aborted!" and exit 1
+            raise _interrupted() from None
 
     @staticmethod
     def _one_line(exc: click.UsageError) -> click.ClickException:
@@ -128,7 +142,9 @@ class ProbeGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             self._load_settings(ctx)
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+            interrupt.check()  # a signal whose exception was lost on the way still ends the run as one
+            return result
         except ProbeError as exc:
             if ctx.meta.get("probe.debug"):
                 raise
@@ -164,11 +180,6 @@ def _judges(ctx: click.Context) -> bool:
 
 INTERRUPTED_MESSAGE = "interrupted; no archive was written"
 
-#: Set by the entry point's signal handler. From then on any error is the signal's doing, even
-#: where an extension module dropped the KeyboardInterrupt from its exception chain, or Python
-#: swallowed it (raised in a ``__del__``) and the run failed later for want of what it stopped.
-_signalled = False
-
 
 def _error(message: str, exit_code: int) -> click.ClickException:
     """What Click prints as one ``Error: ...`` line and exits with ``exit_code``: the one place that maps codes."""
@@ -179,7 +190,15 @@ def _error(message: str, exit_code: int) -> click.ClickException:
 
 def _interrupted() -> click.ClickException:
     # Click would print "Aborted!" and exit 1; the archive writer has already cleaned up.
-    return _error(INTERRUPTED_MESSAGE, INTERRUPTED)
+    return _error(interrupted_message(), INTERRUPTED)
+
+
+def interrupted_message() -> str:
+    """What an interrupt did: nothing was published, or (a signal during or after publishing) what was."""
+    done = interrupt.published()
+    if not done:
+        return INTERRUPTED_MESSAGE
+    return "interrupted after writing " + ", ".join(repr(str(path)) for path in done)
 
 
 def _caused_by_interrupt(exc: BaseException) -> bool:
@@ -189,7 +208,7 @@ def _caused_by_interrupt(exc: BaseException) -> bool:
     pybind11's ``ImportError: initialization failed`` (seen during
     ``import tensorflow``), and library code may wrap that in a ProbeError.
     """
-    if _signalled:
+    if interrupt.requested():  # from then on any error is the signal's doing, its exception maybe lost
         return True
     seen: set[int] = set()
     pending: list[BaseException] = [exc]
@@ -523,10 +542,17 @@ def dump(
     request = DumpRequest(model=model, spec=spec, inputs=feed, output=output)
     with progress_bar(enabled=not as_json) as progress:
         result = run_dump(request, progress=progress)
+    _warn(result.warnings)
     render_dump(Out(), result, as_json=as_json)
     if result.nonfinite is not None:
         click.echo(f"Error: NaN/Inf first appears at {result.nonfinite.where()}", err=True)
         ctx.exit(NUMERICS)
+
+
+def _warn(messages: Sequence[str]) -> None:
+    """The library's warnings, one ``Warning: ...`` line each on stderr, so stdout (JSON) stays clean."""
+    for message in messages:
+        click.echo(f"Warning: {message}", err=True)
 
 
 def _pair_of_floats(text: str | None, option: str) -> tuple[float, float] | None:
@@ -551,11 +577,10 @@ def _shard(text: str | None) -> tuple[int, int] | None:
 
 
 def _interrupt(signum: int, frame: object) -> None:
-    """Ctrl-C and SIGTERM unwind alike, so a half-written archive is removed on the way out;
-    and the signal is recorded for errors that do not carry it (see ``_caused_by_interrupt``)."""
-    global _signalled
-    _signalled = True
-    raise KeyboardInterrupt
+    """Ctrl-C and SIGTERM unwind alike, so a half-written archive is removed on the way out; the
+    signal is recorded first, for where its exception gets lost (see :mod:`probe_cli.core.interrupt`)."""
+    if interrupt.request():
+        raise KeyboardInterrupt
 
 
 ARCHIVE_MATCH_HELP = (
@@ -663,8 +688,9 @@ def _read_map(map_file: Path | None) -> dict[str, str] | None:
 def show(archive: Path, match: tuple[str, ...], as_json: bool) -> None:
     """Show an archive's provenance and its tensors' statistics, in graph order.
 
-    Provenance: model path and SHA-256, probe/TensorFlow/Keras versions, seed,
-    command, creation time, and the fed inputs with their sources. Per tensor:
+    Provenance: model path and SHA-256, samples (of how many, for a shard), the seed
+    where random inputs were made, versions, command, creation time, and the fed
+    inputs with their sources (--json: every attribute). Per tensor:
     shape, dtype, min, max, mean, std (over finite values) and NaN/Inf counts.
     Needs only h5py: TensorFlow is not loaded.
     """
@@ -741,10 +767,10 @@ def _step_summary(result: Any, title: str = "probe diff") -> None:
     "--tensor",
     "tensors",
     multiple=True,
-    required=True,
     callback=_check_regexes,
     metavar="REGEX",
-    help="Plot every stored tensor whose full name (op:0) or op name this regex matches completely. Repeatable.",
+    help="Plot every stored tensor whose full name (op:0) or op name this regex matches completely. Repeatable. "
+    "[default: the stored tensors (a dump's layer outputs), the first 16 in graph order]",
 )
 @click.option(
     "-o",
@@ -881,14 +907,17 @@ def compare(
       2  trouble (a model that does not load or run, a bad option)
     """
     from probe_cli.cli.render import Out, render_diff
+    from probe_cli.feed import feed_warnings
     from probe_cli.pipeline import ModelOptions, compare_models, make_feeds, open_model
 
     options = (tuple(custom_objects), unsafe, signature)
     ref, cand = (open_model(ModelOptions(path, *options)) for path in (reference, candidate))
+    feeds = make_feeds(ref.index, feed)
+    _warn(feed_warnings(feeds))
     result = compare_models(
         ref,
         cand,
-        make_feeds(ref.index, feed),
+        feeds,
         save_dir,
         tensors=tensors,
         layers=layers,
@@ -943,6 +972,9 @@ def main() -> None:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except KeyboardInterrupt:
         click.echo(f"Error: {INTERRUPTED_MESSAGE}", err=True)
+        code = INTERRUPTED
+    if interrupt.requested() and code != INTERRUPTED:  # arrived after the command had finished
+        click.echo("Error: interrupted", err=True)
         code = INTERRUPTED
     _exit_fast(code)
 

@@ -22,6 +22,7 @@ from probe_cli.analysis.pairing import NO_COUNTERPART
 from probe_cli.analysis.plot import PlotResult
 from probe_cli.analysis.show import ArchiveSummary
 from probe_cli.archive.merge import MergeResult
+from probe_cli.archive.reader import InputRecord
 from probe_cli.core.distribution import Distribution
 from probe_cli.core.types import ModelIndex, format_shape
 from probe_cli.core.units import human_bytes
@@ -175,7 +176,13 @@ def _quantization_text(quantization: dict[str, Any] | None) -> str | None:
 
 def _feeds_doc(result: DumpResult) -> list[dict[str, Any]]:
     return [
-        {"name": f.name, "source": f.source, "shape": list(f.array.shape), "dtype": str(f.array.dtype)}
+        {
+            "name": f.name,
+            "source": f.source,
+            "shape": list(f.array.shape),
+            "dtype": str(f.array.dtype),
+            **({"converted_from": f.converted_from} if f.converted_from else {}),
+        }
         for f in result.feeds
     ]
 
@@ -296,7 +303,14 @@ def show_document(summary: ArchiveSummary) -> dict[str, Any]:
         "provenance": summary.provenance,
         "extra_attributes": summary.extra,
         "inputs": [
-            {"name": i.name, "shape": list(i.shape), "dtype": i.dtype, "source": i.source, "seed": i.seed}
+            {
+                "name": i.name,
+                "shape": list(i.shape),
+                "dtype": i.dtype,
+                "source": i.source,
+                "seed": i.seed,
+                **({"converted_from": i.converted_from} if i.converted_from else {}),
+            }
             for i in summary.inputs
         ],
         "total_tensors": summary.total_tensors,
@@ -337,11 +351,37 @@ def _distribution_doc(dist: Distribution) -> dict[str, Any]:
     return doc
 
 
+def _samples_line(extra: dict[str, Any], batch_size: Any) -> str:
+    """``0-127 of 256 (shard 0/2), batch size 32``, or ``256, batch size 32`` for a whole run."""
+    start, stop, total = (extra.get(key) for key in ("sample_start", "sample_stop", "samples_total"))
+    batch = f", batch size {batch_size}" if batch_size is not None else ""
+    if isinstance(start, int) and isinstance(stop, int) and isinstance(total, int) and (start, stop) != (0, total):
+        shard = f" (shard {extra['shard']})" if extra.get("shard") else ""
+        return f"{start}-{stop - 1} of {total}{shard}{batch}"
+    count = total if isinstance(total, int) else extra.get("samples")
+    return f"{'?' if count is None else count}{batch}"
+
+
+def _numerics_line(numerics: Any) -> str:
+    """What ``dump --check-numerics`` found, as its own report says it."""
+    found = numerics.get("nonfinite", numerics) if isinstance(numerics, dict) else None
+    if not isinstance(found, dict) or not found.get("name"):
+        return "no NaN or Inf (checked with --check-numerics)"
+    return f"NaN/Inf first appears at {found['name']} (op {found.get('op_type')}, layer {found.get('layer')})"
+
+
+def _input_source(record: InputRecord) -> str:
+    if record.source == "random":
+        return "random" if record.seed is None else f"random, seed {record.seed}"
+    source = _fmt(record.source)
+    return f"{source} ({record.converted_from}, converted)" if record.converted_from else source
+
+
 def render_show(out: Out, summary: ArchiveSummary, *, as_json: bool) -> None:
     if as_json:
         out.json(show_document(summary))
         return
-    p = summary.provenance
+    p, extra = summary.provenance, summary.extra
     versions = ", ".join(
         f"{label} {p[key]}"
         for label, key in (("probe", "probe_version"), ("tensorflow", "tensorflow_version"), ("keras", "keras_version"))
@@ -351,18 +391,21 @@ def render_show(out: Out, summary: ArchiveSummary, *, as_json: bool) -> None:
     out.line(f"Archive:  {summary.path}")
     out.line(f"Model:    {model}")
     out.line(f"SHA-256:  {_fmt(p.get('model_sha256'))}")
+    out.line(f"Samples:  {_samples_line(extra, p.get('batch_size'))}")
+    if any(i.source == "random" for i in summary.inputs):  # a seed means nothing for inputs read from files
+        out.line(f"Seed:     {_fmt(p.get('seed'))} (of the random inputs)")
+    if "numerics" in extra:
+        out.line(f"Numerics: {_numerics_line(extra['numerics'])}")
+    if extra.get("merged_from"):
+        out.line(f"Merged:   from {len(extra['merged_from'])} shard archives")
     out.line(f"Versions: {versions or '-'}")
-    batch = f" (batch size {p['batch_size']})" if p.get("batch_size") is not None else ""
-    out.line(f"Seed:     {_fmt(p.get('seed'))}{batch}")
     out.line(f"Command:  {_fmt(p.get('command'))}")
     out.line(f"Created:  {_fmt(p.get('created'))}")
-    for key, value in summary.extra.items():  # attributes newer than this reader: shown as they are
-        out.line(f"{key + ':':<10}{_fmt(value)}")
     out.line()
     out.table(
         f"Inputs ({len(summary.inputs)})",
-        ["name", "shape", "dtype", "source", "seed"],
-        [(i.name, _shape_text(i.shape), i.dtype, i.source, i.seed) for i in summary.inputs],
+        ["name", "shape", "dtype", "source"],
+        [(i.name, _shape_text(i.shape), i.dtype, _input_source(i)) for i in summary.inputs],
     )
     out.line()
     shown = len(summary.tensors)
@@ -663,6 +706,11 @@ def render_plot(out: Out, result: PlotResult) -> None:
     maps = f", channel maps for {len(result.channel_maps)}" if result.channel_maps else ""
     files = ", ".join(str(f) for f in result.files) if len(result.files) <= 3 else f"{len(result.files)} files"
     out.line(f"Plotted {len(result.tensors)} tensor(s){maps}: {files}")
+    if result.bounded_from is not None:
+        out.line(
+            f"Note: the first {len(result.tensors)} of the {result.bounded_from} stored tensors, in graph order; "
+            "choose with -t REGEX"
+        )
 
 
 def render_merge(out: Out, result: MergeResult) -> None:

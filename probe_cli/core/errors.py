@@ -13,14 +13,65 @@ Exit codes (documented in the README):
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 OK = 0
 FAILURE = 1
 USAGE = 2
 #: dump --check-numerics found NaN or Inf.
 NUMERICS = 3
-#: Ctrl-C or SIGTERM; no archive is left behind.
+#: Ctrl-C or SIGTERM; no archive is published once it arrived (see probe_cli.core.interrupt).
 INTERRUPTED = 130
+
+
+#: The Python API's argument for each CLI option, so an error names what its caller typed.
+PYTHON_ARGUMENTS = {
+    "--tensor": "tensors=",
+    "--layer": "layers=",
+    "--match": "match=",
+    "--input": "inputs=",
+    "--batch-size": "batch_size=",
+    "--seed": "seed=",
+    "--samples": "samples=",
+    "--force": "force=True",
+    "--shard": "shard=",
+    "--stats-only": "stats_only=True",
+    "--hist-range": "hist_range=",
+    "--check-numerics": "check_numerics=True",
+    "--max-bytes": "max_bytes=",
+    "--unsafe": "unsafe=True",
+    "--custom-objects": "custom_objects=",
+    "--map": "mapping=",
+}
+_python_call: ContextVar[bool] = ContextVar("probe_python_call", default=False)
+
+
+@contextmanager
+def python_call() -> Iterator[None]:
+    """Around a Python API call: errors raised inside name its arguments, not the CLI's options."""
+    token = _python_call.set(True)
+    try:
+        yield
+    finally:
+        _python_call.reset(token)
+
+
+def in_python() -> bool:
+    """Whether the Python API is the caller (see :func:`python_call`)."""
+    return _python_call.get()
+
+
+def option(flag: str) -> str:
+    """``--tensor`` for the CLI's user, ``tensors=`` for a Python caller."""
+    return PYTHON_ARGUMENTS.get(flag, flag) if in_python() else flag
+
+
+def given(flag: str, value: str) -> str:
+    """An option with its value as the caller wrote it: ``--tensor 'x'``, or ``tensors='x'``."""
+    name = option(flag)
+    return f"{name}{value}" if name.endswith("=") else f"{name} {value}"
 
 
 class ProbeError(Exception):
@@ -63,6 +114,11 @@ class MissingCustomObject(UsageProblem):
 
 class PatternError(UsageProblem):
     """A --tensor/--layer/--match pattern does not compile or matches nothing."""
+
+
+class InputConversionWarning(UserWarning):
+    """An input array was converted to the model's dtype by a cast that can change values (float64 to
+    float32): the Python API's warning; the CLI prints the same line as ``Warning: ...``."""
 
 
 class FeedError(UsageProblem):

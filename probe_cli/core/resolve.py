@@ -12,7 +12,7 @@ import difflib
 import re
 from collections.abc import Sequence
 
-from probe_cli.core.errors import PatternError
+from probe_cli.core.errors import PatternError, given, in_python
 from probe_cli.core.types import LayerInfo, ModelIndex, TensorInfo
 
 
@@ -20,11 +20,25 @@ def compile_pattern(pattern: str, option: str = "--tensor") -> re.Pattern[str]:
     try:
         return re.compile(pattern)
     except (re.error, OverflowError, RecursionError) as exc:  # 'a{99999999999}', deep nesting
-        raise PatternError(f"{option} {pattern!r} is not a valid regular expression: {exc}") from None
+        raise PatternError(f"{given(option, repr(pattern))} is not a valid regular expression: {exc}") from None
 
 
 def tensor_matches(regex: re.Pattern[str], tensor: TensorInfo) -> bool:
     return bool(regex.fullmatch(tensor.name) or regex.fullmatch(tensor.op_name))
+
+
+def _widened(pattern: str, example: str) -> str:
+    """``pattern`` matching anywhere in a name, written as a person would: ``conv.*`` -> ``.*conv.*``, not
+    ``.*conv.*.*``; an alternation is grouped, so ``a|b`` stays one pattern."""
+    core = pattern[2:] if pattern.startswith(".*") and len(pattern) > 2 else pattern
+    core = core[:-2] if core.endswith(".*") and not core.endswith("\\.*") and len(core) > 2 else core
+    for candidate in ([] if "|" in core else [f".*{core}.*"]) + [f".*({core}).*"]:
+        try:
+            if re.fullmatch(candidate, example):
+                return candidate
+        except re.error:  # the '.*' taken off was part of something else, e.g. '(a.*)'
+            continue
+    return f".*({pattern}).*"
 
 
 def _no_match(pattern: str, option: str, names: Sequence[str], what: str = "tensor") -> PatternError:
@@ -32,7 +46,8 @@ def _no_match(pattern: str, option: str, names: Sequence[str], what: str = "tens
     regex = re.compile(pattern)
     partial = [n for n in names if regex.search(n)]
     if partial:
-        hint = f"patterns must match the whole name; try '.*{pattern}.*' (it would match e.g. {partial[0]})"
+        widened = _widened(pattern, partial[0])
+        hint = f"patterns must match the whole name; try {widened!r} (it would match e.g. {partial[0]})"
     else:
         folded = re.compile(pattern, re.IGNORECASE)
         caseless = [n for n in names if folded.fullmatch(n) or folded.search(n)]
@@ -40,8 +55,9 @@ def _no_match(pattern: str, option: str, names: Sequence[str], what: str = "tens
             hint = f"names are case-sensitive; did you mean {caseless[0]}?"
         else:
             close = difflib.get_close_matches(pattern, list(dict.fromkeys(names)), n=3, cutoff=0.3)
-            hint = ("closest: " + ", ".join(close)) if close else "run 'probe list MODEL' to see the names"
-    return PatternError(f"{option} {pattern!r} matches no {what}", hint)
+            names_at = f"Model.{what}s lists the names" if in_python() else "run 'probe list MODEL' to see the names"
+            hint = ("closest: " + ", ".join(close)) if close else names_at
+    return PatternError(f"{given(option, repr(pattern))} matches no {what}", hint)
 
 
 def match_layers(index: ModelIndex, patterns: Sequence[str], option: str = "--layer") -> list[LayerInfo]:

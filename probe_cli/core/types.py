@@ -151,6 +151,8 @@ class Feed:
     name: str
     array: Any  # a numpy array, or a lazily read file (probe_cli.feed.LazyArray)
     source: str
+    #: the dtype it was given in, when converted to the input's by a cast that can change values
+    converted_from: str | None = None
 
 
 @dataclass(frozen=True)

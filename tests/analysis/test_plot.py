@@ -104,9 +104,25 @@ def test_non_numeric_and_all_nan_tensors_still_plot(tmp_path: Path) -> None:
     assert read_png(out).shape[:2] == (2 * ROW, HIST)
 
 
+def test_no_selection_plots_what_the_archive_stores(
+    archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It failed with "Missing option '-t'"; now it draws the stored tensors (a dump's layer outputs), bounded."""
+    everything, chosen = tmp_path / "all.png", tmp_path / "chosen.png"
+    result = ok(invoke("plot", archive, "-o", everything))
+    assert result.stdout == f"Plotted 4 tensor(s), channel maps for 2: {everything}\n"
+    ok(invoke("plot", archive, "-t", ".*", "-o", chosen))
+    assert np.array_equal(read_png(everything), read_png(chosen))
+    monkeypatch.setattr(plot_module, "DEFAULT_MAX_TENSORS", 3)
+    result = ok(invoke("plot", archive, "-o", everything))
+    assert result.stdout.splitlines() == [
+        f"Plotted 3 tensor(s), channel maps for 2: {everything}",
+        "Note: the first 3 of the 4 stored tensors, in graph order; choose with -t REGEX",
+    ]
+    assert read_png(everything).shape[:2] == (3 * ROW, HIST + MAPS)  # three rows
+
+
 def test_usage_errors(archive: Path, tmp_path: Path) -> None:
-    missing_option = invoke("plot", archive)
-    assert missing_option.exit_code == 2 and "Missing option '-t' / '--tensor'" in missing_option.stderr
     line = assert_one_line_error(invoke("plot", archive, "-t", "x:0", "--sample", "2", "-o", tmp_path / "p.png"), 2)
     assert line == "Error: --sample 2 is out of range for 'x:0', which holds 2 sample(s)"
     line = assert_one_line_error(invoke("plot", archive, "-t", "Relu", "-o", tmp_path / "p.png"), 2)

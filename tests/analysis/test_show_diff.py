@@ -95,15 +95,36 @@ def test_show_prints_provenance_and_tensors_in_graph_order(tmp_path: Path) -> No
     assert "Model:    /models/net.h5 (keras-h5)" in out
     assert "SHA-256:  " + "ab" * 32 in out
     assert "Versions: probe 0.1.0, tensorflow 2.99.0, keras 3.99.0" in out
-    assert "Seed:     0 (batch size 1)" in out
+    assert "Samples:  ?, batch size 1" in out  # written without sample counts
+    assert "Seed:     0 (of the random inputs)" in out
     assert "Command:  probe dump /models/net.h5 -o a.h5" in out
     assert "Created:  2024-01-02T03:04:05+00:00" in out
-    assert ["x", "(2,", "3)", "float32", "random", "0"] in rows(out)
+    assert ["x", "(2,", "3)", "float32", "random,", "seed", "0"] in rows(out)
     names = [line.split()[0] for line in out.split("Tensors (4):")[1].strip().splitlines()[1:]]
     assert names == ["x:0", "zeta/Conv2D:0", "beta/Relu:0", "alpha/Softmax:0"]
     row = next(line.split() for line in out.splitlines() if line.strip().startswith("beta/Relu:0"))
     # name, shape "(5,)", dtype, min, max, mean, std, nan, inf over the finite values 1, 2, 3
     assert row == ["beta/Relu:0", "(5,)", "float32", "1", "3", "2", f"{math.sqrt(2 / 3):.6g}", "1", "1"]
+
+
+def test_show_says_what_a_reader_needs_and_keeps_the_rest_for_json(tmp_path: Path) -> None:
+    """It printed raw attributes (fingerprint:75a6..., sample_start:0) and a seed for inputs read from files."""
+    archive = make_archive(tmp_path / "a.h5", seed=5, source="x.npy")
+    with h5py.File(archive, "r+") as f:
+        attrs = {"fingerprint": "75a6" * 16, "sample_start": 128, "sample_stop": 256, "samples_total": 256}
+        f.attrs.update({**attrs, "shard": "1/2", "samples": 128})
+        f["inputs/x"].attrs["converted_from"] = "float64"
+    out = ok(invoke("show", archive)).stdout
+    head = out.split("Inputs (1):")[0].splitlines()
+    assert [line.split(":")[0] for line in head if line] == [
+        "Archive", "Model", "SHA-256", "Samples", "Versions", "Command", "Created"
+    ]  # fmt: skip
+    assert "Samples:  128-255 of 256 (shard 1/2), batch size 1" in head
+    assert "fingerprint" not in out and "sample_start" not in out and "Seed" not in out
+    assert ["x", "(2,", "3)", "float32", "x.npy", "(float64,", "converted)"] in rows(out)
+    doc = json.loads(ok(invoke("show", archive, "--json")).stdout)
+    assert doc["extra_attributes"]["fingerprint"] == "75a6" * 16 and doc["provenance"]["seed"] == 5
+    assert doc["inputs"][0]["converted_from"] == "float64"
 
 
 def test_show_json_has_stable_keys_and_exact_statistics(tmp_path: Path) -> None:
@@ -164,7 +185,7 @@ def test_show_tolerates_archives_lacking_newer_attributes(tmp_path: Path) -> Non
     result = ok(invoke("show", old))
     assert "Model:    -" in result.stdout
     assert "Versions: probe 0.0.1" in result.stdout
-    assert ["x", "(1,", "2)", "float32", "-", "-"] in rows(result.stdout)
+    assert ["x", "(1,", "2)", "float32", "-"] in rows(result.stdout)
     doc = json.loads(ok(invoke("show", old, "--json")).stdout)
     assert doc["provenance"]["seed"] is None
     assert doc["tensors"] == [

@@ -18,6 +18,7 @@ from conftest import (
     RCNN,
     Samples,
     assert_one_line_error,
+    close,
     datasets,
     hdf5_tool,
     inputs_of,
@@ -171,6 +172,41 @@ def test_npy_input_stored_unchanged(cnn_archive: Path, cnn_input: Path) -> None:
         np.testing.assert_array_equal(ds[()], np.load(cnn_input))
         assert ds.dtype == np.float32
         assert str(cnn_input) in str(ds.attrs["source"])
+
+
+def test_input_dtypes_safe_silent_lossy_warned_and_recorded(
+    samples: Samples, reference_models: dict[str, Any], tmp_path: Path
+) -> None:
+    """uint8 feeds a float32 input without a word; float64 is converted with one warning line, which the
+    archive's input provenance keeps; the values are the model's on the converted input."""
+    image = np.random.default_rng(2).random((1, 28, 28, 1))
+    for dtype, expected in (("uint8", None), ("float64", "float64")):
+        data = (image * 255).astype(np.uint8) if dtype == "uint8" else image
+        np.save(tmp_path / f"{dtype}.npy", data)
+        archive = tmp_path / f"{dtype}.h5"
+        result = ok(invoke("dump", samples.cnn_h5, "-i", tmp_path / f"{dtype}.npy", "-l", "probs", "-o", archive))
+        source = tmp_path / f"{dtype}.npy"
+        warning = f"Warning: input 'image' from {source}: float64 converted to float32, which can change values"
+        assert result.stderr.splitlines() == ([warning] if expected else [])
+        with h5py.File(archive, "r") as f:
+            assert f["inputs/image"].attrs.get("converted_from") == expected
+            fed = f["inputs/image"][()]
+        np.testing.assert_array_equal(fed, data.astype(np.float32))
+        close(tensors_of(archive)["probs/Softmax:0"], reference_models["cnn"].predict(fed, verbose=0))
+
+
+def test_compare_warns_of_a_conversion_once_and_records_it_in_both_archives(samples: Samples, tmp_path: Path) -> None:
+    source = tmp_path / "f64.npy"
+    np.save(source, np.random.default_rng(4).random((2, 28, 28, 1)))
+    kept = tmp_path / "kept"
+    result = invoke("compare", samples.cnn_h5, samples.cnn_keras, "-i", source, "-l", "probs", "--save-dir", kept)
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        f"Warning: input 'image' from {source}: float64 converted to float32, which can change values"
+    ]
+    for archive in ("reference.probe.h5", "candidate.probe.h5"):
+        with h5py.File(kept / archive, "r") as f:
+            assert f["inputs/image"].attrs["converted_from"] == "float64"
 
 
 def test_npz_inputs_stored_unchanged(samples: Samples, reference_models: dict[str, Any], tmp_path: Path) -> None:

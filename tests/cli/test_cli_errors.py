@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,9 +32,11 @@ from conftest import (
     leftovers,
     list_json,
     ok,
+    tensors_of,
 )
 
 from probe_cli.cli.commands import INTERRUPTED_MESSAGE
+from probe_cli.core import interrupt
 from probe_cli.core.errors import ArchiveError
 
 BAD_MODELS = "bad_models"
@@ -67,6 +70,10 @@ def bad(tmp_path_factory: pytest.TempPathFactory, samples: Samples) -> Path:
             dst.writestr(item, payload)
     with zipfile.ZipFile(root / "not_keras.keras", "w") as dst:
         dst.writestr("hello.txt", "hi")
+    flipped = bytearray(data)  # one byte of the JSON config flipped, as a bad copy does it
+    at = data.index(b'{"class_name"') + 1
+    flipped[at] ^= 0x05  # '"' -> "'"
+    (root / "flipped_config.h5").write_bytes(bytes(flipped))
     return root
 
 
@@ -130,6 +137,15 @@ def test_hdf5_without_model(bad: Path, name: str) -> None:
 def test_keras_zip_with_broken_config(bad: Path, dest: Path, name: str) -> None:
     assert_one_line_error(invoke("list", bad / name), 1, name)
     assert_one_line_error(invoke("dump", bad / name, "-o", dest), 1, name)
+
+
+def test_a_corrupt_config_is_named_as_such(bad: Path) -> None:
+    """Said "Expecting property name enclosed in double quotes: line 1 column 1543", a JSON parser's words."""
+    line = assert_one_line_error(invoke("list", bad / "flipped_config.h5"), 1)
+    assert line == (
+        f"Error: cannot load {str(bad / 'flipped_config.h5')!r}: the model's stored configuration is corrupt "
+        "(not valid JSON at character 1) (the file is damaged; save or copy the model again)"
+    )
 
 
 def test_zip_that_is_not_keras(bad: Path) -> None:
@@ -495,9 +511,7 @@ def test_an_error_caused_by_an_interrupt_is_an_interrupt(
     samples: Samples, monkeypatch: pytest.MonkeyPatch, dest: Path, error: Exception, code: int, message: str
 ) -> None:
     """A signal during ``import tensorflow`` came back as ``ImportError: initialization failed`` (exit 1) in CI."""
-    from probe_cli.cli import commands as cli
-
-    monkeypatch.setattr(cli, "_signalled", False)
+    monkeypatch.setattr(interrupt, "_requested", False)
     _fail_on_second_write(monkeypatch, error)
     assert_one_line_error(invoke("dump", samples.cnn_h5, "-o", dest), code, message)
 
@@ -507,7 +521,7 @@ def test_an_error_after_a_signal_is_an_interrupt(samples: Samples, monkeypatch: 
     from probe_cli.archive.writer import ArchiveWriter
     from probe_cli.cli import commands as cli
 
-    monkeypatch.setattr(cli, "_signalled", False)
+    monkeypatch.setattr(interrupt, "_requested", False)
 
     def stream(self: ArchiveWriter, *args: Any, **kwargs: Any) -> None:
         with pytest.raises(KeyboardInterrupt):
@@ -536,3 +550,76 @@ def test_disk_full_midway_keeps_old_archive(samples: Samples, monkeypatch: pytes
     assert_one_line_error(invoke("dump", samples.cnn_h5, "-o", target, "--force"), 1, "No space left on device")
     assert target.read_bytes() == b"previous archive"
     assert leftovers(tmp_path) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["old.h5"]
+
+
+@pytest.fixture
+def unraisable(monkeypatch: pytest.MonkeyPatch) -> list[BaseException | None]:
+    """What Python drops as "Exception ignored in ...", collected instead of printed."""
+    dropped: list[BaseException | None] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda arg: dropped.append(arg.exc_value))
+    return dropped
+
+
+class _SignalledOnCollection:
+    """Receives the signal in ``__del__``, where Python drops the KeyboardInterrupt."""
+
+    def __del__(self) -> None:
+        from probe_cli.cli import commands as cli
+
+        cli._interrupt(signal.SIGINT, None)
+
+
+def test_a_signal_whose_exception_is_lost_still_stops_the_dump(
+    samples: Samples, monkeypatch: pytest.MonkeyPatch, dest: Path, unraisable: list[BaseException | None]
+) -> None:
+    """A signal landing in a ``__del__`` (or an import that swallows everything) ran the dump to the end: exit 0."""
+    from probe_cli.archive.writer import ArchiveWriter
+
+    monkeypatch.setattr(interrupt, "_requested", False)
+    original = ArchiveWriter.stream
+
+    def stream(self: ArchiveWriter, *args: Any, **kwargs: Any) -> None:
+        _SignalledOnCollection()  # collected at once: "Exception ignored in ... KeyboardInterrupt"
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(ArchiveWriter, "stream", stream)
+    assert_one_line_error(invoke("dump", samples.cnn_h5, "-o", dest), 130, INTERRUPTED_MESSAGE)
+    assert unraisable and all(isinstance(exc, KeyboardInterrupt) for exc in unraisable)
+
+
+def test_a_lost_signal_interrupts_a_command_that_writes_nothing(
+    samples: Samples, monkeypatch: pytest.MonkeyPatch, unraisable: list[BaseException | None]
+) -> None:
+    from probe_cli.cli import render
+
+    monkeypatch.setattr(interrupt, "_requested", False)
+    original = render.render_index
+
+    def render_index(*args: Any, **kwargs: Any) -> None:
+        _SignalledOnCollection()
+        original(*args, **kwargs)
+
+    monkeypatch.setattr(render, "render_index", render_index)
+    result = invoke("list", samples.cnn_h5, "--layers")
+    assert (result.exit_code, result.stderr.splitlines()) == (130, [f"Error: {INTERRUPTED_MESSAGE}"])
+    assert len(unraisable) == 1
+
+
+def test_a_signal_while_the_archive_is_published_says_it_was_written(
+    samples: Samples, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Too late to stop the publishing: exit 130 all the same, and the message does not deny the archive."""
+    from probe_cli.archive import writer
+    from probe_cli.cli import commands as cli
+
+    dest = tmp_path / "out.h5"
+    monkeypatch.setattr(interrupt, "_requested", False)
+    link = os.link
+
+    def link_then_signal(src: Any, dst: Any) -> None:
+        link(src, dst)
+        cli._interrupt(signal.SIGTERM, None)  # recorded, not raised, while publishing
+
+    monkeypatch.setattr(writer.os, "link", link_then_signal)
+    assert_one_line_error(invoke("dump", samples.cnn_h5, "-o", dest), 130, f"interrupted after writing {str(dest)!r}")
+    assert "probs/Softmax:0" in tensors_of(dest)

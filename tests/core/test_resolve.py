@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from probe_cli.core.errors import USAGE, PatternError, UsageProblem
+from probe_cli.core.errors import USAGE, PatternError, UsageProblem, python_call
 from probe_cli.core.resolve import compile_pattern, match_layers, resolve, tensor_matches
 from probe_cli.core.types import InputSpec, LayerInfo, ModelIndex, TensorInfo
 
@@ -174,6 +174,33 @@ def test_layer_pattern_is_fullmatch(index: ModelIndex) -> None:
     error = no_match(index, layers=("conv",))
     assert error.message == "--layer 'conv' matches no layer"
     assert error.hint is not None and "patterns must match the whole name; try '.*conv.*'" in error.hint
+
+
+@pytest.mark.parametrize(
+    ("pattern", "suggested"),
+    [
+        ("NonMax.*", ".*NonMax.*"),
+        (".*NonMax", ".*NonMax.*"),
+        ("NonMax", ".*NonMax.*"),
+        ("Foo|NonMax", ".*(Foo|NonMax).*"),
+    ],
+)
+def test_the_widened_pattern_reads_as_written_by_hand(index: ModelIndex, pattern: str, suggested: str) -> None:
+    """'conv.*' drew the suggestion '.*conv.*.*'; an alternation widened without a group means something else."""
+    hint = no_match(index, (pattern,)).hint
+    example = "ROI/map/while/NonMaxSuppressionV3:0"
+    assert hint == f"patterns must match the whole name; try {suggested!r} (it would match e.g. {example})"
+
+
+def test_python_callers_read_their_own_arguments(index: ModelIndex) -> None:
+    """Errors raised under the Python API name ``tensors=``/``layers=``, not the CLI's flags."""
+    with python_call():
+        assert no_match(index, ("conv1/Relu:0", "NonMax")).message == "tensors='NonMax' matches no tensor"
+        assert no_match(index, layers=("Conv1",)).message == "layers='Conv1' matches no layer"
+        assert no_match(index, ("qqqqqqqqqqqqqqqqqqqqqqqqq",)).hint == "Model.tensors lists the names"
+        with pytest.raises(PatternError, match=r"^tensors='\(' is not a valid regular expression"):
+            resolve(index, ["("])
+    assert no_match(index, ("NonMax",)).message == "--tensor 'NonMax' matches no tensor"
 
 
 def test_nested_layer_names(index: ModelIndex) -> None:

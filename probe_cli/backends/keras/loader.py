@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import json
 import lzma
 import re
 import shutil
@@ -21,7 +22,16 @@ from typing import Any
 
 from probe_cli.backends import tfenv
 from probe_cli.backends.base import Hashed, LoadedModel, Source
-from probe_cli.core.errors import MissingCustomObject, ModelLoadError, UnsafeModel, UnsupportedFormat, UsageProblem
+from probe_cli.core.errors import (
+    MissingCustomObject,
+    ModelLoadError,
+    UnsafeModel,
+    UnsupportedFormat,
+    UsageProblem,
+    given,
+    in_python,
+    option,
+)
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 ZIP_MAGIC = b"PK\x03\x04"
@@ -87,6 +97,19 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0].strip()
 
 
+_FILES = "['FILE.py']"
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what caused it, as far as Python recorded."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
 def _is_keras_builtin(name: str) -> bool:
     """Whether Keras itself exports a class of this name (``Sequential``, ``Dense``, ...)."""
     keras = tfenv.keras()
@@ -98,7 +121,7 @@ def _translate_keras_error(path: Path, exc: Exception) -> Exception:
     if "arbitrary code execution" in text or "safe_mode" in text:
         return UnsafeModel(
             f"{str(path)!r} holds Python code (a Lambda layer or similar) that probe will not run by default",
-            "pass --unsafe if you trust this file",
+            f"pass {option('--unsafe')} if you trust this file",
         )
     missing = _MISSING_CLASS.search(text) or _UNKNOWN_OBJECT.search(text) or _NOT_SAVEABLE.search(text)
     if missing:
@@ -113,7 +136,14 @@ def _translate_keras_error(path: Path, exc: Exception) -> Exception:
         kind = "function" if re.search(r"(?:locate|deserialize|Unknown) function", text) else "class"
         return MissingCustomObject(
             f"model uses {kind} {name!r}, which is neither built into Keras nor given",
-            "pass --custom-objects FILE.py with the file that defines it",
+            f"pass {given('--custom-objects', _FILES if in_python() else 'FILE.py')} with the file that defines it",
+        )
+    broken_json = next((e for e in _chain(exc) if isinstance(e, json.JSONDecodeError)), None)
+    if broken_json is not None:  # a flipped byte in the config Keras stored as JSON (model_config, config.json)
+        return ModelLoadError(
+            f"cannot load {str(path)!r}: the model's stored configuration is corrupt "
+            f"(not valid JSON at character {broken_json.pos})",
+            "the file is damaged; save or copy the model again",
         )
     if isinstance(exc, KeyError) and exc.args and isinstance(exc.args[0], str):
         # h5py and Keras look entries up by name: a corrupt file lacks one or cannot open it.

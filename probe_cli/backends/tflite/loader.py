@@ -46,15 +46,25 @@ class TFLiteLoaded(LoadedModel):
     runtime: str = ""
 
 
+#: What the interpreter's C++ side prints on the process's stderr as it creates its default delegate.
+NOISE = re.compile(r"^INFO: Created TensorFlow Lite .*delegate")
+
+
 @contextmanager
 def quiet() -> Iterator[None]:
     """Around the interpreter's calls that may talk: its Python warnings (TensorFlow's deprecation of
-    ``tf.lite.Interpreter``, preserve_all_tensors' memory note) always, and in the CLI (unless ``-v``)
-    the delegate's ``INFO: Created TensorFlow Lite XNNPACK delegate`` line on the native stderr."""
-    silence = tfenv._cli and not tfenv._verbose  # noqa: SLF001 - the CLI's process-wide quiet mode
+    ``tf.lite.Interpreter``, preserve_all_tensors' memory note) always, and unless ``-v`` the
+    delegate's ``INFO: Created TensorFlow Lite XNNPACK delegate for CPU.`` line on the native stderr:
+    in the CLI with the rest of TensorFlow's noise, for a library caller only that line."""
+    if tfenv._verbose:  # noqa: SLF001 - probe -v shows TensorFlow's own messages
+        native: Any = nullcontext()
+    elif tfenv._cli:  # noqa: SLF001 - the CLI's process-wide quiet mode
+        native = tfenv._native_stderr_silenced()  # noqa: SLF001
+    else:
+        native = tfenv.native_stderr_without(NOISE)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with tfenv._native_stderr_silenced() if silence else nullcontext():  # noqa: SLF001
+        with native:
             yield
 
 
