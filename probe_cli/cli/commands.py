@@ -942,6 +942,11 @@ def compare(
     render_diff(
         Out(), result, as_json=as_json, warn=Out(sys.stderr, color=False), show_all=show_all, verbose=tfenv.verbose()
     )
+    if explorer_dir is not None:
+        from probe_cli.analysis.explorer import explorer_for
+        from probe_cli.cli.render import render_explorer
+
+        render_explorer(Out(sys.stderr) if as_json else Out(), explorer_for(explorer_dir, result, ref, cand))
     _step_summary(result, "probe compare")
     if not result.same:
         ctx.exit(1)

@@ -18,6 +18,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from probe_cli.analysis.diff import ELEMENTWISE, ArchiveDiff, TensorDiff
+from probe_cli.analysis.explorer import ExplorerOutput
 from probe_cli.analysis.pairing import NO_COUNTERPART
 from probe_cli.analysis.plot import PlotResult
 from probe_cli.analysis.show import ArchiveSummary
@@ -663,6 +664,13 @@ def render_plot(out: Out, result: PlotResult) -> None:
     maps = f", channel maps for {len(result.channel_maps)}" if result.channel_maps else ""
     files = ", ".join(str(f) for f in result.files) if len(result.files) <= 3 else f"{len(result.files)} files"
     out.line(f"Plotted {len(result.tensors)} tensor(s){maps}: {files}")
+
+
+def render_explorer(out: Out, result: ExplorerOutput) -> None:
+    """Where the Model Explorer files went and the command that opens each graph."""
+    out.line(f"Model Explorer: node data in {result.directory} (see {result.readme.name} there)")
+    for overlay in result.overlays:
+        out.line(f"  {overlay.role}: {overlay.command}")
 
 
 def render_merge(out: Out, result: MergeResult) -> None:
