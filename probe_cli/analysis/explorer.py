@@ -28,8 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from probe_cli.analysis.report import DARKEST, DEFAULT_BUDGET, STEPS, budget_of, reference_name
+from probe_cli.analysis.report import DARKEST, STEPS, colour
 from probe_cli.core.errors import FileProblem
+from probe_cli.core.graph import ModelGraph
 from probe_cli.core.graph_names import strip_wrappers
 
 if TYPE_CHECKING:
@@ -46,28 +47,6 @@ LARGEST = 1e300
 #: Within budget a node keeps Model Explorer's own colour: only nodes over budget are coloured.
 WITHIN = "transparent"
 INSTALL = "pip install ai-edge-model-explorer"
-
-
-@dataclass(frozen=True)
-class GraphTensor:
-    """One tensor of a model as the overlay needs it (as ``probe list --json`` and the archive's graph list it)."""
-
-    name: str
-    graph_name: str
-    op_type: str
-    layer: str | None = None
-    op_inputs: tuple[str, ...] = ()
-    dtype: str = ""
-    shape: tuple[int | None, ...] | None = None
-
-
-@dataclass(frozen=True)
-class ModelGraph:
-    """A model's tensors in graph order, the file they came from and its format."""
-
-    path: Path | None
-    model_format: str
-    tensors: tuple[GraphTensor, ...]
 
 
 @dataclass(frozen=True)
@@ -102,23 +81,6 @@ class ExplorerOutput:
     overlays: list[Overlay]
 
 
-def model_graph(traced: TracedModel) -> ModelGraph:
-    """A traced model's tensors with the tensors feeding each one's op (``Backend.op_inputs``)."""
-    tensors = tuple(
-        GraphTensor(
-            t.name,
-            t.graph_name,
-            t.op_type,
-            t.layer,
-            tuple(i.name for i in traced.op_inputs(t)),
-            t.dtype,
-            None if t.shape is None else tuple(t.shape),
-        )
-        for t in traced.index.tensors
-    )
-    return ModelGraph(traced.loaded.path, traced.index.model_format, tensors)
-
-
 def thresholds(budget: float) -> list[dict[str, Any]]:
     """Model Explorer's thresholds (a node takes the first whose value its value does not exceed):
     nothing within budget, then the report's colours over it."""
@@ -131,27 +93,26 @@ def _finite(value: float) -> float:
 
 
 def node_data(
-    values: Mapping[str, float], budget: float, name: str, over: Sequence[str] = (), over_colour: str = "#ffb74d"
+    values: Mapping[str, float], budget: float, name: str, colours: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
-    """One graph's node data (Model Explorer applies it to the graph it shows): ``values`` by node key;
-    keys in ``over`` are coloured as over budget whatever their value (an elementwise verdict failed)."""
+    """One graph's node data (Model Explorer applies it to the graph it shows): ``values`` by node key,
+    coloured by :func:`thresholds`, or by ``colours`` for the keys it has (a tensor judged by another
+    budget, or by the elementwise verdict)."""
+    colours = colours or {}
     results: dict[str, Any] = {}
     for key, value in values.items():
         if math.isnan(value):
             continue
-        result: dict[str, Any] = {"value": _finite(value)}
-        if key in over and value <= budget:
-            result["bgColor"] = over_colour
-        results[key] = result
+        results[key] = {"value": _finite(value), **({"bgColor": colours[key]} if key in colours else {})}
     return {"name": name, "results": results, "thresholds": thresholds(budget)}
 
 
 def graph_json(graph: ModelGraph, label: str) -> dict[str, Any]:
     """Model Explorer's graph JSON (its ``graph_builder`` format) of a model probe read: one node per
     tensor, id and output tensor name its probe name, grouped by scope, edges from the op inputs."""
-    known = {t.name for t in graph.tensors}
+    known = set(graph.by_name)
     nodes = []
-    for t in graph.tensors:
+    for t in graph.nodes:
         op_name = t.name.rpartition(":")[0] or t.name
         attrs = [{"key": "op", "value": t.op_type}, {"key": "graph_name", "value": t.graph_name}]
         if t.layer:
@@ -226,28 +187,42 @@ def keys_for(graph: ModelGraph, ids: Mapping[str, str] | None = None) -> tuple[d
 
     TFLite: the tensor name. SavedModel with ``ids`` (:func:`saved_model_nodes`): the node id.
     Otherwise the probe name, for the graph JSON :func:`graph_json` writes."""
-    if graph.model_format == TFLITE:
-        return {t.name: t.graph_name for t in graph.tensors}, "tensor name"
-    if graph.model_format == SAVED_MODEL and ids is not None:
-        keys = {t.name: ids[op_namespace(t.graph_name)] for t in graph.tensors if op_namespace(t.graph_name) in ids}
+    if graph.format == TFLITE:
+        return {t.name: t.graph_name for t in graph.nodes}, "tensor name"
+    if graph.format == SAVED_MODEL and ids is not None:
+        keys = {t.name: ids[op_namespace(t.graph_name)] for t in graph.nodes if op_namespace(t.graph_name) in ids}
         return keys, "node id"
-    return {t.name: t.name for t in graph.tensors}, "probe name"
+    return {t.name: t.name for t in graph.nodes}, "probe name"
 
 
-def _values(result: ArchiveDiff, role: str, keys: Mapping[str, str], added: bool) -> tuple[dict[str, float], list[str]]:
-    """Each compared tensor's relative error (or the error it adds) by node key, and the tensors with no key.
-    Several tensors on one node (outputs of one op) give it the largest."""
+@dataclass(frozen=True)
+class _Results:
+    values: dict[str, float]
+    colours: dict[str, str]
+    missing: list[str]
+
+
+def _results(result: ArchiveDiff, role: str, keys: Mapping[str, str], budget: float, added: bool) -> _Results:
+    """Each compared tensor's relative error (or the error it adds) by node key, the colours the graph's
+    thresholds would get wrong, and the tensors with no key. Several tensors on one node (outputs of one op)
+    give it the largest."""
     values: dict[str, float] = {}
+    colours: dict[str, str] = {}
     missing = []
     for t in result.tensors:
-        name = t.name if role == "candidate" else reference_name(t)
+        key = keys.get(t.candidate_name if role == "candidate" else t.reference_name)
         value = t.added_error if added else t.rel_error
-        key = keys.get(name)
         if key is None:
-            missing.append(name)
-        elif value is not None:
-            values[key] = max(value, values.get(key, -math.inf))
-    return values, missing
+            missing.append(t.candidate_name if role == "candidate" else t.reference_name)
+            continue
+        if value is None or value <= values.get(key, -math.inf):
+            continue
+        values[key] = value
+        colours.pop(key, None)
+        own = t.budget if t.budget is not None else budget
+        if not added and (own != budget or t.diverges != (value > budget)):
+            colours[key] = colour(value, own, t.diverges) if t.diverges else WITHIN
+    return _Results(values, colours, missing)
 
 
 def _write_json(path: Path, document: Any) -> None:
@@ -262,57 +237,53 @@ def hidden(op_type: str | None, name: str) -> bool:
     return op_type in HIDDEN_OPS or name.rpartition(":")[0].rpartition("/")[2] in HIDDEN_OPS
 
 
-def _consumers(graph: ModelGraph, name: str) -> list[str]:
-    return [t.name for t in graph.tensors if name in t.op_inputs]
-
-
 def write_overlay(
-    directory: Path, role: str, graph: ModelGraph, result: ArchiveDiff, ids: Mapping[str, str] | None = None
+    directory: Path,
+    role: str,
+    graph: ModelGraph,
+    model: Path | None,
+    result: ArchiveDiff,
+    ids: Mapping[str, str] | None = None,
 ) -> Overlay:
-    """Node data (relative error, and the error each tensor adds) for one model, and its graph JSON when
-    Model Explorer cannot open the model itself."""
+    """Node data (relative error, and the error each tensor adds) for one model (``model``: its file), and its
+    graph JSON when Model Explorer cannot open the model itself."""
     keys, keyed_by = keys_for(graph, ids)
-    budget = next((b for b in (budget_of(result, t) for t in result.tensors) if b is not None), DEFAULT_BUDGET)
-    over_names = {t.name if role == "candidate" else reference_name(t) for t in result.tensors if t.diverges}
-    over = [keys[n] for n in over_names if n in keys]
+    budget = result.budgets.default
     written = []
     for suffix, added, title in (("", False, "relative error"), (".added", True, "added error")):
-        values, missing = _values(result, role, keys, added)
+        found = _results(result, role, keys, budget, added)
         path = directory / f"{role}{suffix}.json"
-        _write_json(path, node_data(values, budget, f"probe {title} ({role})", [] if added else over))
-        written.append(path)
+        _write_json(path, node_data(found.values, budget, f"probe {title} ({role})", found.colours))
+        written.append(path.resolve())
         if not added:
-            matched, unmatched = len(values), missing
+            matched, unmatched = len(found.values), found.missing
     graph_path = None
-    opens = graph.path.resolve() if graph.path is not None else None
-    if keyed_by == "probe name" or opens is None:
+    if keyed_by == "probe name" or model is None:
         graph_path = directory / f"{role}.graph.json"
-        label = graph.path.name if graph.path is not None else role
-        _write_json(graph_path, graph_json(graph, f"{label} (probe)"))
+        _write_json(graph_path, graph_json(graph, f"{model.name if model is not None else role} (probe)"))
         opens = graph_path.resolve()
-    elif graph.model_format == SAVED_MODEL:
-        opens = opens / "saved_model.pb"
-    return Overlay(role, opens, [p.resolve() for p in written], keyed_by, matched, unmatched, graph_path)
+    else:
+        opens = model.resolve() / "saved_model.pb" if graph.format == SAVED_MODEL else model.resolve()
+    return Overlay(role, opens, written, keyed_by, matched, unmatched, graph_path)
 
 
-def _readme(result: ArchiveDiff, overlays: Sequence[Overlay], graphs: Mapping[str, ModelGraph]) -> str:
+def _readme(result: ArchiveDiff, overlays: Sequence[Overlay], candidate: ModelGraph) -> str:
     first = result.first_divergence
-    budget = next((b for b in (budget_of(result, t) for t in result.tensors) if b is not None), None)
     lines = [
         "# probe compare in Model Explorer",
         "",
-        f"Reference: `{result.b}`  ",
-        f"Candidate: `{result.a}`",
+        f"Reference: `{result.reference}`  ",
+        f"Candidate: `{result.candidate}`",
         "",
         f"Each compared tensor's node carries its relative error ||c - r|| / ||r|| (`ROLE.json`) and the error it"
-        f" adds to its inputs' (`ROLE.added.json`). Nodes within the budget ({budget or DEFAULT_BUDGET:g}) keep"
+        f" adds to its inputs' (`ROLE.added.json`). Nodes within the budget ({result.budgets.text()}) keep"
         " their colour; nodes over it are orange (up to 10x the budget), red (up to 1000x) and dark red (more).",
         "",
     ]
     if first is not None:
         lines.append(f"First divergence: `{first.name}` (relative error {first.rel_error:.3g}).")
         if hidden(first.op_type, first.name):
-            fed = ", ".join(f"`{n}`" for n in _consumers(graphs["candidate"], first.name)) or "the ops it feeds"
+            fed = ", ".join(f"`{n}`" for n in candidate.consumers.get(first.name, ())) or "the ops it feeds"
             lines.append(
                 f"Model Explorer hides {first.op_type} nodes by default: the error shows on {fed}"
                 " (or unhide the op type in its settings)."
@@ -345,25 +316,24 @@ def _readme(result: ArchiveDiff, overlays: Sequence[Overlay], graphs: Mapping[st
 def write_explorer(
     directory: str | Path,
     result: ArchiveDiff,
-    reference: ModelGraph,
-    candidate: ModelGraph,
+    graphs: Mapping[str, tuple[ModelGraph, Path | None]],
     ids: Mapping[str, Mapping[str, str] | None] | None = None,
 ) -> ExplorerOutput:
-    """Writes node data for both models into ``directory`` (created), graphs where needed, and a README.md
-    with the commands that open them. ``ids``: SavedModel node ids by role (:func:`saved_model_nodes`)."""
+    """Writes node data for both models (``graphs``: each role's graph and model file) into ``directory``
+    (created), graphs where needed, and a README.md with the commands that open them. ``ids``: SavedModel
+    node ids by role (:func:`saved_model_nodes`)."""
     directory = Path(directory)
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise FileProblem(f"cannot create {str(directory)!r}: {exc.strerror or exc}") from None
     ids = ids or {}
-    graphs = {"candidate": candidate, "reference": reference}
     overlays = [
-        write_overlay(directory, role, graphs[role], result, ids.get(role)) for role in ("candidate", "reference")
+        write_overlay(directory, role, *graphs[role], result, ids.get(role)) for role in ("candidate", "reference")
     ]
     readme = directory / "README.md"
     try:
-        readme.write_text(_readme(result, overlays, graphs), encoding="utf-8")
+        readme.write_text(_readme(result, overlays, graphs["candidate"][0]), encoding="utf-8")
     except OSError as exc:
         raise FileProblem(f"cannot write {str(readme)!r}: {exc.strerror or exc}") from None
     return ExplorerOutput(directory, readme, overlays)
@@ -373,10 +343,13 @@ def explorer_for(
     directory: str | Path, result: ArchiveDiff, reference: TracedModel, candidate: TracedModel
 ) -> ExplorerOutput:
     """:func:`write_explorer` for two traced models, asking Model Explorer (when installed) for SavedModel node ids."""
-    graphs = {"reference": model_graph(reference), "candidate": model_graph(candidate)}
-    ids = {
-        role: saved_model_nodes(g.path)
-        for role, g in graphs.items()
-        if g.model_format == SAVED_MODEL and g.path is not None
+    graphs = {
+        "reference": (reference.graph(), reference.loaded.path),
+        "candidate": (candidate.graph(), candidate.loaded.path),
     }
-    return write_explorer(directory, result, graphs["reference"], graphs["candidate"], ids)
+    ids = {
+        role: saved_model_nodes(path)
+        for role, (graph, path) in graphs.items()
+        if graph.format == SAVED_MODEL and path is not None
+    }
+    return write_explorer(directory, result, graphs, ids)

@@ -17,7 +17,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from probe_cli.analysis.diff import SCALE_AWARE, ArchiveDiff, TensorDiff, paired_values
+from probe_cli.analysis.diff import REL_TOL, ArchiveDiff, TensorDiff, paired_values
 from probe_cli.archive.reader import (
     InputRecord,
     as_stored,
@@ -46,27 +46,19 @@ STEPS = (
 )
 DARKEST = "#b71c1c"
 UNCOMPARED = "#eeeeee"
-#: The budget colours fall back to when the verdict had none (``--atol``/``--rtol``, distributions).
-DEFAULT_BUDGET = 1e-4
 
 
-# The accessors below are the one place that reads #22's names; the switch to its properties is one line each.
-def reference_name(t: TensorDiff) -> str:
-    """The reference's name for a compared tensor (B's)."""
-    return t.name_b or t.name
+def budget_of(result: ArchiveDiff, t: TensorDiff) -> float:
+    """The relative-error budget colours are measured against: the tensor's own, else the default."""
+    return t.budget if t.budget is not None else result.budgets.default
 
 
-def budget_of(result: ArchiveDiff, t: TensorDiff) -> float | None:
-    """The relative-error budget that applied to ``t``: the scale-aware verdict's, when it was the verdict."""
-    own = getattr(t, "budget", None)
-    if own is not None:
-        return float(own)
-    return DEFAULT_BUDGET if result.criterion == SCALE_AWARE else None
-
-
-def models_of(result: ArchiveDiff) -> tuple[str, str]:
-    """(reference, candidate): B is the reference."""
-    return result.b, result.a
+def along(result: ArchiveDiff) -> list[TensorDiff]:
+    """The tensors the curve and the chain show, in graph order: the model's inputs, layer outputs and
+    outputs, and every tensor that differs (as ``compare`` lists them without ``--all``); all of them
+    when the archives say nothing of roles."""
+    shown = [t for t in result.tensors if t.role is not None or t.status != "ok"]
+    return shown if any(t.role is not None for t in result.tensors) else list(result.tensors)
 
 
 def colour(rel: float | None, budget: float | None, failed: bool = False) -> str:
@@ -74,7 +66,7 @@ def colour(rel: float | None, budget: float | None, failed: bool = False) -> str
     at least orange, whatever the value: an elementwise verdict can fail a small relative error)."""
     if rel is None or math.isnan(rel):
         return UNCOMPARED
-    ratio = rel / (budget or DEFAULT_BUDGET)
+    ratio = rel / (budget or REL_TOL)
     if failed:
         ratio = max(ratio, 1.0 + 1e-9)
     return next((c for bound, c in STEPS if ratio <= bound), DARKEST)
@@ -151,7 +143,13 @@ def chosen(result: ArchiveDiff, worst: int = WORST) -> list[TensorDiff]:
         key=lambda t: -(t.rel_error or 0.0),
     )
     picked = [first] if first is not None else []
-    picked += [t for t in ranked if t is not first][:worst]
+    seen = {t.reference_name for t in picked}  # an output and its copy are one set of values
+    for t in ranked:
+        if len(picked) > worst:
+            break
+        if t.reference_name not in seen:
+            picked.append(t)
+            seen.add(t.reference_name)
     return picked
 
 
@@ -164,7 +162,7 @@ def collect_histograms(
         paths_c = {t.name: t.path for t in list_tensors(fc) + [as_stored(d) for d in list_distributions(fc)]}
         paths_r = {t.name: t.path for t in list_tensors(fr) + [as_stored(d) for d in list_distributions(fr)]}
         for t in chosen(result, worst):
-            pc, pr = paths_c.get(t.name), paths_r.get(reference_name(t))
+            pc, pr = paths_c.get(t.name), paths_r.get(t.reference_name)
             if pc is None or pr is None or pc not in fc or pr not in fr:
                 continue
             made = histograms(fc[pc], fr[pr], t.name)
@@ -204,7 +202,7 @@ def _shape(shape: Sequence[int]) -> str:
 
 
 def _provenance(result: ArchiveDiff, inputs: Mapping[str, list[InputRecord]]) -> str:
-    reference, candidate = models_of(result)
+    reference, candidate = result.reference, result.candidate
     rows = []
     for role, where, prov in (
         ("reference", reference, result.provenance_b),
@@ -270,10 +268,9 @@ def _verdict(result: ArchiveDiff) -> str:
     return "".join(lines)
 
 
-def _log_axis(values: Sequence[float], budget: float | None) -> tuple[float, float]:
+def _log_axis(values: Sequence[float]) -> tuple[float, float]:
+    """Decades spanning the positive values (at most 12 below the largest)."""
     positive = [v for v in values if v > 0 and math.isfinite(v)]
-    if budget:
-        positive.append(budget)
     if not positive:
         return -6.0, 0.0
     low = math.floor(math.log10(min(positive)))
@@ -306,28 +303,31 @@ def _rect(x: float, y: float, width: float, height: float, cls: str, tip: str) -
 
 #: Error chart geometry: plot area left margin, top margin and height (pixels); at most this many pixels
 #: per tensor, at least this many (a model of 500 layers scrolls sideways).
-CHART = {"left": 64.0, "top": 18.0, "height": 260.0, "width": 1120.0, "max_step": 60.0, "min_step": 3.0}
+CHART = {"left": 64.0, "top": 18.0, "height": 260.0, "width": 1080.0, "max_step": 100.0, "min_step": 3.0}
 
 
 def error_chart(result: ArchiveDiff) -> str:
     """Relative error of each compared tensor along graph order (log scale) with the error each adds,
     the budget line, points over budget in red and the first divergence marked."""
-    tensors = result.tensors
+    tensors = along(result)
     if not tensors:
         return "<p>No tensor was compared.</p>"
-    shown_budget = next((b for b in (budget_of(result, t) for t in tensors) if b is not None), None)
-    low, high = _log_axis([t.rel_error for t in tensors if t.rel_error is not None], shown_budget)
+    budgets = [t.budget for t in tensors]
+    judged = [b for b in budgets if b is not None]
+    low, high = _log_axis([t.rel_error for t in tensors if t.rel_error is not None] + judged)
     step = max(CHART["min_step"], min(CHART["max_step"], CHART["width"] / len(tensors)))
     left, top, height = CHART["left"], CHART["top"], CHART["height"]
     right = left + step * len(tensors)
     bottom = top + height
+
+    zero_gap = 16.0  # zero sits below the lowest decade, a log scale having no place for it
 
     def y(value: float | None) -> float:
         if value is None or value <= 0:
             return bottom
         if math.isinf(value):
             return top
-        return bottom - (min(max(math.log10(value), low), high) - low) / (high - low) * height
+        return bottom - zero_gap - (min(max(math.log10(value), low), high) - low) / (high - low) * (height - zero_gap)
 
     def x(i: int) -> float:
         return left + step * (i + 0.5)
@@ -336,17 +336,22 @@ def error_chart(result: ArchiveDiff) -> str:
     for decade in range(int(low), int(high) + 1):
         body += [_line(left, y(10.0**decade), right, y(10.0**decade), "grid")]
         body += [_text(left - 6, y(10.0**decade) + 4, f"1e{decade}", anchor="end")]
-    body.append(_text(left - 6, bottom + 4, "0", anchor="end"))
-    if shown_budget is not None:
-        body.append(_line(left, y(shown_budget), right, y(shown_budget), "budget"))
-        body.append(_text(right, y(shown_budget) - 4, f"budget {_num(shown_budget)}", "budget-label", "end"))
+    body += [_line(left, bottom, right, bottom, "axis"), _text(left - 6, bottom + 4, "0", anchor="end")]
+    if judged:  # each tensor's budget, a step line (--max-error PATTERN=REL can vary it)
+        steps = " ".join(
+            f"{left + step * i:.1f},{y(b):.1f} {left + step * (i + 1):.1f},{y(b):.1f}"
+            for i, b in enumerate(budgets)
+            if b is not None
+        )
+        body.append(f"<polyline class='budget' points='{steps}'/>")
+        body.append(_text(right, y(budgets[-1] or judged[-1]) - 4, f"budget {_num(judged[-1])}", "budget-label", "end"))
     bar = min(step * 0.7, 16.0)
     for i, t in enumerate(tensors):  # the error each tensor adds: where it grows
         if t.added_error is not None and t.added_error > 0:
             tip = f"{t.name}: adds {_num(t.added_error)}"
             body.append(_rect(x(i) - bar / 2, y(t.added_error), bar, bottom - y(t.added_error), "added", tip))
     first = result.first_divergence
-    if first is not None:
+    if first is not None and first in tensors:
         i = tensors.index(first)
         anchor, shift = ("start", 5) if i < len(tensors) / 2 else ("end", -5)
         body.append(_line(x(i), top, x(i), bottom, "divergence"))
@@ -372,7 +377,7 @@ def error_chart(result: ArchiveDiff) -> str:
         else:
             body.append(_text(x(i), bottom + 14, str(i), "xlabel", "middle"))
     depth = 110.0 if labelled else 30.0
-    chart = _svg(right + 20, bottom + depth, body, "chart", "relative error along graph order")
+    chart = _svg(right + (140 if labelled else 20), bottom + depth, body, "chart", "relative error along graph order")
     legend = (
         "<p class='legend'><span class='key curve-key'></span> relative error ||c − r|| / ||r|| (log scale;"
         " hollow: 0) <span class='key added-key'></span> error the tensor adds (its own less its inputs')"
@@ -390,7 +395,7 @@ def _short(name: str, limit: int = 28) -> str:
 def chain(result: ArchiveDiff) -> str:
     """The compared tensors in graph order as boxes coloured by relative error."""
     boxes = []
-    for t in result.tensors:
+    for t in along(result):
         fill = colour(t.rel_error, budget_of(result, t), t.diverges)
         label = t.layer or t.name.rpartition(":")[0]
         tip = f"{t.name} ({t.op_type or 'op'}): relative error {_num(t.rel_error)}, added {_num(t.added_error)}"
@@ -470,21 +475,20 @@ def _errors(edges: np.ndarray, counts: np.ndarray) -> str:
     return _svg(w + 16, hh + 28, body, "hist", "candidate minus reference", origin="-8 -6")
 
 
+def _figure(svg: str, width: float, caption: str) -> str:
+    return f"<figure style='width:{width:.0f}px'>{svg}<figcaption>{caption}</figcaption></figure>"
+
+
 def histogram_panel(h: Histograms, t: TensorDiff, first: bool) -> str:
     """Reference and candidate histograms overlaid, their per-bin difference, and the element errors."""
-    figures = [
-        f"<figure>{_overlay(h)}<figcaption><span class='key ref-key'></span>reference"
-        "<span class='key cand-key'></span>candidate (√ count); below: candidate − reference per bin</figcaption>"
-        "</figure>"
-    ]
+    keys = "<span class='key ref-key'></span>reference<span class='key cand-key'></span>candidate"
+    figures = [_figure(_overlay(h), HIST["width"] + 50, f"{keys} (√ count); below: candidate − reference per bin")]
     if h.error is not None and h.error_edges is not None:
-        figures.append(
-            f"<figure>{_errors(h.error_edges, h.error)}<figcaption>candidate − reference, element by element"
-            " (√ count)</figcaption></figure>"
-        )
+        caption = "candidate − reference, element by element (√ count)"
+        figures.append(_figure(_errors(h.error_edges, h.error), HIST["error_width"] + 16, caption))
     where = f" at {list(t.worst_index)}" if t.worst_index is not None else ""
     subtitle = (
-        f"reference <code>{_e(reference_name(t))}</code> · relative error {_num(t.rel_error)}"
+        f"reference <code>{_e(t.reference_name)}</code> · relative error {_num(t.rel_error)}"
         f" · added {_num(t.added_error)} · max abs error {_num(t.max_abs_error)}{where}"
     )
     title = ("First divergence: " if first else "") + t.name
@@ -526,7 +530,7 @@ def table(result: ArchiveDiff) -> str:
         cells = [
             f"<td data-v='{i}'>{i}</td>",
             f"<td><code>{_e(t.name)}</code></td>",
-            f"<td><code>{_e(reference_name(t))}</code></td>",
+            f"<td><code>{_e(t.reference_name)}</code></td>",
             f"<td>{_e(t.paired_by)}</td>",
             f"<td>{_e(t.op_type or '-')}</td>",
             f"<td>{_e(t.layer or '-')}</td>",
@@ -534,7 +538,7 @@ def table(result: ArchiveDiff) -> str:
             f"<td>{_e(t.status)}</td>",
             f"<td data-v='{_sort_key(t.rel_error)}' style='background:{fill}'>{_num(t.rel_error)}</td>",
             f"<td data-v='{_sort_key(t.added_error)}'>{_num(t.added_error)}</td>",
-            f"<td data-v='{_sort_key(budget)}'>{_num(budget)}</td>",
+            f"<td data-v='{_sort_key(t.budget)}'>{_num(t.budget)}</td>",
             f"<td data-v='{_sort_key(t.max_abs_error)}'>{_num(t.max_abs_error)}</td>",
             f"<td data-v='{_sort_key(t.snr_db)}'>{_num(t.snr_db)}</td>",
             f"<td data-v='{_sort_key(t.cosine)}'>{_num(t.cosine, 6)}</td>",
@@ -571,7 +575,7 @@ td,th{padding:3px 8px;border-bottom:1px solid #eee;text-align:left;vertical-alig
 .xlabel{font-size:10px;fill:#424242}
 .grid{stroke:#eee}
 .axis{stroke:#9e9e9e}
-.budget{stroke:#c62828;stroke-dasharray:5 4}
+.budget{stroke:#c62828;stroke-dasharray:5 4;fill:none}
 .budget-label{font-size:11px;fill:#c62828}
 .curve{fill:none;stroke:#1565c0;stroke-width:1.5}
 .pt{fill:#1565c0}
@@ -596,12 +600,12 @@ td,th{padding:3px 8px;border-bottom:1px solid #eee;text-align:left;vertical-alig
 .node .v{font-weight:600}
 .node.first{outline:2px solid #6a1b9a;outline-offset:1px}
 .panels{display:flex;flex-wrap:wrap;gap:14px}
-.panel{border:1px solid #e0e0e0;border-radius:6px;padding:8px 10px;width:600px}
+.panel{box-sizing:border-box;border:1px solid #e0e0e0;border-radius:6px;padding:8px 10px;width:600px}
 .panel.first{border-color:#6a1b9a;box-shadow:0 0 0 1px #6a1b9a}
 .sub{margin:0 0 6px;color:#616161;font-size:12px}
 .figs{display:flex;flex-wrap:wrap;gap:8px}
 figure{margin:0}
-figcaption{font-size:11px;color:#616161;max-width:350px}
+figcaption{font-size:11px;color:#616161}
 .hist .ref{fill:#90caf9;fill-opacity:.6;stroke:#1565c0;stroke-width:1}
 .hist .cand{fill:#ffcc80;fill-opacity:.45;stroke:#ef6c00;stroke-width:1}
 .hist .err{fill:#b39ddb;stroke:#5e35b1;stroke-width:1}
@@ -637,6 +641,16 @@ document.querySelectorAll('table.sortable th').forEach(function(th, col) {
 """
 
 
+def _along_note(result: ArchiveDiff) -> str:
+    shown = len(along(result))
+    if shown == len(result.tensors):
+        return f"All {shown} compared tensors, in graph order."
+    return (
+        f"{shown} of the {len(result.tensors)} compared tensors, in graph order: the model's inputs, layer outputs"
+        " and outputs, and every tensor over budget (the table lists all)."
+    )
+
+
 def render_report(
     result: ArchiveDiff,
     found: Mapping[str, Histograms] | None = None,
@@ -647,7 +661,7 @@ def render_report(
     """The whole page; ``found``: histograms by candidate tensor name (:func:`collect_histograms`),
     ``inputs``: the fed inputs by role (``reference``/``candidate``)."""
     found = found or {}
-    reference, candidate = models_of(result)
+    reference, candidate = result.reference, result.candidate
     first = result.first_divergence
     panels = [
         histogram_panel(found[t.name], t, t is first) for t in chosen(result, len(result.tensors)) if t.name in found
@@ -659,6 +673,7 @@ def render_report(
         "<h2>Models and inputs</h2>",
         _provenance(result, inputs or {}),
         "<h2>Relative error along the graph</h2>",
+        f"<p class='legend'>{_along_note(result)}</p>",
         error_chart(result),
         "<h2>The chain, coloured by error</h2>",
         chain(result),
