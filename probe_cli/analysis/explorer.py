@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from probe_cli.analysis.report import DARKEST, STEPS, colour
+from probe_cli.analysis.report import DARKEST, STEPS, colour, named
 from probe_cli.core.errors import FileProblem
 from probe_cli.core.graph import ModelGraph
 from probe_cli.core.graph_names import strip_wrappers
@@ -232,9 +232,11 @@ def _write_json(path: Path, document: Any) -> None:
         raise FileProblem(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
 
 
-def hidden(op_type: str | None, name: str) -> bool:
-    """Whether Model Explorer hides the op by default (a frozen ReadVariableOp is an Identity to probe)."""
-    return op_type in HIDDEN_OPS or name.rpartition(":")[0].rpartition("/")[2] in HIDDEN_OPS
+def hidden(op_type: str | None, name: str) -> str | None:
+    """The op type Model Explorer hides the op as by default, if it does (a frozen ReadVariableOp is an
+    Identity to probe, and keeps its name)."""
+    leaf = name.rpartition(":")[0].rpartition("/")[2]
+    return op_type if op_type in HIDDEN_OPS else leaf if leaf in HIDDEN_OPS else None
 
 
 def write_overlay(
@@ -281,11 +283,13 @@ def _readme(result: ArchiveDiff, overlays: Sequence[Overlay], candidate: ModelGr
         "",
     ]
     if first is not None:
-        lines.append(f"First divergence: `{first.name}` (relative error {first.rel_error:.3g}).")
-        if hidden(first.op_type, first.name):
-            fed = ", ".join(f"`{n}`" for n in candidate.consumers.get(first.name, ())) or "the ops it feeds"
+        rel = "-" if first.rel_error is None else f"{first.rel_error:.3g}"
+        lines.append(f"First divergence: `{named(first)}` (relative error {rel}).")
+        kind = hidden(first.op_type, first.candidate_name)
+        if kind is not None:
+            fed = ", ".join(f"`{n}`" for n in candidate.consumers.get(first.candidate_name, ())) or "the ops it feeds"
             lines.append(
-                f"Model Explorer hides {first.op_type} nodes by default: the error shows on {fed}"
+                f"Model Explorer hides {kind} nodes by default: the error shows on {fed}"
                 " (or unhide the op type in its settings)."
             )
         lines.append("")

@@ -53,6 +53,11 @@ def budget_of(result: ArchiveDiff, t: TensorDiff) -> float:
     return t.budget if t.budget is not None else result.budgets.default
 
 
+def named(t: TensorDiff) -> str:
+    """A pair as compare names it: the reference's name, ``= the candidate's`` when that differs."""
+    return t.reference_name if t.candidate_name == t.reference_name else f"{t.reference_name} = {t.candidate_name}"
+
+
 def along(result: ArchiveDiff) -> list[TensorDiff]:
     """The tensors the curve and the chain show, in graph order: the model's inputs, layer outputs and
     outputs, and every tensor that differs (as ``compare`` lists them without ``--all``); all of them
@@ -252,7 +257,7 @@ def _verdict(result: ArchiveDiff) -> str:
             if x
         )
         lines.append(
-            f" <b>First divergence</b>: <a href='#t-{_e(first.name)}'><code>{_e(first.name)}</code></a>"
+            f" <b>First divergence</b>: <a href='#t-{_e(first.name)}'><code>{_e(named(first))}</code></a>"
             + (f" ({_e(where)})" if where else "")
             + f", relative error {_num(first.rel_error)}."
         )
@@ -348,14 +353,14 @@ def error_chart(result: ArchiveDiff) -> str:
     bar = min(step * 0.7, 16.0)
     for i, t in enumerate(tensors):  # the error each tensor adds: where it grows
         if t.added_error is not None and t.added_error > 0:
-            tip = f"{t.name}: adds {_num(t.added_error)}"
+            tip = f"{named(t)}: adds {_num(t.added_error)}"
             body.append(_rect(x(i) - bar / 2, y(t.added_error), bar, bottom - y(t.added_error), "added", tip))
     first = result.first_divergence
     if first is not None and first in tensors:
         i = tensors.index(first)
         anchor, shift = ("start", 5) if i < len(tensors) / 2 else ("end", -5)
         body.append(_line(x(i), top, x(i), bottom, "divergence"))
-        body.append(_text(x(i) + shift, top - 4, f"first divergence: {first.name}", "first-label", anchor))
+        body.append(_text(x(i) + shift, top - 4, f"first divergence: {named(first)}", "first-label", anchor))
     points = " ".join(f"{x(i):.1f},{y(t.rel_error):.1f}" for i, t in enumerate(tensors) if t.rel_error is not None)
     body.append(f"<polyline class='curve' points='{points}'/>")
     radius = max(1.5, min(4.0, step / 3))
@@ -363,7 +368,7 @@ def error_chart(result: ArchiveDiff) -> str:
         if t.rel_error is None and not t.diverges:
             continue
         cls = "pt over" if t.diverges else ("pt zero" if not t.rel_error else "pt")
-        tip = f"{t.name}: relative error {_num(t.rel_error)}, added {_num(t.added_error)}, {t.status}"
+        tip = f"{named(t)}: relative error {_num(t.rel_error)}, added {_num(t.added_error)}, {t.status}"
         body.append(
             f"<a href='#t-{_e(t.name)}'><circle class='{cls}' cx='{x(i):.1f}' cy='{y(t.rel_error):.1f}'"
             f" r='{radius:.1f}'><title>{_e(tip)}</title></circle></a>"
@@ -373,7 +378,7 @@ def error_chart(result: ArchiveDiff) -> str:
     for i in range(0, len(tensors), every):
         if labelled:
             rotate = f" transform='rotate(35 {x(i):.1f} {bottom + 14:.1f})'"
-            body.append(_text(x(i), bottom + 14, _short(tensors[i].name), "xlabel", "start", rotate))
+            body.append(_text(x(i), bottom + 14, _short(tensors[i].reference_name), "xlabel", "start", rotate))
         else:
             body.append(_text(x(i), bottom + 14, str(i), "xlabel", "middle"))
     depth = 110.0 if labelled else 30.0
@@ -397,8 +402,8 @@ def chain(result: ArchiveDiff) -> str:
     boxes = []
     for t in along(result):
         fill = colour(t.rel_error, budget_of(result, t), t.diverges)
-        label = t.layer or t.name.rpartition(":")[0]
-        tip = f"{t.name} ({t.op_type or 'op'}): relative error {_num(t.rel_error)}, added {_num(t.added_error)}"
+        label = t.layer or t.reference_name.rpartition(":")[0]
+        tip = f"{named(t)} ({t.op_type or 'op'}): relative error {_num(t.rel_error)}, added {_num(t.added_error)}"
         first = " first" if t is result.first_divergence else ""
         boxes.append(
             f"<a class='node{first}' href='#t-{_e(t.name)}' style='background:{fill}' title='{_e(tip)}'>"
@@ -488,10 +493,10 @@ def histogram_panel(h: Histograms, t: TensorDiff, first: bool) -> str:
         figures.append(_figure(_errors(h.error_edges, h.error), HIST["error_width"] + 16, caption))
     where = f" at {list(t.worst_index)}" if t.worst_index is not None else ""
     subtitle = (
-        f"reference <code>{_e(t.reference_name)}</code> · relative error {_num(t.rel_error)}"
+        f"op {_e(t.op_type or '-')} · relative error {_num(t.rel_error)}"
         f" · added {_num(t.added_error)} · max abs error {_num(t.max_abs_error)}{where}"
     )
-    title = ("First divergence: " if first else "") + t.name
+    title = ("First divergence: " if first else "") + named(t)
     return (
         f"<section class='panel{' first' if first else ''}' id='h-{_e(t.name)}'><h3>{_e(title)}</h3>"
         f"<p class='sub'>{subtitle}</p><div class='figs'>{''.join(figures)}</div></section>"
@@ -500,8 +505,8 @@ def histogram_panel(h: Histograms, t: TensorDiff, first: bool) -> str:
 
 _COLUMNS = (
     ("#", True),
-    ("candidate tensor", False),
     ("reference tensor", False),
+    ("candidate tensor", False),
     ("paired by", False),
     ("op", False),
     ("layer", False),
@@ -529,8 +534,8 @@ def table(result: ArchiveDiff) -> str:
         fill = colour(t.rel_error, budget, t.diverges)
         cells = [
             f"<td data-v='{i}'>{i}</td>",
-            f"<td><code>{_e(t.name)}</code></td>",
             f"<td><code>{_e(t.reference_name)}</code></td>",
+            f"<td><code>{_e('' if t.candidate_name == t.reference_name else t.candidate_name)}</code></td>",
             f"<td>{_e(t.paired_by)}</td>",
             f"<td>{_e(t.op_type or '-')}</td>",
             f"<td>{_e(t.layer or '-')}</td>",
@@ -680,7 +685,7 @@ def render_report(
         "<h2>Distributions</h2>",
         "<div class='panels'>" + "".join(panels) + "</div>" if panels else "<p>No values to histogram.</p>",
         f"<h2>All {len(result.tensors)} compared tensors</h2>",
-        "<p class='legend'>Click a column header to sort.</p>",
+        "<p class='legend'>Click a column header to sort. The candidate's name is shown where it differs.</p>",
         table(result),
     ]
     return (
