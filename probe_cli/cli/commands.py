@@ -660,12 +660,15 @@ html_option = click.option(
 )
 
 
-def _write_html(path: Path, title: str) -> Callable[[Any, Path, Path], None]:
-    """Writes the report of a result from its candidate's and reference's archives."""
+def _write_html(path: Path, title: str, models: tuple[Path, Path] | None = None) -> Callable[[Any, Path, Path], None]:
+    """Writes the report of a result from its candidate's and reference's archives; ``models``
+    (reference, candidate): the models as the user named them, for the page's header."""
 
     def write(result: Any, candidate: Path, reference: Path) -> None:
         from probe_cli.analysis.report import build_report, write_report
 
+        if models is not None:
+            result = dataclasses.replace(result, a=str(models[1]), b=str(models[0]))
         write_report(path, build_report(result, candidate, reference, title=title))
 
     return write
@@ -935,7 +938,9 @@ def compare(
         seed=feed.seed,
         batch_size=feed.batch_size,
         command=_command_line(ctx),
-        with_archives=None if html_report is None else _write_html(html_report, "probe compare"),
+        with_archives=None
+        if html_report is None
+        else _write_html(html_report, "probe compare", (reference, candidate)),
     )
     if save_dir is None:  # name the models as the user did
         result = dataclasses.replace(result, a=str(candidate), b=str(reference))
