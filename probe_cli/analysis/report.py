@@ -414,7 +414,8 @@ def chain(result: ArchiveDiff) -> str:
         f"<p class='legend'>Relative error over the budget: {keys}"
         f"<span class='swatch' style='background:{DARKEST}'></span>more</p>"
     )
-    return "<div class='chain'>" + "".join(boxes) + "</div>" + legend
+    compact = " compact" if len(boxes) > 100 else ""  # a large model: smaller boxes, more to a row
+    return f"<div class='chain{compact}'>" + "".join(boxes) + "</div>" + legend
 
 
 def _steps(edges: np.ndarray, heights: np.ndarray, width: float, base: float, cls: str) -> str:
@@ -604,6 +605,7 @@ td,th{padding:3px 8px;border-bottom:1px solid #eee;text-align:left;vertical-alig
 .node .n{overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
 .node .v{font-weight:600}
 .node.first{outline:2px solid #6a1b9a;outline-offset:1px}
+.compact .node{min-width:56px;max-width:80px;font-size:10px;padding:1px 4px}
 .panels{display:flex;flex-wrap:wrap;gap:14px}
 .panel{box-sizing:border-box;border:1px solid #e0e0e0;border-radius:6px;padding:8px 10px;width:600px}
 .panel.first{border-color:#6a1b9a;box-shadow:0 0 0 1px #6a1b9a}
