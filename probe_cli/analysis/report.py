@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -128,16 +128,19 @@ def histograms(
         return None
     edges = np.linspace(span[0], span[1], bins + 1)
     found = Histograms(name, edges, _counts(iter_chunks(ref), edges), _counts(iter_chunks(cand), edges))
-    errors = [np.real(a).astype(np.float64) - np.real(b).astype(np.float64) for a, b in paired_values(cand, ref)]
-    finite = [e[np.isfinite(e)].ravel() for e in errors]
-    if not finite or not any(e.size for e in finite):
+
+    def differences() -> Iterator[np.ndarray]:
+        for a, b in paired_values(cand, ref):
+            with np.errstate(invalid="ignore", over="ignore"):  # Inf - Inf: dropped as not finite
+                e = (np.real(a).astype(np.float64) - np.real(b).astype(np.float64)).ravel()
+            yield e[np.isfinite(e)]
+
+    spans = [(float(e.min()), float(e.max())) for e in differences() if e.size]  # a first pass for the range
+    if not spans:
         return found
-    lo, hi = min(float(e.min()) for e in finite if e.size), max(float(e.max()) for e in finite if e.size)
-    if lo == hi:
-        lo, hi = lo - 0.5, hi + 0.5
-    error_edges = np.linspace(lo, hi, bins + 1)
-    error = sum((np.histogram(e, bins=error_edges)[0] for e in finite), np.zeros(bins, dtype=np.int64))
-    return Histograms(name, edges, found.reference, found.candidate, error_edges, np.asarray(error))
+    lo, hi = min(low for low, _ in spans), max(high for _, high in spans)
+    error_edges = np.linspace(lo - 0.5, hi + 0.5, bins + 1) if lo == hi else np.linspace(lo, hi, bins + 1)
+    return replace(found, error_edges=error_edges, error=_counts(differences(), error_edges))
 
 
 def chosen(result: ArchiveDiff, worst: int = WORST) -> list[TensorDiff]:

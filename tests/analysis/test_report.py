@@ -7,12 +7,14 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 from test_show_diff import make_archive
 
 from probe_cli.analysis import report
 from probe_cli.analysis.diff import ArchiveDiff, Budgets, TensorDiff, diff_archives
+from probe_cli.archive.reader import list_tensors
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -182,3 +184,18 @@ def test_the_page_renders_offline_in_chromium(browser, archives: tuple[Path, Pat
     first_row = page.locator("table.sortable tbody tr").first.get_attribute("id")
     assert first_row == "t-out/Softmax:0"
     assert errors == []
+
+
+def test_tensors_without_finite_values_get_no_histograms(tmp_path: Path) -> None:
+    nan = {"x:0": np.full((2, 3), np.nan, dtype=np.float32)}
+    cand, ref = make_archive(tmp_path / "c.h5", nan), make_archive(tmp_path / "r.h5", nan)
+    with h5py.File(cand) as fc, h5py.File(ref) as fr:
+        path = next(t.path for t in list_tensors(fc))
+        assert report.histograms(fc[path], fr[path], "x:0") is None
+    # values that count, but whose differences are all NaN (Inf - Inf): histograms without an error histogram
+    inf = {"x:0": np.array([np.inf, 1.0, 2.0], dtype=np.float32)}
+    cand, ref = make_archive(tmp_path / "c2.h5", inf), make_archive(tmp_path / "r2.h5", inf)
+    with h5py.File(cand) as fc, h5py.File(ref) as fr:
+        path = next(t.path for t in list_tensors(fc))
+        made = report.histograms(fc[path], fr[path], "x:0")
+        assert made is not None and made.candidate.sum() == 2 and made.error is not None and made.error.sum() == 2
