@@ -251,7 +251,7 @@ def _verdict(result: ArchiveDiff) -> str:
             else f"All {compared} compared tensors within budget"
         )
         + "</p>",
-        f"<p>Budget: a tensor differs when not <code>{_e(result.criterion)}</code>.",
+        f"<p>A tensor passes when <code>{_e(result.criterion)}</code>.",
     ]
     if first is not None:
         where = ", ".join(

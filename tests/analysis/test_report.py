@@ -53,7 +53,7 @@ def test_the_page_names_the_first_divergence_and_lists_every_tensor(archives: tu
     # provenance: both models, their hashes, the inputs fed, the budget
     assert page.count("/models/net.h5") == 2 and page.count(f"title='{'ab' * 32}'>{'ab' * 8}</code>") == 2
     assert "x float32[2, 3] from random (seed 0)" in page
-    assert "||a - b|| &lt;= 0.0001 * ||b||" in page
+    assert "A tensor passes when <code>||c - r|| &lt;= 0.0001 * ||r||" in page
     # self-contained: no URL of any kind, no external script, style or font
     assert not re.search(r"(src|href)=['\"](?!#)", page) and "http" not in page and "@import" not in page
 
