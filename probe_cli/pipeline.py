@@ -572,13 +572,15 @@ def compare_models(
     seed: int = DEFAULT_SEED,
     batch_size: int | None = None,
     command: str = "",
+    with_archives: Callable[[ArchiveDiff, Path, Path], None] | None = None,
 ) -> ArchiveDiff:
     """``probe compare``: both models run on the same inputs (``feeds``, the reference's), the tensors
     paired across the two graphs (:mod:`probe_cli.analysis.pairing`; with ``tensors``/``layers``,
     those pairs either side's selection names) are dumped as ``reference.probe.h5`` and
     ``candidate.probe.h5`` (kept in ``save_dir`` if given, else in a temporary directory, and the
     result then names the models), and the candidate is diffed against the reference. Tensors
-    without a partner are listed; only the paired ones decide the verdict."""
+    without a partner are listed; only the paired ones decide the verdict. ``with_archives`` is called
+    with the result and the candidate's and reference's archives while they exist (``--html``)."""
     ref_graph, cand_graph = reference.graph(), candidate.graph()
     pairing = pair(ref_graph, cand_graph, oriented(mapping or {}, ref_graph.by_name, cand_graph.by_name))
     if tensors or layers:
@@ -606,18 +608,20 @@ def compare_models(
         result = diff_archives(
             cand_archive, ref_archive, atol=atol, rtol=rtol, budgets=budgets, pairing=pairing, unpaired_differ=False
         )
-    errors = {t.name: t.rel_error for t in result.tensors if t.rel_error is not None}
-    compared = [replace(t, added_error=_added_error(candidate, t.name, errors)) for t in result.tensors]
-    result = replace(
-        result,
-        tensors=compared,
-        only_in_a=pairing.only_candidate,
-        only_in_b=pairing.only_reference,
-        why_only_in_a=pairing.why_candidate,
-        why_only_in_b=pairing.why_reference,
-    )
-    if save_dir is None:  # the archives are gone: name the models
-        result = replace(result, a=candidate.loaded.origin, b=reference.loaded.origin)
+        errors = {t.name: t.rel_error for t in result.tensors if t.rel_error is not None}
+        compared = [replace(t, added_error=_added_error(candidate, t.name, errors)) for t in result.tensors]
+        result = replace(
+            result,
+            tensors=compared,
+            only_in_a=pairing.only_candidate,
+            only_in_b=pairing.only_reference,
+            why_only_in_a=pairing.why_candidate,
+            why_only_in_b=pairing.why_reference,
+        )
+        if save_dir is None:  # the archives will be gone: name the models
+            result = replace(result, a=candidate.loaded.origin, b=reference.loaded.origin)
+        if with_archives is not None:
+            with_archives(result, cand_archive, ref_archive)
     return result
 
 

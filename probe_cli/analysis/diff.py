@@ -331,6 +331,17 @@ def _aligned(na: h5py.Dataset | h5py.Group, nb: h5py.Dataset | h5py.Group) -> tu
     return [], None
 
 
+def paired_values(na: h5py.Dataset | h5py.Group, nb: h5py.Dataset | h5py.Group) -> Iterator[tuple[Any, Any]]:
+    """The two stored values side by side in bounded slices (real values of quantized ones), B brought to
+    A's shape as :func:`compare_tensors` brings it; nothing when they cannot be lined up."""
+    pairs = _paired(na, nb)
+    if pairs:
+        for a, b, _ in _paired_chunks(pairs):
+            yield a, b
+        return
+    yield from _aligned(na, nb)[0]
+
+
 def compare_tensors(
     ta: StoredTensor,
     tb: StoredTensor,

@@ -675,6 +675,30 @@ def _budgets(values: tuple[str, ...]) -> Any:
     return Budgets.parse(values) if values else None
 
 
+#: --html: the report page of diff and compare.
+html_option = click.option(
+    "--html",
+    "html_report",
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="REPORT.html",
+    help="Also write a self-contained HTML report (error along the graph, histograms, sortable table; overwritten).",
+)
+
+
+def _write_html(path: Path, title: str, models: tuple[Path, Path] | None = None) -> Callable[[Any, Path, Path], None]:
+    """Writes the report of a result from its candidate's and reference's archives; ``models``
+    (reference, candidate): the models as the user named them, for the page's header."""
+
+    def write(result: Any, candidate: Path, reference: Path) -> None:
+        from probe_cli.analysis.report import build_report, write_report
+
+        if models is not None:
+            result = dataclasses.replace(result, a=str(models[1]), b=str(models[0]))
+        write_report(path, build_report(result, candidate, reference, title=title))
+
+    return write
+
+
 def _read_map(map_file: Path | None) -> dict[str, str] | None:
     from probe_cli.analysis.pairing import read_map
 
@@ -705,6 +729,7 @@ def show(archive: Path, match: tuple[str, ...], as_json: bool) -> None:
 @click.argument("b", type=click.Path(path_type=Path), metavar="REFERENCE.h5")
 @tolerance_options
 @click.option("--match", multiple=True, callback=_check_regexes, metavar="REGEX", help=ARCHIVE_MATCH_HELP)
+@html_option
 @json_option
 @click.pass_context
 def diff(
@@ -717,6 +742,7 @@ def diff(
     map_file: Path | None,
     show_all: bool,
     match: tuple[str, ...],
+    html_report: Path | None,
     as_json: bool,
 ) -> None:
     """Compare the tensors of two archives and name the first divergence in graph order.
@@ -743,6 +769,8 @@ def diff(
     result = diff_archives(
         a, b, atol=atol, rtol=rtol, match=match, mapping=_read_map(map_file), budgets=_budgets(max_error)
     )
+    if html_report is not None:
+        _write_html(html_report, "probe diff")(result, a, b)
     render_diff(
         Out(), result, as_json=as_json, warn=Out(sys.stderr, color=False), show_all=show_all, verbose=tfenv.verbose()
     )
@@ -870,6 +898,15 @@ def config_command(ctx: click.Context, target: click.Command, args: tuple[str, .
     metavar="DIR",
     help="Keep both archives there (reference.probe.h5, candidate.probe.h5; overwritten) for show, plot and diff.",
 )
+@html_option
+@click.option(
+    "--model-explorer",
+    "explorer_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    metavar="DIR",
+    help="Also write node data (and graphs it needs) to see the errors in Google's Model Explorer; "
+    "DIR/README.md has the command that opens them.",
+)
 @json_option
 @click.pass_context
 def compare(
@@ -888,6 +925,8 @@ def compare(
     map_file: Path | None,
     show_all: bool,
     save_dir: Path | None,
+    html_report: Path | None,
+    explorer_dir: Path | None,
     as_json: bool,
 ) -> None:
     """Run two forms of a model on the same inputs and name the first tensor, in graph order, where the
@@ -928,12 +967,20 @@ def compare(
         seed=feed.seed,
         batch_size=feed.batch_size,
         command=_command_line(ctx),
+        with_archives=None
+        if html_report is None
+        else _write_html(html_report, "probe compare", (reference, candidate)),
     )
     if save_dir is None:  # name the models as the user did
         result = dataclasses.replace(result, a=str(candidate), b=str(reference))
     render_diff(
         Out(), result, as_json=as_json, warn=Out(sys.stderr, color=False), show_all=show_all, verbose=tfenv.verbose()
     )
+    if explorer_dir is not None:
+        from probe_cli.analysis.explorer import explorer_for
+        from probe_cli.cli.render import render_explorer
+
+        render_explorer(Out(sys.stderr) if as_json else Out(), explorer_for(explorer_dir, result, ref, cand))
     _step_summary(result, "probe compare")
     if not result.same:
         ctx.exit(1)

@@ -18,6 +18,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from probe_cli.analysis.diff import ELEMENTWISE, ArchiveDiff, TensorDiff
+from probe_cli.analysis.explorer import ExplorerOutput
 from probe_cli.analysis.pairing import NO_COUNTERPART
 from probe_cli.analysis.plot import PlotResult
 from probe_cli.analysis.show import ArchiveSummary
@@ -711,6 +712,13 @@ def render_plot(out: Out, result: PlotResult) -> None:
             f"Note: the first {len(result.tensors)} of the {result.bounded_from} stored tensors, in graph order; "
             "choose with -t REGEX"
         )
+
+
+def render_explorer(out: Out, result: ExplorerOutput) -> None:
+    """Where the Model Explorer files went and the command that opens each graph."""
+    out.line(f"Model Explorer: node data in {result.directory} (see {result.readme.name} there)")
+    for overlay in result.overlays:
+        out.line(f"  {overlay.role}: {overlay.command}")
 
 
 def render_merge(out: Out, result: MergeResult) -> None:
