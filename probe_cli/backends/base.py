@@ -143,8 +143,16 @@ class TracedModel:
     def graph(self) -> ModelGraph:
         """The dataflow pairing reads (what each op reads, inputs and outputs in order); made once."""
         if self._graph is None:
-            self._graph = graph_of(self.index, ((t, self.op_inputs(t)) for t in self.index.tensors))
+            self._graph = graph_of(self.index, ((t, self._reads(t)) for t in self.index.tensors))
         return self._graph
+
+    def _reads(self, info: TensorInfo) -> list[TensorInfo]:
+        """:meth:`op_inputs`, or none where the backend cannot tell (a tensor it lists but does not trace
+        through): that tensor then pairs by name only, and the dump goes on."""
+        try:
+            return self.op_inputs(info)
+        except (KeyError, AttributeError, IndexError, ValueError, TypeError):
+            return []
 
 
 class Backend(Protocol):
