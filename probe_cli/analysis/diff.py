@@ -313,18 +313,41 @@ def _paired_chunks(pairs: Sequence[tuple[h5py.Dataset, h5py.Dataset]]) -> Iterat
 
 #: NHWC <-> NCHW, the layouts two forms of one model most often disagree on.
 _LAYOUTS = {(0, 3, 1, 2): "NHWC -> NCHW", (0, 2, 3, 1): "NCHW -> NHWC"}
+#: The layout of a tensor whose own is not tracked, when its partner's channel-first one is: TensorFlow's
+#: and Keras' default, channels last (an ONNX export's NCHW tensor against its Keras model's NHWC one).
+_CHANNELS_LAST = {"NCW": "NWC", "NCHW": "NHWC", "NCDHW": "NDHWC"}
 
 
-def _aligned(na: h5py.Dataset | h5py.Group, nb: h5py.Dataset | h5py.Group) -> tuple[list[tuple[Any, Any]], str | None]:
+def _tracked_layouts(ta: StoredTensor, tb: StoredTensor) -> tuple[str, str] | None:
+    """A's and B's layouts when a backend tracked at least one (``layout_axes``) and they differ, else None."""
+    la, lb = (t.attrs.get("layout_axes") or None for t in (ta, tb))
+    if la is None and lb is None:
+        return None
+    la = la if la is not None else _CHANNELS_LAST.get(str(lb), lb)
+    lb = lb if lb is not None else _CHANNELS_LAST.get(str(la), la)
+    return (str(la), str(lb)) if la != lb else None
+
+
+def _aligned(
+    na: h5py.Dataset | h5py.Group, nb: h5py.Dataset | h5py.Group, layouts: tuple[str, str] | None = None
+) -> tuple[list[tuple[Any, Any]], str | None]:
     """Matching values of two stored tensors whose shapes differ only by a batch or unit axis (B reshaped)
-    or by NHWC/NCHW layout (B transposed), with the change made, said in words; ([], None) otherwise."""
+    or by layout (B transposed), with the change made, said in words; ([], None) otherwise. With tracked
+    ``layouts`` (A's, B's), B is transposed from its layout to A's whatever the shapes say (H == W == C
+    looks alike either way); without, NHWC/NCHW is inferred from the shapes."""
     if not (isinstance(na, h5py.Dataset) and isinstance(nb, h5py.Dataset)) or na.size != nb.size:
         return [], None
     shape_a, shape_b = tuple(na.shape), tuple(nb.shape)
     a, b = dequantized(na[()], na.attrs), dequantized(nb[()], nb.attrs)
+    if layouts is not None:
+        la, lb = layouts
+        if len(la) == len(lb) == len(shape_a) == len(shape_b) and sorted(la) == sorted(lb):
+            axes = tuple(lb.index(letter) for letter in la)
+            if tuple(shape_b[k] for k in axes) == shape_a:
+                return [(a, np.transpose(b, axes))], f"B transposed {lb} -> {la} (tracked layout)"
     if [d for d in shape_a if d != 1] == [d for d in shape_b if d != 1]:
         return [(a, np.asarray(b).reshape(shape_a))], f"B reshaped {shape_b} -> {shape_a}"
-    if len(shape_a) == len(shape_b) == 4:
+    if layouts is None and len(shape_a) == len(shape_b) == 4:
         for axes, words in _LAYOUTS.items():
             if tuple(shape_b[k] for k in axes) == shape_a:
                 return [(a, np.transpose(b, axes))], f"B transposed {words}"
@@ -376,11 +399,12 @@ def compare_tensors(
         budget=budget,
     )
     layout_change = None
-    pairs: list[tuple[Any, Any]] = list(_paired(na, nb))
+    layouts = _tracked_layouts(ta, tb)
+    pairs: list[tuple[Any, Any]] = [] if layouts else list(_paired(na, nb))
     if pairs:
         chunks: Iterator[tuple[np.ndarray, np.ndarray, int]] = _paired_chunks(pairs)
     else:
-        aligned, layout_change = _aligned(na, nb)
+        aligned, layout_change = _aligned(na, nb, layouts)
         if not aligned:
             return make(status=SHAPE_MISMATCH, failed=True)
         pairs = aligned

@@ -47,6 +47,8 @@ def tensor_attrs(info: TensorInfo) -> dict[str, Any]:
         attrs["context"] = info.context
     if info.quantization is not None:
         attrs.update(quantization_attrs(info.quantization))
+    if info.layout is not None:
+        attrs["layout_axes"] = info.layout
     return attrs
 
 

@@ -235,6 +235,7 @@ def as_info(tensor: StoredTensor) -> TensorInfo:
         layer=blank_to_none(attrs.get("layer")),
         order=order,
         quantization=None if quantization is None else _record(quantization),
+        layout=blank_to_none(attrs.get("layout_axes")),
     )
 
 

@@ -14,7 +14,7 @@ import re
 import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from probe_cli.backends import tfenv
 from probe_cli.core.errors import FileProblem, option
 from probe_cli.core.graph import ModelGraph, graph_of
-from probe_cli.core.types import Feed, ModelIndex, TensorInfo
+from probe_cli.core.types import Feed, InputSpec, LayerInfo, ModelIndex, TensorInfo
 
 
 class Digest:
@@ -271,3 +271,34 @@ def import_custom_objects(files: Sequence[str | Path]) -> dict[str, Any]:
             if (inspect.isclass(obj) or inspect.isfunction(obj)) and obj.__module__ == module_name:
                 objects[name] = obj
     return objects
+
+
+def named_layers(
+    tensors: Sequence[TensorInfo],
+    inputs: Sequence[InputSpec],
+    producers: Mapping[str, Sequence[str]],
+    outputs: Sequence[str],
+    input_op: str,
+) -> tuple[LayerInfo, ...]:
+    """The layers of a converted model (TFLite, ONNX), from the Keras layers its names were mapped to: the
+    inputs, then each layer with its outputs (the tensors it hands to an op of another layer, or that the
+    model returns), in the order of those outputs. Class and parameters are not in such a file.
+
+    ``producers``: probe name -> the probe names of the listed tensors its op read.
+    """
+    layer_of = {t.name: t.layer for t in tensors}
+    consumers: dict[str, list[str | None]] = {}
+    for name, sources in producers.items():
+        for source in sources:
+            consumers.setdefault(source, []).append(layer_of.get(name))
+    returned = set(outputs)
+    found: dict[str, list[TensorInfo]] = {}
+    for t in tensors:
+        if t.layer is None or t.op_type == input_op:
+            continue
+        if t.name in returned or any(layer != t.layer for layer in consumers.get(t.name, ())):
+            found.setdefault(t.layer, []).append(t)
+    ordered = sorted(found.items(), key=lambda item: item[1][0].order)
+    return tuple(LayerInfo(spec.name, "InputLayer", 0, (f"{spec.name}:0",), (spec.shape,)) for spec in inputs) + tuple(
+        LayerInfo(layer, "", 0, tuple(t.name for t in outs), tuple(t.shape for t in outs)) for layer, outs in ordered
+    )

@@ -21,12 +21,13 @@ from probe_cli.backends.base import (
 )
 from probe_cli.backends.graphdef import GraphDefBackend
 from probe_cli.backends.keras import KerasBackend
+from probe_cli.backends.onnx import ONNXBackend
 from probe_cli.backends.tflite import TFLiteBackend
 from probe_cli.core.errors import FileProblem, UnsupportedFormat
 
-#: Asked in order; the first to recognise a file reads it. TFLite before GraphDef: its check is the
-#: flatbuffer identifier, while GraphDef's parses the file.
-BACKENDS: tuple[Backend, ...] = (KerasBackend(), TFLiteBackend(), GraphDefBackend())
+#: Asked in order; the first to recognise a file reads it. TFLite and ONNX before GraphDef: their checks
+#: read the first bytes (the flatbuffer identifier, a ModelProto's opening), while GraphDef's parses the file.
+BACKENDS: tuple[Backend, ...] = (KerasBackend(), TFLiteBackend(), ONNXBackend(), GraphDefBackend())
 
 SUPPORTED = ", ".join(backend.describes for backend in BACKENDS)
 

@@ -178,3 +178,16 @@ def tflite_names(
         used.add(name)
         named.append((name, layer))
     return named
+
+
+def input_name(raw: str, taken: Collection[str]) -> str:
+    """A model input's name from its graph tensor's, without ``serving_default_`` and ``:0``, and not in ``taken``."""
+    name = raw.removeprefix("serving_default_")
+    if name.endswith(":0"):
+        name = name[:-2]
+    name = name or "input"
+    base, k = name, 1
+    while name in taken:
+        k += 1
+        name = f"{base}_{k}"
+    return name

@@ -66,13 +66,18 @@ class TensorInfo:
     order: int
     #: For a tensor inside a loop body or branch: ``"<kind> <path>"`` where kind is
     #: ``loop`` or ``branch`` and path the probe name prefix of the function graph it
-    #: lives in (``"loop ROI/map/while/body"``, ``"branch gate/cond/then"``). None at top level.
+    #: lives in (``"loop ROI/map/while/body"``, ``"branch gate/cond/then"``). None at top level, except
+    #: ``"inserted"`` for an ONNX tensor of a node the converter added (``Conv__29``), no op of the source model.
     context: str | None = None
     region: Region = Region.TOP
     #: For a quantized tensor (TensorFlow Lite int8/uint8/int16): ``scale`` and ``zero_point`` (floats and
     #: ints, or lists of them for per-axis quantization) and ``quantized_dimension``; its values are the
     #: integers, the real values ``scale * (value - zero_point)``. None for any other tensor.
     quantization: dict[str, Any] | None = field(default=None, hash=False)
+    #: The order of its axes where the backend tracked it through the graph (``"NCHW"`` after an ONNX
+    #: convolution, ``"NHWC"`` for the image before its Transpose); None where unknown. ``diff`` aligns
+    #: two tensors by it, since shapes cannot tell when H == W == C.
+    layout: str | None = None
 
     @property
     def op_name(self) -> str:
@@ -94,6 +99,7 @@ class TensorInfo:
             "layer": self.layer,
             "context": self.context,
             **({"quantization": self.quantization} if self.quantization is not None else {}),
+            **({"layout": self.layout} if self.layout is not None else {}),
         }
 
 
@@ -128,6 +134,8 @@ class ModelIndex:
     layers: tuple[LayerInfo, ...]
     tensors: tuple[TensorInfo, ...]
     extra: dict[str, str] = field(default_factory=dict)
+    #: Tensors listed but not computable, each with its context (ONNX Loop/If bodies); no command selects them.
+    unfetchable: tuple[TensorInfo, ...] = ()
 
     @cached_property
     def by_name(self) -> dict[str, TensorInfo]:

@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from probe_cli.backends.base import Backend, TracedModel
+from probe_cli.backends.base import Backend, TracedModel, named_layers
 from probe_cli.backends.tflite.loader import TFLiteLoaded
 from probe_cli.core.errors import ModelLoadError
-from probe_cli.core.graph_names import tflite_names
-from probe_cli.core.types import InputSpec, LayerInfo, ModelIndex, Shape, TensorInfo
+from probe_cli.core.graph_names import input_name, tflite_names
+from probe_cli.core.types import InputSpec, ModelIndex, Shape, TensorInfo
 
 #: The op type of a model input's tensor (no op produces it).
 INPUT_OP = "INPUT"
@@ -134,19 +134,6 @@ def _listed_shape(sig: tuple[int, ...], batched: bool) -> Shape:
     return tuple(None if (s == -1 or (axis == 0 and batched)) else s for axis, s in enumerate(sig))
 
 
-def _input_name(raw: str, taken: set[str]) -> str:
-    """A model input's name without a signature: its tensor's, without ``serving_default_`` and ``:0``."""
-    name = raw.removeprefix("serving_default_")
-    if name.endswith(":0"):
-        name = name[:-2]
-    name = name or "input"
-    base, k = name, 1
-    while name in taken:
-        k += 1
-        name = f"{base}_{k}"
-    return name
-
-
 def _natural(key: str) -> list[Any]:
     """``output_2`` before ``output_10``, ``keras_tensor_9`` before ``keras_tensor_14``."""
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", key)]
@@ -187,7 +174,7 @@ def trace_tflite(loaded: TFLiteLoaded, backend: Backend) -> TracedModel:
         dtype = _dtype_name(d["dtype"])
         if dtype is None:
             raise ModelLoadError(f"input {d['name']!r} of {loaded.where()} is a handle, not a value probe can feed")
-        name = key if key is not None else _input_name(str(d["name"]), input_names)
+        name = key if key is not None else input_name(str(d["name"]), input_names)
         input_names.add(name)
         static, sig = _shapes(d)
         batched = bool(sig) and sig[0] in (-1, 1)
@@ -269,12 +256,8 @@ def trace_tflite(loaded: TFLiteLoaded, backend: Backend) -> TracedModel:
             graph.batched.add(name)
     graph.names = names
     outputs = tuple(names[index] for _, index in outputs_io if index in names)
-    layers = tuple(
-        LayerInfo(
-            name=spec.name, class_name="InputLayer", params=0, outputs=(f"{spec.name}:0",), output_shapes=(spec.shape,)
-        )
-        for spec in specs
-    ) + _layers(tensors, graph, outputs)
+    producers = {name: [names[i] for i in inputs if i in names] for name, inputs in graph.op_inputs.items()}
+    layers = named_layers(tensors, specs, producers, outputs, INPUT_OP)
     extra = {"interpreter": loaded.runtime}
     if signature:
         extra["signature"] = signature["signature"]
@@ -305,27 +288,3 @@ def _activation_name(
     taken.discard(name)
     taken.add(candidate)
     return candidate, layer
-
-
-def _layers(tensors: Sequence[TensorInfo], graph: TFLiteGraph, outputs: Sequence[str]) -> tuple[LayerInfo, ...]:
-    """The Keras layers the names were mapped to, each with its outputs: the tensors it hands to an op of
-    another layer, or that the model returns; in the order of those outputs. Class and parameters are
-    not in a TFLite file."""
-    layer_of = {t.name: t.layer for t in tensors}
-    consumers: dict[str, list[str | None]] = {}
-    for name, inputs in graph.op_inputs.items():
-        for index in inputs:
-            source = graph.names.get(index)
-            if source is not None:
-                consumers.setdefault(source, []).append(layer_of.get(name))
-    returned = set(outputs)
-    found: dict[str, list[TensorInfo]] = {}
-    for t in tensors:
-        if t.layer is None or t.op_type == INPUT_OP:
-            continue
-        if t.name in returned or any(layer != t.layer for layer in consumers.get(t.name, ())):
-            found.setdefault(t.layer, []).append(t)
-    ordered = sorted(found.items(), key=lambda item: item[1][0].order)
-    return tuple(
-        LayerInfo(layer, "", 0, tuple(t.name for t in outs), tuple(t.shape for t in outs)) for layer, outs in ordered
-    )

@@ -1,0 +1,108 @@
+"""Computing a selection of an ONNX model's tensors for one batch: one ONNX Runtime run.
+
+One session per selection: the graph's outputs are replaced by the selected tensors (as Polygraphy's
+``mark_layerwise`` marks every node output), so ONNX Runtime computes what is asked and keeps only
+that; the session is built once and kept by the traced model's executor cache. Tensors the shape
+inference typed are marked with their type, others untyped (ONNX Runtime accepts both). A model with
+external data is saved beside its data files, so the session finds them by their relative paths (a
+session built from bytes refuses them: "escapes working directory"), and that copy is removed once the
+session holds the weights. Model inputs are not marked: their values are the fed arrays.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from probe_cli.backends.base import TracedModel
+from probe_cli.backends.onnx.loader import modules, one_line
+from probe_cli.backends.onnx.tracer import INPUT_OP, ONNXGraph
+from probe_cli.core.errors import FeedError, ModelLoadError, RunError
+from probe_cli.core.types import Feed, TensorInfo
+
+
+def marked(graph: ONNXGraph, outputs: Sequence[str]) -> Any:
+    """A copy of the model whose graph outputs are ``outputs`` (ONNX tensor names), in that order."""
+    onnx, _ = modules()
+    model = onnx.ModelProto()
+    model.CopyFrom(graph.model)
+    del model.graph.output[:]
+    for name in outputs:
+        known = graph.value_info.get(name)
+        if known is not None and known.type.WhichOneof("value") == "tensor_type":
+            model.graph.output.append(known)
+        else:
+            model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
+    return model
+
+
+def session(graph: ONNXGraph, outputs: Sequence[str]) -> Any:
+    """An ONNX Runtime session (CPU) computing ``outputs`` of the model."""
+    _, ort = modules()
+    loaded = graph.loaded
+    model = marked(graph, outputs)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only: ONNX Runtime warns on stderr about unused initializers
+    providers = ["CPUExecutionProvider"]
+    try:
+        if not loaded.external_data:
+            return ort.InferenceSession(model.SerializeToString(), options, providers=providers)
+        assert loaded.path is not None
+        beside = loaded.path.resolve().parent
+        handle, name = tempfile.mkstemp(prefix=".probe-", suffix=".onnx", dir=beside)
+        os.close(handle)
+        try:
+            Path(name).write_bytes(model.SerializeToString())
+            return ort.InferenceSession(name, options, providers=providers)
+        finally:
+            Path(name).unlink(missing_ok=True)
+    except OSError as exc:
+        raise ModelLoadError(
+            f"cannot write the marked copy of {loaded.where()} beside its external data: {exc.strerror or exc}"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own Fail/InvalidGraph/... types
+        raise ModelLoadError(f"ONNX Runtime cannot run {loaded.where()}: {one_line(exc)}") from None
+
+
+class ONNXRunner:
+    """One session computing ``fetches``; call it with the feeds of one batch."""
+
+    def __init__(self, traced: TracedModel, fetches: Sequence[TensorInfo]) -> None:
+        self.graph: ONNXGraph = traced.function
+        self.fed = {info.name: traced.graph_tensors[info.name] for info in fetches if info.op_type == INPUT_OP}
+        computed = [info for info in fetches if info.op_type != INPUT_OP]
+        self.names = [info.name for info in computed]
+        self.outputs = list(dict.fromkeys(traced.graph_tensors[info.name] for info in computed))
+        self.session = session(self.graph, self.outputs) if self.outputs else None
+        self.dtypes = {
+            b.graph_name: np.dtype(b.dtype) if b.dtype != "string" else np.dtype(object) for b in self.graph.inputs
+        }
+        self.to_onnx = {info.name: traced.graph_tensors[info.name] for info in computed}
+
+    def __call__(self, feeds: Sequence[Feed]) -> dict[str, Any]:
+        given = {feed.name: feed.array for feed in feeds}
+        arrays: dict[str, np.ndarray] = {}
+        for binding in self.graph.inputs:
+            if binding.name not in given:
+                raise FeedError(f"input {binding.name!r} is not fed")
+            array = np.asarray(given[binding.name])
+            try:
+                arrays[binding.graph_name] = array.astype(self.dtypes[binding.graph_name], copy=False)
+            except (TypeError, ValueError):
+                raise FeedError(f"input {binding.name!r}: dtype {array.dtype} cannot feed {binding.dtype}") from None
+        values: dict[str, Any] = {}
+        if self.session is not None:
+            try:
+                results = self.session.run(self.outputs, arrays)
+            except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own Fail/InvalidArgument/... types
+                raise RunError(f"running the model failed: {one_line(exc)}") from None
+            by_onnx = dict(zip(self.outputs, results))
+            values = {name: by_onnx[self.to_onnx[name]] for name in self.names}
+        for name, graph_name in self.fed.items():
+            values[name] = arrays[graph_name]
+        return values

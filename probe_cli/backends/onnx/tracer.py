@@ -1,0 +1,327 @@
+"""An ONNX model's index: every node output of the main graph, in node (topological) order.
+
+Names: a node is named after the TensorFlow op it was converted from (``<op>:<i>``), so the rules
+that name exported and TFLite tensors (:func:`probe_cli.core.graph_names.tflite_names`) give Keras
+names: node ``cnn_1/conv2_1/Relu`` -> ``conv2/Relu:0`` in layer ``conv2``. The node's name is used,
+not its output's, because graph outputs are renamed (``Identity:0``, ``output_0``). Nodes the
+converter inserted end in ``__<N>`` (``Conv__29``, a counter that changes per conversion) and keep
+their own names with ``inserted`` noted in their context. Constants are no node output listed.
+
+Layout: ONNX's convolutions and pools work on NCHW, so their outputs are ``NCHW``; ops that keep
+their input's layout pass it on, a Transpose permutes it, anything else (Reshape, Flatten, ...)
+leaves it unknown. A Conv's input is NCHW too, which gives a Transpose's input its layout (the
+model's NHWC image). Never guessed from a shape (H == W == C is common).
+
+Loop/If/Scan bodies are listed apart (:attr:`ModelIndex.unfetchable`): ONNX Runtime returns only
+values of the main graph.
+
+The :class:`~probe_cli.backends.base.TracedModel` fields named after TensorFlow hold ONNX's
+counterparts here: ``function`` is the :class:`ONNXGraph`, ``graph_tensors`` maps probe names to
+ONNX tensor names, ``placeholders`` input names to the graph inputs' names.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from probe_cli.backends.base import Backend, TracedModel, named_layers
+from probe_cli.backends.onnx.loader import ONNXLoaded, one_line
+from probe_cli.core.errors import ModelLoadError
+from probe_cli.core.graph_names import input_name, tflite_names
+from probe_cli.core.types import InputSpec, ModelIndex, Shape, TensorInfo
+
+#: The op type of a model input's tensor (no node produces it).
+INPUT_OP = "INPUT"
+#: The context of a tensor a converter inserted (its node name ends in ``__<N>``).
+INSERTED = "inserted"
+_INSERTED_NAME = re.compile(r"__\d+(:\d+)?$")
+#: Nodes whose first output is channel-first whatever their input was (ONNX defines them on NCHW).
+CHANNEL_FIRST_OPS = frozenset(
+    {
+        "Conv",
+        "ConvInteger",
+        "QLinearConv",
+        "ConvTranspose",
+        "MaxPool",
+        "AveragePool",
+        "LpPool",
+        "GlobalAveragePool",
+        "GlobalMaxPool",
+        "GlobalLpPool",
+        "MaxRoiPool",
+        "BatchNormalization",
+        "InstanceNormalization",
+        "LRN",
+        "DepthToSpace",
+        "SpaceToDepth",
+    }
+)
+#: Ops whose outputs keep the layout of their inputs (elementwise, normalizing, slicing along axes).
+LAYOUT_KEEPING_OPS = frozenset(
+    {
+        "Abs", "Add", "And", "BitShift", "Cast", "CastLike", "Ceil", "Celu", "Clip", "Concat", "Cos", "Div",
+        "Dropout", "Elu", "Equal", "Erf", "Exp", "Floor", "Gelu", "Greater", "GreaterOrEqual", "HardSigmoid",
+        "HardSwish", "Identity", "IsInf", "IsNaN", "LeakyRelu", "Less", "LessOrEqual", "Log", "Max", "Mean",
+        "Min", "Mish", "Mod", "Mul", "Neg", "Not", "Or", "Pad", "Pow", "PRelu", "Reciprocal", "Relu", "Resize",
+        "Round", "Selu", "Sigmoid", "Sign", "Sin", "Softplus", "Softsign", "Split", "Sqrt", "Sub", "Sum",
+        "Tanh", "ThresholdedRelu", "Upsample", "Where", "Xor", "Slice", "QuantizeLinear", "DequantizeLinear",
+        "QLinearAdd", "QLinearMul", "BatchNormalization",
+    }
+)  # fmt: skip
+#: Channel-first layouts by rank.
+CHANNEL_FIRST = {3: "NCW", 4: "NCHW", 5: "NCDHW"}
+#: Nodes holding subgraphs, and what probe calls them in a context.
+SUBGRAPH_OPS = {"Loop": "loop", "Scan": "loop", "If": "branch"}
+NOT_FETCHABLE = "inside a Loop/If/Scan subgraph: ONNX Runtime returns values of the main graph only"
+
+
+@dataclass(frozen=True)
+class InputBinding:
+    """One model input as the executor feeds it."""
+
+    name: str
+    graph_name: str
+    dtype: str
+
+
+@dataclass
+class ONNXGraph:
+    """The model and what the executors and ``op_inputs`` need to know about its tensors."""
+
+    model: Any
+    loaded: ONNXLoaded
+    inputs: list[InputBinding]
+    #: ONNX tensor name -> probe name of every listed tensor
+    names: dict[str, str] = field(default_factory=dict)
+    #: probe name -> ONNX tensor names its node read (initializers and constants included)
+    op_inputs: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: ONNX tensor name -> the graph's ``ValueInfoProto`` for it (typed outputs to mark)
+    value_info: dict[str, Any] = field(default_factory=dict)
+
+
+def _dtype(onnx: Any, type_proto: Any) -> str | None:
+    """The numpy dtype name of a tensor type, ``string`` for strings; None for sequences, maps and unknown."""
+    if type_proto is None or type_proto.WhichOneof("value") != "tensor_type":
+        return None
+    elem = int(type_proto.tensor_type.elem_type)
+    if elem == 0:
+        return None
+    if elem == onnx.TensorProto.STRING:
+        return "string"
+    try:
+        return str(onnx.helper.tensor_dtype_to_np_dtype(elem))
+    except Exception:  # noqa: BLE001 - element types numpy has no dtype for (bfloat16, float8)
+        return None
+
+
+def _shape(type_proto: Any) -> Shape | None:
+    """Dimensions with a value; None for symbolic ones, and for an unknown rank."""
+    if type_proto is None or not type_proto.tensor_type.HasField("shape"):
+        return None
+    return tuple(
+        int(d.dim_value) if d.HasField("dim_value") and d.dim_value > 0 else None
+        for d in type_proto.tensor_type.shape.dim
+    )
+
+
+def _attribute(node: Any, name: str) -> Any:
+    for attr in node.attribute:
+        if attr.name == name:
+            return attr
+    return None
+
+
+def _layouts(nodes: Sequence[Any], ranks: Mapping[str, int]) -> dict[str, str]:
+    """ONNX tensor name -> layout letters, tracked through the graph (see the module docstring)."""
+    layout: dict[str, str] = {}
+    # Backward first: a Conv-family node reads its data input as channel-first; a Transpose feeding one
+    # was given the inverse of its permutation (tf2onnx's NHWC -> NCHW of the model input).
+    for node in reversed(nodes):
+        if node.op_type in CHANNEL_FIRST_OPS and node.input and node.op_type != "DepthToSpace":
+            rank = ranks.get(node.input[0])
+            if rank in CHANNEL_FIRST:
+                layout.setdefault(node.input[0], CHANNEL_FIRST[rank])
+        elif node.op_type == "Transpose" and node.output and node.output[0] in layout:
+            perm = _perm(node, len(layout[node.output[0]]))
+            if perm is not None:
+                out = layout[node.output[0]]
+                letters = [""] * len(perm)
+                for position, axis in enumerate(perm):
+                    letters[axis] = out[position]
+                layout.setdefault(node.input[0], "".join(letters))
+    for node in nodes:
+        outputs = [name for name in node.output if name]
+        if not outputs:
+            continue
+        if node.op_type in CHANNEL_FIRST_OPS:
+            rank = ranks.get(outputs[0])
+            if rank in CHANNEL_FIRST:
+                layout[outputs[0]] = CHANNEL_FIRST[rank]
+        elif node.op_type == "Transpose" and node.input and node.input[0] in layout:
+            source = layout[node.input[0]]
+            perm = _perm(node, len(source))
+            if perm is not None:
+                layout[outputs[0]] = "".join(source[axis] for axis in perm)
+        elif node.op_type in LAYOUT_KEEPING_OPS:
+            known = {layout[name] for name in node.input if name in layout}
+            if len(known) == 1:
+                (found,) = known
+                for name in outputs:
+                    if ranks.get(name) == len(found):
+                        layout[name] = found
+    return layout
+
+
+def _perm(node: Any, rank: int) -> list[int] | None:
+    attr = _attribute(node, "perm")
+    perm = list(attr.ints) if attr is not None else list(reversed(range(rank)))
+    return perm if sorted(perm) == list(range(rank)) else None
+
+
+def _subgraph_nodes(node: Any, path: str) -> Iterator[tuple[str, Any, str]]:
+    """(context, node, kind) of every node inside ``node``'s subgraphs, nested ones too."""
+    kind = SUBGRAPH_OPS.get(node.op_type)
+    for attr in node.attribute:
+        graphs = [attr.g] if attr.HasField("g") else list(attr.graphs)
+        for graph in graphs:
+            where = f"{path}/{attr.name}"
+            for inner in graph.node:
+                yield f"{kind or 'subgraph'} {where}", inner, kind or "subgraph"
+                yield from _subgraph_nodes(inner, f"{where}/{inner.name or inner.op_type}")
+
+
+def trace_onnx(loaded: ONNXLoaded, backend: Backend) -> TracedModel:
+    """Indexes the model's main graph."""
+    try:
+        return _trace(loaded, backend)
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a damaged model breaks anywhere in the protos
+        raise ModelLoadError(f"cannot read the graph of {loaded.where()}: {one_line(exc)}") from None
+
+
+def _trace(loaded: ONNXLoaded, backend: Backend) -> TracedModel:
+    import onnx
+
+    model = loaded.model
+    graph = model.graph
+    types: dict[str, Any] = {}
+    for info in [*graph.input, *graph.value_info, *graph.output]:
+        types.setdefault(info.name, info)
+    initialized = {t.name for t in graph.initializer} | {t.name for t in graph.sparse_initializer}
+    ranks = {name: len(s) for name, info in types.items() if (s := _shape(info.type)) is not None}
+    layouts = _layouts(list(graph.node), ranks)
+
+    specs: list[InputSpec] = []
+    bindings: list[InputBinding] = []
+    tensors: list[TensorInfo] = []
+    names: dict[str, str] = {}
+    taken: set[str] = set()
+    for value in graph.input:
+        if value.name in initialized:  # IR < 4 lists initializers as inputs: weights, not inputs
+            continue
+        dtype = _dtype(onnx, value.type)
+        if dtype is None:
+            raise ModelLoadError(f"input {value.name!r} of {loaded.where()} is no tensor probe can feed")
+        name = input_name(value.name, taken)
+        taken.add(name)
+        shape = _shape(value.type) or ()
+        specs.append(InputSpec(name=name, dtype=dtype, shape=shape, graph_name=value.name))
+        bindings.append(InputBinding(name, value.name, dtype))
+        info = TensorInfo(
+            name=f"{name}:0",
+            graph_name=value.name,
+            op_type=INPUT_OP,
+            dtype=dtype,
+            shape=shape,
+            layer=name,
+            order=len(tensors),
+            layout=layouts.get(value.name),
+        )
+        tensors.append(info)
+        names[value.name] = info.name
+
+    produced: list[tuple[Any, int, str, str]] = []  # node, output index, tensor name, dtype
+    for node in graph.node:
+        if node.op_type == "Constant":
+            continue
+        for position, output in enumerate(node.output):
+            if not output or output in names:
+                continue
+            dtype = _dtype(onnx, types[output].type) if output in types else None
+            produced.append((node, position, output, dtype or ""))
+    raw = [_source(node, position, output) for node, position, output, _ in produced]
+    named = tflite_names(raw, None, {t.name for t in tensors})
+    onnx_graph = ONNXGraph(model, loaded, bindings, value_info=types)
+    for (node, _position, output, dtype), (name, layer) in zip(produced, named):
+        inserted = bool(_INSERTED_NAME.search(node.name or output))
+        info = TensorInfo(
+            name=name,
+            graph_name=output,
+            op_type=node.op_type,
+            dtype=dtype,
+            shape=_shape(types[output].type) if output in types else None,
+            layer=None if inserted else layer,
+            order=len(tensors),
+            context=INSERTED if inserted else None,
+            layout=layouts.get(output),
+        )
+        tensors.append(info)
+        names[output] = name
+        onnx_graph.op_inputs[name] = tuple(node.input)
+    onnx_graph.names = names
+
+    unfetchable: list[TensorInfo] = []
+    for node in graph.node:
+        if node.op_type in ("Constant",) or not any(a.HasField("g") or a.graphs for a in node.attribute):
+            continue
+        for context, inner, _kind in _subgraph_nodes(
+            node, names.get(node.output[0], node.name) if node.output else node.name
+        ):
+            for output in inner.output:
+                if output and inner.op_type != "Constant":
+                    unfetchable.append(
+                        TensorInfo(
+                            name=output,
+                            graph_name=output,
+                            op_type=inner.op_type,
+                            dtype="",
+                            shape=None,
+                            layer=None,
+                            order=len(tensors) + len(unfetchable),
+                            context=context,
+                        )  # fmt: skip
+                    )
+
+    outputs = tuple(names[value.name] for value in graph.output if value.name in names)
+    producers = {name: [names[i] for i in inputs if i in names] for name, inputs in onnx_graph.op_inputs.items()}
+    layers = named_layers(tensors, specs, producers, outputs, INPUT_OP)
+    extra = {"producer": f"{model.producer_name} {model.producer_version}".strip(), "ir_version": str(model.ir_version)}
+    opsets = ", ".join(f"{o.domain or 'ai.onnx'} {o.version}" for o in model.opset_import)
+    if opsets:
+        extra["opsets"] = opsets
+    if loaded.external_data:
+        extra["external_data"] = "yes"
+    index = ModelIndex(
+        model_format=loaded.model_format,
+        inputs=tuple(specs),
+        outputs=outputs,
+        layers=layers,
+        tensors=tuple(tensors),
+        extra=extra,
+        unfetchable=tuple(unfetchable),
+    )
+    placeholders: dict[str, Any] = {b.name: b.graph_name for b in bindings}
+    graph_tensors = {probe: onnx_name for onnx_name, probe in names.items()}
+    return TracedModel(loaded, index, onnx_graph, graph_tensors, placeholders, backend)
+
+
+def _source(node: Any, position: int, output: str) -> str:
+    """The name a tensor's probe name is derived from: its node's with the output's index (graph outputs are
+    renamed, the node is not), else its own; without a leading ``/`` (PyTorch's node names), which the
+    archive would drop."""
+    base = f"{node.name}:{position}" if node.name else output
+    return base.lstrip("/") or output
