@@ -171,6 +171,21 @@ def export_cnn_forms(model: keras.Model, out_dir: Path) -> None:
         print(f"wrote {target}")
 
 
+def export_onnx(model: keras.Model, out_dir: Path) -> None:
+    """The CNN as ONNX through Keras' own export (tf2onnx, the ``dev`` extra): ``cnn.onnx``, and
+    ``cnn_perturbed.onnx`` with the same kernel change as ``cnn_perturbed_savedmodel``, which
+    ``probe compare sample_models/cnn.h5 sample_models/cnn_perturbed.onnx`` finds."""
+    for name, factor in (("cnn.onnx", 1.0), ("cnn_perturbed.onnx", PERTURBATION)):
+        copy = keras.models.clone_model(model)
+        copy.set_weights(model.get_weights())
+        layer = copy.get_layer(PERTURBED_LAYER)
+        kernel, *rest = layer.get_weights()
+        layer.set_weights([kernel * factor, *rest])
+        copy(np.zeros((1, *copy.input_shape[1:]), dtype="float32"))  # export refuses a model never called
+        copy.export(str(out_dir / name), format="onnx", verbose=False)
+        print(f"wrote {out_dir / name}")
+
+
 #: Samples the int8 conversion calibrates on, and their seed.
 CALIBRATION_SAMPLES, CALIBRATION_SEED = 32, 1234
 
@@ -210,6 +225,7 @@ def main(out_dir: Path = HERE) -> None:
             model.save(out_dir / "cnn.keras")
             export_cnn_forms(model, out_dir)
             export_tflite(out_dir)
+            export_onnx(model, out_dir)
         if filename == "mini_rcnn.h5":
             export_tf_formats(model, out_dir)
         print(f"wrote {out_dir / filename}")

@@ -25,7 +25,7 @@ from probe_cli.analysis.show import ArchiveSummary
 from probe_cli.archive.merge import MergeResult
 from probe_cli.archive.reader import InputRecord
 from probe_cli.core.distribution import Distribution
-from probe_cli.core.types import ModelIndex, format_shape
+from probe_cli.core.types import ModelIndex, TensorInfo, format_shape
 from probe_cli.core.units import human_bytes
 from probe_cli.pipeline import DumpResult, StoredSummary
 
@@ -125,7 +125,12 @@ def index_document(index: ModelIndex, model: str) -> dict[str, Any]:
         "outputs": list(index.outputs),
         "layers": [layer.record() for layer in index.layers],
         "tensors": [tensor.record() for tensor in index.tensors],
+        **({"unfetchable": [_unfetchable_record(t, index) for t in index.unfetchable]} if index.unfetchable else {}),
     }
+
+
+def _unfetchable_record(tensor: TensorInfo, index: ModelIndex) -> dict[str, Any]:
+    return {"name": tensor.name, "op_type": tensor.op_type, "context": tensor.context, "reason": index.unfetchable_why}
 
 
 def render_index(out: Out, index: ModelIndex, model: str, *, layers_only: bool, as_json: bool) -> None:
@@ -154,15 +159,24 @@ def render_index(out: Out, index: ModelIndex, model: str, *, layers_only: bool, 
         return
     out.line()
     quantized = any(t.quantization for t in index.tensors)  # a TFLite model: its scales and zero points
+    laid_out = any(t.layout for t in index.tensors)  # an ONNX model: NCHW after its convolutions
     out.table(
         f"Tensors ({len(index.tensors)})",
-        ["name", "op", "dtype", "shape", "layer", "in", *(["quantization"] if quantized else [])],
+        ["name", "op", "dtype", "shape", *(["layout"] if laid_out else []), "layer", "in"]
+        + (["quantization"] if quantized else []),
         [
-            (t.name, t.op_type, t.dtype, format_shape(t.shape), t.layer, t.context)
+            (t.name, t.op_type, t.dtype, format_shape(t.shape), *([t.layout] if laid_out else []), t.layer, t.context)
             + ((_quantization_text(t.quantization),) if quantized else ())
             for t in index.tensors
         ],
     )
+    if index.unfetchable:
+        out.line()
+        out.table(
+            f"Not fetchable ({len(index.unfetchable)}): {index.unfetchable_why}",
+            ["name", "op", "in"],
+            [(t.name, t.op_type, t.context) for t in index.unfetchable],
+        )
 
 
 def _quantization_text(quantization: dict[str, Any] | None) -> str | None:

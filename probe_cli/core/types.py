@@ -136,6 +136,8 @@ class ModelIndex:
     extra: dict[str, str] = field(default_factory=dict)
     #: Tensors listed but not computable, each with its context (ONNX Loop/If bodies); no command selects them.
     unfetchable: tuple[TensorInfo, ...] = ()
+    #: Why they cannot be computed.
+    unfetchable_why: str = ""
 
     @cached_property
     def by_name(self) -> dict[str, TensorInfo]:

@@ -313,6 +313,7 @@ def _trace(loaded: ONNXLoaded, backend: Backend) -> TracedModel:
         tensors=tuple(tensors),
         extra=extra,
         unfetchable=tuple(unfetchable),
+        unfetchable_why=NOT_FETCHABLE if unfetchable else "",
     )
     placeholders: dict[str, Any] = {b.name: b.graph_name for b in bindings}
     graph_tensors = {probe: onnx_name for onnx_name, probe in names.items()}
