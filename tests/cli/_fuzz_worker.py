@@ -39,6 +39,11 @@ def main(argv: list[str]) -> int:
         import ai_edge_litert.interpreter  # noqa: F401
     except ImportError:
         pass
+    try:  # and ONNX, when installed
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        pass
     runner = CliRunner()
     with open(argv[2], "a", encoding="utf-8") as events:
         _emit(events, event="ready")

@@ -1,4 +1,4 @@
-"""Fuzzing: ``probe list`` on flipped and truncated copies of the sample models (TensorFlow Lite ones too).
+"""Fuzzing: ``probe list`` on flipped and truncated copies of the sample models (TensorFlow Lite and ONNX ones too).
 
 Every case must end within ``CASE_TIMEOUT`` seconds with exit 0, 1 or 2 and, when
 it fails, exactly one ``Error: ...`` line on stderr: no traceback, no crash, no
@@ -34,9 +34,11 @@ WORKER = Path(__file__).resolve().parent / "_fuzz_worker.py"
 SAMPLE_FILES = ("cnn.h5", "cnn.keras", "multi_io.h5", "mini_rcnn_frozen.pb")
 #: TensorFlow Lite flatbuffers, fuzzed in their own rotation (see ``TFLITE_MUTATIONS``).
 TFLITE_FILES = ("cnn_int8.tflite", "cnn_float.tflite")
+#: ONNX protobufs, in their own rotation too (see ``ONNX_MUTATIONS``).
+ONNX_FILES = ("cnn.onnx",)
 #: Bytes that identify each format (a protobuf has no magic: its first field tag and length; a
 #: flatbuffer its root offset and the ``TFL3`` identifier).
-MAGIC_LENGTH = {".h5": 8, ".keras": 4, ".pb": 2, ".tflite": 8}
+MAGIC_LENGTH = {".h5": 8, ".keras": 4, ".pb": 2, ".tflite": 8, ".onnx": 2}
 #: Where flips land and where truncations cut; each category comes up once per sample before any repeats.
 FLIP_AREAS = ("header", "anywhere", "tail", "mixed")
 CUT_POINTS = ("empty", "magic", "anywhere", "header", "tail")
@@ -51,6 +53,9 @@ BASE_SEED = int(os.environ.get("PROBE_FUZZ_SEED", "20240601"))
 TFLITE_CASES = max(2 * len(TFLITE_FILES) * max(len(FLIP_AREAS), len(CUT_POINTS)), CASES // 2)
 #: Their seeds start here, apart from the other samples'.
 TFLITE_SEED_OFFSET = 1_000_000
+#: ONNX cases: every flip area and cut point of each file, then more at random; their seeds start here.
+ONNX_CASES = max(2 * len(ONNX_FILES) * max(len(FLIP_AREAS), len(CUT_POINTS)), CASES // 4)
+ONNX_SEED_OFFSET = 2_000_000
 #: The time bound of one case, in seconds.
 CASE_TIMEOUT = 60.0
 #: Importing TensorFlow in a fresh worker before its first case.
@@ -176,7 +181,10 @@ def zip_directory_mutations(sample: str = "cnn.keras") -> list[Mutation]:
 
 #: The flatbuffers' own rotation: every flip area and cut point of each, then more at random.
 TFLITE_MUTATIONS = [make_mutation(index, BASE_SEED + TFLITE_SEED_OFFSET, TFLITE_FILES) for index in range(TFLITE_CASES)]
-MUTATIONS = [make_mutation(index) for index in range(CASES)] + zip_directory_mutations() + TFLITE_MUTATIONS
+ONNX_MUTATIONS = [make_mutation(index, BASE_SEED + ONNX_SEED_OFFSET, ONNX_FILES) for index in range(ONNX_CASES)]
+MUTATIONS = (
+    [make_mutation(index) for index in range(CASES)] + zip_directory_mutations() + TFLITE_MUTATIONS + ONNX_MUTATIONS
+)
 
 
 def _read_events(path: Path) -> list[dict[str, Any]]:
@@ -243,7 +251,7 @@ def _run_worker(cases: list[dict[str, str]], workdir: Path, attempt: int) -> tup
 def fuzz_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     """Writes every mutant and runs ``probe list`` on each; the record of each case by id."""
     workdir = tmp_path_factory.mktemp("fuzz")
-    originals = {name: (SAMPLES / name).read_bytes() for name in SAMPLE_FILES + TFLITE_FILES}
+    originals = {name: (SAMPLES / name).read_bytes() for name in SAMPLE_FILES + TFLITE_FILES + ONNX_FILES}
     cases = []
     for mutation in MUTATIONS:
         path = workdir / mutation.mutant_name
@@ -277,13 +285,16 @@ def test_cases_cover_every_sample_and_mutation() -> None:
     assert len(zip_directory_mutations()) == 15, "cnn.keras should hold three zip entries"
 
 
-def test_tflite_cases_cover_every_flip_area_and_cut_point() -> None:
-    """Each flatbuffer is flipped in its header, anywhere, at its tail and mixed, and cut at every point."""
-    for sample in TFLITE_FILES:
-        ours = [m for m in TFLITE_MUTATIONS if m.sample == sample]
+@pytest.mark.parametrize(("files", "mutations"), [(TFLITE_FILES, TFLITE_MUTATIONS), (ONNX_FILES, ONNX_MUTATIONS)])
+def test_tflite_and_onnx_cases_cover_every_flip_area_and_cut_point(
+    files: tuple[str, ...], mutations: list[Mutation]
+) -> None:
+    """Each flatbuffer and ONNX file is flipped in its header, anywhere, at its tail, mixed, and cut at every point."""
+    for sample in files:
+        ours = [m for m in mutations if m.sample == sample]
         assert {m.where for m in ours if m.kind == "flip"} == set(FLIP_AREAS)
         assert {m.where for m in ours if m.kind == "truncate"} == set(CUT_POINTS)
-        assert {m.length for m in ours if m.kind == "truncate"} >= {0, MAGIC_LENGTH[".tflite"]}
+        assert {m.length for m in ours if m.kind == "truncate"} >= {0, MAGIC_LENGTH[Path(sample).suffix]}
 
 
 @pytest.mark.parametrize("mutation", MUTATIONS, ids=[m.case_id for m in MUTATIONS])

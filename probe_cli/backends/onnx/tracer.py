@@ -181,15 +181,15 @@ def _perm(node: Any, rank: int) -> list[int] | None:
     return perm if sorted(perm) == list(range(rank)) else None
 
 
-def _subgraph_nodes(node: Any, path: str) -> Iterator[tuple[str, Any, str]]:
-    """(context, node, kind) of every node inside ``node``'s subgraphs, nested ones too."""
-    kind = SUBGRAPH_OPS.get(node.op_type)
+def _subgraph_nodes(node: Any, path: str) -> Iterator[tuple[str, Any]]:
+    """(context, node) of every node inside ``node``'s subgraphs, nested ones too."""
+    kind = SUBGRAPH_OPS.get(node.op_type, "subgraph")
     for attr in node.attribute:
         graphs = [attr.g] if attr.HasField("g") else list(attr.graphs)
         for graph in graphs:
             where = f"{path}/{attr.name}"
             for inner in graph.node:
-                yield f"{kind or 'subgraph'} {where}", inner, kind or "subgraph"
+                yield f"{kind} {where}", inner
                 yield from _subgraph_nodes(inner, f"{where}/{inner.name or inner.op_type}")
 
 
@@ -253,7 +253,8 @@ def _trace(loaded: ONNXLoaded, backend: Backend) -> TracedModel:
                 continue
             dtype = _dtype(onnx, types[output].type) if output in types else None
             produced.append((node, position, output, dtype or ""))
-    raw = [_source(node, position, output) for node, position, output, _ in produced]
+    returned = {value.name for value in graph.output}
+    raw = [_source(node, position, output, output in returned) for node, position, output, _ in produced]
     named = tflite_names(raw, None, {t.name for t in tensors})
     onnx_graph = ONNXGraph(model, loaded, bindings, value_info=types)
     for (node, _position, output, dtype), (name, layer) in zip(produced, named):
@@ -278,9 +279,8 @@ def _trace(loaded: ONNXLoaded, backend: Backend) -> TracedModel:
     for node in graph.node:
         if node.op_type in ("Constant",) or not any(a.HasField("g") or a.graphs for a in node.attribute):
             continue
-        for context, inner, _kind in _subgraph_nodes(
-            node, names.get(node.output[0], node.name) if node.output else node.name
-        ):
+        owner = names[node.output[0]].rpartition(":")[0] if node.output and node.output[0] in names else node.name
+        for context, inner in _subgraph_nodes(node, owner):
             for output in inner.output:
                 if output and inner.op_type != "Constant":
                     unfetchable.append(
@@ -293,7 +293,7 @@ def _trace(loaded: ONNXLoaded, backend: Backend) -> TracedModel:
                             layer=None,
                             order=len(tensors) + len(unfetchable),
                             context=context,
-                        )  # fmt: skip
+                        )
                     )
 
     outputs = tuple(names[value.name] for value in graph.output if value.name in names)
@@ -320,9 +320,14 @@ def _trace(loaded: ONNXLoaded, backend: Backend) -> TracedModel:
     return TracedModel(loaded, index, onnx_graph, graph_tensors, placeholders, backend)
 
 
-def _source(node: Any, position: int, output: str) -> str:
-    """The name a tensor's probe name is derived from: its node's with the output's index (graph outputs are
-    renamed, the node is not), else its own; without a leading ``/`` (PyTorch's node names), which the
-    archive would drop."""
-    base = f"{node.name}:{position}" if node.name else output
+#: A graph output the converter named after the signature (``Identity:0``, ``output_0``): it says nothing
+#: of the node that computes it.
+SIGNATURE_OUTPUT = re.compile(r"^(Identity|StatefulPartitionedCall|PartitionedCall|output)(_\d+)?(:\d+)?$")
+
+
+def _source(node: Any, position: int, output: str, returned: bool) -> str:
+    """The name a tensor's probe name is derived from: its own, except a graph output renamed after the
+    signature, which is named through its node and position; without a leading ``/`` (PyTorch's names),
+    which the archive would drop."""
+    base = f"{node.name}:{position}" if returned and node.name and SIGNATURE_OUTPUT.match(output) else output
     return base.lstrip("/") or output

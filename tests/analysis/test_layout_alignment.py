@@ -1,0 +1,59 @@
+"""diff aligns two tensors by their tracked layouts (``layout_axes``), which shapes cannot tell when H == W == C."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from probe_cli.analysis.diff import diff_archives
+from probe_cli.archive.writer import write_archive
+from probe_cli.core.types import TensorInfo
+from probe_cli.feed import Feed
+
+PROVENANCE = {"probe_version": "0.1.0", "model_path": "m", "model_sha256": "ab" * 32, "model_format": "x"}
+
+
+def _archive(path: Path, values: dict[str, tuple[np.ndarray, str | None]]) -> Path:
+    tensors = [
+        (TensorInfo(name, name, "Conv", str(v.dtype), v.shape, None, order, layout=layout), v)
+        for order, (name, (v, layout)) in enumerate(values.items())
+    ]
+    feeds = [Feed("x", np.zeros((2, 3), np.float32), "random")]
+    return write_archive(path, tensors, feeds, {**PROVENANCE, "seed": 0}, seed=0)
+
+
+def test_a_tracked_nchw_tensor_is_compared_with_the_nhwc_one_transposed_even_when_h_w_c_are_equal(
+    tmp_path: Path,
+) -> None:
+    nhwc = np.random.default_rng(0).random((2, 4, 4, 4), dtype=np.float32)
+    nchw = np.transpose(nhwc, (0, 3, 1, 2)).copy()
+    onnx_side = _archive(tmp_path / "a.h5", {"c:0": (nchw, "NCHW"), "d:0": (nchw, "NCHW")})
+    keras_side = _archive(tmp_path / "b.h5", {"c:0": (nhwc, None), "d:0": (nhwc, "NHWC")})
+    result = diff_archives(onnx_side, keras_side)
+    assert result.same, [(t.name, t.rel_error) for t in result.tensors]
+    for tensor in result.tensors:
+        assert tensor.max_abs_error == 0.0
+        assert tensor.layout_change == "B transposed NHWC -> NCHW (tracked layout)"
+    # the other way round: B is the tracked NCHW one
+    back = diff_archives(keras_side, onnx_side)
+    assert back.same and {t.layout_change for t in back.tensors} == {"B transposed NCHW -> NHWC (tracked layout)"}
+
+
+def test_equal_tracked_layouts_compare_as_stored_and_shapes_alone_still_align(tmp_path: Path) -> None:
+    value = np.random.default_rng(1).random((2, 4, 4, 4), dtype=np.float32)
+    a = _archive(tmp_path / "a.h5", {"c:0": (value, "NCHW"), "g:0": (value[:, :, :1, :1], "NCHW")})
+    b = _archive(tmp_path / "b.h5", {"c:0": (value, "NCHW"), "g:0": (value[:, :, 0, 0], None)})
+    result = diff_archives(a, b)
+    assert result.same
+    by_name = {t.name: t for t in result.tensors}
+    assert by_name["c:0"].layout_change is None  # the same layout: as stored, not transposed
+    assert by_name["g:0"].layout_change == "B reshaped (2, 4) -> (2, 4, 1, 1)"  # ranks differ: unit axes
+
+
+def test_without_tracked_layouts_an_h_w_c_tensor_is_not_transposed(tmp_path: Path) -> None:
+    """The old guess from shapes cannot see a transposition of (2, 4, 4, 4): the values differ."""
+    nhwc = np.random.default_rng(2).random((2, 4, 4, 4), dtype=np.float32)
+    a = _archive(tmp_path / "a.h5", {"c:0": (np.transpose(nhwc, (0, 3, 1, 2)).copy(), None)})
+    b = _archive(tmp_path / "b.h5", {"c:0": (nhwc, None)})
+    assert not diff_archives(a, b).same
