@@ -53,6 +53,7 @@ models: $(STAMP)
 ## keras.applications model.
 BENCH_MODEL ?= ResNet50
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	$(BIN)/python bench/bench.py --model $(BENCH_MODEL)
 
 ## A longer fuzzing run than the one in the test suite.

@@ -31,6 +31,8 @@ TARGETS: dict[int, tuple[str, float]] = {
     10: ("<=", 1.3),
     11: ("<=", 1.1),
     12: ("<=", 3600.0),  # seconds: it must finish, on this 2-core machine, within the hour
+    13: ("<=", 1.0),  # ONNX, issue 23: every node output, whole process
+    14: ("<=", 1.3),  # ONNX: the same in process, against a warm session
 }
 
 

@@ -23,6 +23,7 @@ import stages as stage_timings
 from artifacts import BATCH, DEFAULT_MODEL, SEED, Work, application_names, ensure_artifacts, model_output
 from inprocess import in_process
 from measure import ROOT, CommandFailed, log, warm_memory
+from onnx_ratios import onnx_ratios
 from report import Results, machine, print_ratios, print_stages, versions, write_results
 from scale import scale_out
 from whole import memory_growth, whole_process, whole_process_dumps
@@ -50,6 +51,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-all-stats", action="store_true", help="skip ratio 12 (every op tensor's statistics over many samples)"
     )
+    parser.add_argument("--no-onnx", action="store_true", help="skip ratios 13-14 (the model's ONNX export)")
+    parser.add_argument("--only-onnx", action="store_true", help="measure ratios 13-14 only")
     args = parser.parse_args(argv)
     known = {name.lower(): name for name in application_names()}
     if args.model.lower() not in known:
@@ -97,6 +100,11 @@ def main(argv: list[str] | None = None) -> int:
         log(f"memory:   touched {args.warm_memory:g} GiB first in {warm_s:.1f} s (cold VM RAM: ~2.5 s/GiB, warm ~0.25)")
     log()
     log("figures:")
+    if args.only_onnx:
+        res.attempt("ONNX measurements", onnx_ratios, work, res, args.repeats)
+        print_ratios(res)
+        write_results(work.results, res, {}, {"machine": mach, "versions": vers, "model": work.model}, {})
+        return 0
     with_stages = not args.no_stages
     found = in_process(work, res, args.repeats, with_stages)
     output_tensor = found.output_tensor
@@ -114,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     res.attempt("memory measurement", memory_growth, work, res, output_tensor)
     if not args.no_scale:
         res.attempt("--stats-only measurements", scale_out, work, res, args.repeats, not args.no_all_stats)
+    if not args.no_onnx:
+        res.attempt("ONNX measurements", onnx_ratios, work, res, args.repeats)
     for name in ("inproc_early", "inproc_layers", "inproc_all", "inproc_stream", "output"):
         work.archive(name).unlink(missing_ok=True)
 

@@ -292,3 +292,12 @@ def test_a_broken_onnx_file_is_one_error_line_and_nothing_is_written(
     assert result.exit_code in (1, 2), result.stdout + result.stderr
     assert_one_line_error(result, result.exit_code)
     assert not archive.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["broken.onnx"]
+
+
+def test_the_readme_compare_of_the_samples() -> None:
+    """``probe compare sample_models/cnn.h5 sample_models/cnn_perturbed.onnx`` exits 1 at conv2; the unperturbed
+    export passes."""
+    result = invoke("compare", SAMPLES / "cnn.h5", SAMPLES / "cnn_perturbed.onnx")
+    assert result.exit_code == 1, result.stdout + result.stderr
+    assert "First divergence: conv2/convolution:0 (op Conv, layer conv2)" in result.stdout
+    ok(invoke("compare", SAMPLES / "cnn.h5", SAMPLES / "cnn.onnx"))

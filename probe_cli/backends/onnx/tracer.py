@@ -251,7 +251,10 @@ def _trace(loaded: ONNXLoaded, backend: Backend) -> TracedModel:
         for position, output in enumerate(node.output):
             if not output or output in names:
                 continue
-            dtype = _dtype(onnx, types[output].type) if output in types else None
+            typed = types[output].type if output in types else None
+            if typed is not None and typed.WhichOneof("value") not in (None, "tensor_type"):
+                continue  # a sequence, map or optional: no array a batch can be stored as
+            dtype = _dtype(onnx, typed)
             produced.append((node, position, output, dtype or ""))
     returned = {value.name for value in graph.output}
     raw = [_source(node, position, output, output in returned) for node, position, output, _ in produced]
