@@ -301,3 +301,28 @@ def test_the_readme_compare_of_the_samples() -> None:
     assert result.exit_code == 1, result.stdout + result.stderr
     assert "First divergence: conv2/convolution:0 (op Conv, layer conv2)" in result.stdout
     ok(invoke("compare", SAMPLES / "cnn.h5", SAMPLES / "cnn.onnx"))
+
+
+def test_check_numerics_names_the_node_where_nan_appears(tmp_path: Path) -> None:
+    """``log(x - 0.5)`` is NaN where x < 0.5: the Sub is finite, the Log is the first node with NaN."""
+    h = onnx.helper
+    graph = h.make_graph(
+        [
+            h.make_node("Sub", ["x", "half"], ["shifted"], name="shift"),
+            h.make_node("Log", ["shifted"], ["logged"], name="log"),
+            h.make_node("Relu", ["logged"], ["y"], name="relu"),
+        ],
+        "nan",
+        [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [None, 4])],
+        [h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [None, 4])],
+        [h.make_tensor("half", onnx.TensorProto.FLOAT, [], [0.5])],
+    )
+    model = tmp_path / "nan.onnx"
+    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), str(model))
+    inputs = tmp_path / "x.npy"
+    np.save(inputs, np.array([[0.9, 0.8, 0.7, 0.6], [0.9, 0.1, 0.7, 0.6]], np.float32))
+    result = invoke("dump", model, "--input", inputs, "--check-numerics", "--json", "-o", tmp_path / "nan.h5")
+    assert result.exit_code == 3, result.stdout + result.stderr
+    found = json.loads(result.stdout)["numerics"]
+    assert (found["name"], found["op_type"], found["nan"]) == ("logged:0", "Log", 1)
+    assert [i["name"] for i in found["inputs"]] == ["shifted:0"]  # op_inputs: the Sub, not the constant
