@@ -154,17 +154,23 @@ def export_tf_formats(model: keras.Model, out_dir: Path) -> None:
 PERTURBED_LAYER, PERTURBATION = "conv2", 1.01
 
 
+def scaled_copy(model: keras.Model, factor: float) -> keras.Model:
+    """A copy of ``model`` with :data:`PERTURBED_LAYER`'s kernel scaled by ``factor``."""
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    layer = copy.get_layer(PERTURBED_LAYER)
+    kernel, *rest = layer.get_weights()
+    layer.set_weights([kernel * factor, *rest])
+    return copy
+
+
 def export_cnn_forms(model: keras.Model, out_dir: Path) -> None:
     """The CNN as a SavedModel, and a copy with one layer's kernel changed by 1% as another: what
     ``probe compare`` is for (the README's example finds the changed layer)."""
     import shutil
 
     for name, factor in (("cnn_savedmodel", 1.0), ("cnn_perturbed_savedmodel", PERTURBATION)):
-        copy = keras.models.clone_model(model)
-        copy.set_weights(model.get_weights())
-        layer = copy.get_layer(PERTURBED_LAYER)
-        kernel, *rest = layer.get_weights()
-        layer.set_weights([kernel * factor, *rest])
+        copy = scaled_copy(model, factor)
         target = out_dir / name
         shutil.rmtree(target, ignore_errors=True)
         copy.export(str(target), verbose=False)
@@ -176,11 +182,7 @@ def export_onnx(model: keras.Model, out_dir: Path) -> None:
     ``cnn_perturbed.onnx`` with the same kernel change as ``cnn_perturbed_savedmodel``, which
     ``probe compare sample_models/cnn.h5 sample_models/cnn_perturbed.onnx`` finds."""
     for name, factor in (("cnn.onnx", 1.0), ("cnn_perturbed.onnx", PERTURBATION)):
-        copy = keras.models.clone_model(model)
-        copy.set_weights(model.get_weights())
-        layer = copy.get_layer(PERTURBED_LAYER)
-        kernel, *rest = layer.get_weights()
-        layer.set_weights([kernel * factor, *rest])
+        copy = scaled_copy(model, factor)
         copy(np.zeros((1, *copy.input_shape[1:]), dtype="float32"))  # export refuses a model never called
         copy.export(str(out_dir / name), format="onnx", verbose=False)
         print(f"wrote {out_dir / name}")

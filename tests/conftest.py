@@ -343,3 +343,28 @@ def map_fn_nms_reference(keras: Any) -> Callable[[Any], list[Any]]:
         ]
 
     return per_image
+
+
+def tiny_residual(keras: Any, shape: tuple[int, ...]) -> Any:
+    """A small Keras CNN with what converters rewrite: convolution, batch norm with the statistics a trained
+    model has (the folded offset is not zero), depthwise convolution, residual add, dense layers."""
+    x = image = keras.Input(shape, name="image")
+    x = keras.layers.Conv2D(8, 3, padding="same", name="conv1")(x)
+    x = keras.layers.BatchNormalization(name="bn1")(x)
+    x = keras.layers.ReLU(name="relu1")(x)
+    y = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu", name="dw")(x)
+    x = keras.layers.Add(name="add")([x, y])
+    x = keras.layers.Conv2D(8, 1, name="pw")(x)
+    x = keras.layers.Activation("relu", name="act")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    x = keras.layers.Dense(12, activation="relu", name="fc1")(x)
+    x = keras.layers.Dense(4, activation="softmax", name="probs")(x)
+    model = keras.Model(image, x, name="tiny")
+    rng = np.random.default_rng(7)
+    bn = model.get_layer("bn1")
+    gamma, beta, mean, var = (np.asarray(w) for w in bn.get_weights())
+    bn.set_weights(
+        [rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.2, beta.shape), rng.normal(0, 0.2, mean.shape)]
+        + [rng.uniform(0.5, 2.0, var.shape)]
+    )
+    return model

@@ -17,7 +17,7 @@ from typing import Any
 import h5py
 import numpy as np
 import pytest
-from conftest import SAMPLES, assert_one_line_error, invoke, list_json, ok
+from conftest import SAMPLES, assert_one_line_error, invoke, list_json, ok, tiny_residual
 
 from probe_cli.archive.reader import list_tensors, open_archive, read_slice
 from probe_cli.backends import registry
@@ -46,29 +46,11 @@ class ONNXModels:
 
 
 def _model(keras: Any) -> Any:
-    x = image = keras.Input(SHAPE, name="image")
-    x = keras.layers.Conv2D(8, 3, padding="same", name="conv1")(x)
-    x = keras.layers.BatchNormalization(name="bn1")(x)
-    x = keras.layers.ReLU(name="relu1")(x)
-    y = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu", name="dw")(x)
-    x = keras.layers.Add(name="add")([x, y])
-    x = keras.layers.Conv2D(8, 1, name="pw")(x)
-    x = keras.layers.Activation("relu", name="act")(x)
-    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
-    x = keras.layers.Dense(12, activation="relu", name="fc1")(x)
-    x = keras.layers.Dense(4, activation="softmax", name="probs")(x)
-    model = keras.Model(image, x, name="tiny")
-    rng = np.random.default_rng(7)
-    for layer in model.layers:  # biases and batch-norm statistics a trained model has: none folds away
-        weights = layer.get_weights()
-        if layer.name == "bn1":
-            gamma, beta, mean, var = (w.shape for w in weights)
-            layer.set_weights(
-                [rng.uniform(0.5, 1.5, gamma), rng.normal(0, 0.2, beta), rng.normal(0, 0.2, mean)]
-                + [rng.uniform(0.5, 2.0, var)]
-            )
-        elif weights:
-            layer.set_weights([rng.normal(0, 0.3, w.shape).astype("float32") for w in weights])
+    model = tiny_residual(keras, SHAPE)
+    rng = np.random.default_rng(8)
+    for layer in model.layers:  # non-zero biases, which a converter cannot drop
+        if layer.get_weights() and layer.name != "bn1":
+            layer.set_weights([rng.normal(0, 0.3, w.shape).astype("float32") for w in layer.get_weights()])
     model(np.zeros((1, *SHAPE), "float32"))  # Keras' ONNX export refuses a model never called
     return model
 

@@ -16,7 +16,7 @@ from typing import Any
 import h5py
 import numpy as np
 import pytest
-from conftest import SAMPLES, assert_one_line_error, invoke, list_json, ok
+from conftest import SAMPLES, assert_one_line_error, invoke, list_json, ok, tiny_residual
 
 import probe_cli as probe
 from probe_cli.archive.reader import dataset_stats, dequantized, list_tensors, open_archive, read_slice
@@ -46,26 +46,7 @@ class TFLiteModels:
 
 
 def _model(keras: Any) -> Any:
-    x = image = keras.Input(SHAPE, name="image")
-    x = keras.layers.Conv2D(8, 3, padding="same", name="conv1")(x)
-    x = keras.layers.BatchNormalization(name="bn1")(x)
-    x = keras.layers.ReLU(name="relu1")(x)
-    y = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu", name="dw")(x)
-    x = keras.layers.Add(name="add")([x, y])
-    x = keras.layers.Conv2D(8, 1, name="pw")(x)
-    x = keras.layers.Activation("relu", name="act")(x)
-    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
-    x = keras.layers.Dense(12, activation="relu", name="fc1")(x)
-    x = keras.layers.Dense(4, activation="softmax", name="probs")(x)
-    model = keras.Model(image, x, name="tiny")
-    rng = np.random.default_rng(7)
-    bn = model.get_layer("bn1")  # statistics a trained model has: the folded offset is not zero
-    gamma, beta, mean, var = (np.asarray(w) for w in bn.get_weights())
-    bn.set_weights(
-        [rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.2, beta.shape), rng.normal(0, 0.2, mean.shape)]
-        + [rng.uniform(0.5, 2.0, var.shape)]
-    )
-    return model
+    return tiny_residual(keras, SHAPE)
 
 
 def _representative() -> Iterator[list[np.ndarray]]:
