@@ -15,7 +15,7 @@ UNIT_TESTS := tests/core tests/archive tests/analysis tests/test_feed.py
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,tflite,onnx]'
+	$(BIN)/python -m pip install --quiet -e '.[test,tflite,onnx,dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -46,14 +46,12 @@ lint: $(STAMP)
 
 ## Regenerate the committed sample models (fixed seeds).
 models: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	$(BIN)/python sample_models/make_models.py
 
 ## Performance figures and ratios (see README, "Performance"); BENCH_MODEL=DenseNet121 for another
 ## keras.applications model.
 BENCH_MODEL ?= ResNet50
 bench: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	$(BIN)/python bench/bench.py --model $(BENCH_MODEL)
 
 ## A longer fuzzing run than the one in the test suite.
