@@ -10,9 +10,11 @@ warm selection) against a warm session of the same marked model. The export is K
 from __future__ import annotations
 
 import os
+import resource
 import sys
 import tempfile
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 from artifacts import Work
@@ -95,14 +97,26 @@ def onnx_ratios(work: Work, res: Results, repeats: int) -> None:
     archive, raw = work.archive("onnx_all"), work.root / "onnx_raw.h5"
     cmd = [PROBE, "dump", model, "--tensor", ".*", "--input", work.x8, "-o", archive, "--force"]
     base_cmd = [sys.executable, work.root / "onnx_baseline.py", model, work.x8, raw]
-    probe_runs, base_runs = alternate(
-        fresh_start(archive, nbytes, lambda: run_cmd(cmd)[0]),
-        fresh_start(raw, nbytes, lambda: run_cmd(base_cmd)[0]),
+    probe_both, base_both = alternate(
+        fresh_start(archive, nbytes, lambda: _wall_and_cpu(cmd)),
+        fresh_start(raw, nbytes, lambda: _wall_and_cpu(base_cmd)),
         repeats,
     )
-    p = res.figure("onnx_whole_probe", "probe dump, every ONNX node output, whole process", runs=probe_runs)
-    b = res.figure("onnx_whole_baseline", "onnx.load + mark + session + run + raw write, whole process", runs=base_runs)
+    probe_cpu, base_cpu = median(c for _, c in probe_both), median(c for _, c in base_both)
+    p = res.figure(
+        "onnx_whole_probe", "probe dump, every ONNX node output, whole process", runs=[w for w, _ in probe_both]
+    )
+    b = res.figure(
+        "onnx_whole_baseline",
+        "onnx.load + mark + session + run + raw write, whole process",
+        runs=[w for w, _ in base_both],
+    )
     res.ratio(13, LABEL_13, p / b)
+    res.figures["onnx_whole_cpu"] = {"label": "CPU seconds (user + sys), medians", "probe": probe_cpu, "base": base_cpu}
+    res.note(
+        f"ratio 13 in CPU time (user + sys, medians; steadier than wall time on a shared machine): "
+        f"{probe_cpu:.2f} s / {base_cpu:.2f} s = {probe_cpu / base_cpu:.2f}"
+    )
 
     import numpy as np
 
@@ -130,6 +144,14 @@ def onnx_ratios(work: Work, res: Results, repeats: int) -> None:
     res.ratio(14, LABEL_14, p / b)
     for path in (archive, raw):
         path.unlink(missing_ok=True)
+
+
+def _wall_and_cpu(cmd: list[Any]) -> tuple[float, float]:
+    """Wall seconds of one whole process, and the CPU seconds (user + sys) it and its threads used."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    elapsed = run_cmd(cmd)[0]
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return elapsed, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def _output_bytes(baseline: Any, marked: Any, names: list[str], work: Work) -> int:
