@@ -308,3 +308,35 @@ def test_check_numerics_names_the_node_where_nan_appears(tmp_path: Path) -> None
     found = json.loads(result.stdout)["numerics"]
     assert (found["name"], found["op_type"], found["nan"]) == ("logged:0", "Log", 1)
     assert [i["name"] for i in found["inputs"]] == ["shifted:0"]  # op_inputs: the Sub, not the constant
+
+
+def test_names_of_a_model_not_converted_from_tensorflow_and_its_inputs_and_outputs_in_order(tmp_path: Path) -> None:
+    """PyTorch-style names keep their own (without the leading ``/`` the archive would drop); inputs and
+    outputs keep the graph's order, which structural pairing relies on."""
+    h = onnx.helper
+    graph = h.make_graph(
+        [
+            h.make_node("Add", ["b", "a"], ["/head/Add_output_0"], name="/head/Add"),
+            h.make_node("Relu", ["/head/Add_output_0"], ["logits"], name="/head/Relu"),
+            h.make_node("Identity", ["a"], ["output_1"], name="/passthrough/Identity"),
+        ],
+        "torchlike",
+        [h.make_tensor_value_info(n, onnx.TensorProto.FLOAT, [None, 3]) for n in ("b", "a")],
+        [h.make_tensor_value_info(n, onnx.TensorProto.FLOAT, [None, 3]) for n in ("logits", "output_1")],
+    )
+    model = tmp_path / "torchlike.onnx"
+    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), str(model))
+    listed = list_json(model)
+    assert [i["name"] for i in listed["inputs"]] == ["b", "a"]
+    assert [t["name"] for t in listed["tensors"]] == [
+        "b:0",
+        "a:0",
+        "head/Add_output_0:0",
+        "logits:0",
+        "passthrough/Identity:0",  # output_1 says nothing of its node: named through it
+    ]
+    assert listed["outputs"] == ["logits:0", "passthrough/Identity:0"]
+    archive = tmp_path / "torchlike.h5"
+    ok(invoke("dump", model, "--tensor", ".*", "-o", archive))
+    stored = _stored(archive)
+    np.testing.assert_allclose(stored["logits:0"][1], np.maximum(stored["head/Add_output_0:0"][1], 0))

@@ -68,7 +68,7 @@ LAYOUT_KEEPING_OPS = frozenset(
         "Min", "Mish", "Mod", "Mul", "Neg", "Not", "Or", "Pad", "Pow", "PRelu", "Reciprocal", "Relu", "Resize",
         "Round", "Selu", "Sigmoid", "Sign", "Sin", "Softplus", "Softsign", "Split", "Sqrt", "Sub", "Sum",
         "Tanh", "ThresholdedRelu", "Upsample", "Where", "Xor", "Slice", "QuantizeLinear", "DequantizeLinear",
-        "QLinearAdd", "QLinearMul", "BatchNormalization",
+        "QLinearAdd", "QLinearMul",
     }
 )  # fmt: skip
 #: Channel-first layouts by rank.
