@@ -118,6 +118,41 @@ def _fusion_rank(op_name: str) -> int:
     return 1 if op_name.rpartition("/")[2] in _OFFSET_OPS else 0
 
 
+def _ranked(part: str) -> int:
+    return _fusion_rank(strip_wrappers(_OUTPUT_INDEX.sub(r"\1", part)))
+
+
+#: What a node a converter split off a fused TensorFlow Lite op holds: its activation, its offset (a bias or
+#: batch-norm offset), or what the op computes before them (its anchor).
+ACTIVATION, OFFSET, ANCHOR = "activation", "offset", "anchor"
+
+
+def split_fused_source(raw_name: str, holds: str) -> str | None:
+    """The source op a node holds when a converter split a fused TensorFlow Lite op again: tf2onnx makes a
+    ``CONV_2D`` with a fused ReLU a ``Conv`` (the bias kept in it) and a ``Relu``, a ``FULLY_CONNECTED`` a
+    ``MatMul``, an ``Add`` and a ``Relu``, and names the first after the fused tensor
+    (``c_1/Relu;c_1/BiasAdd;c_1/Conv2D``). ``holds`` is :data:`ACTIVATION`, :data:`OFFSET` or
+    :data:`ANCHOR`; None when the name lists no such op (an anchor: the first listed, then)."""
+    listed = [part.strip() for part in raw_name.split(";") if part.strip()]
+    rank = {ACTIVATION: 2, OFFSET: 1, ANCHOR: 0}[holds]
+    found = next((part for part in listed if _ranked(part) == rank), None)
+    return found if found is not None or holds != ANCHOR else (listed[0] if listed else None)
+
+
+def activation_name(name: str, activation: str, layer: str | None, taken: set[str]) -> tuple[str, str | None]:
+    """A model output named after the signature (``Identity:0``) that an activation op computed from a
+    layer's tensor is that layer's activation, named as Keras traces it (``probs/Softmax:0``), unless that
+    name is taken (``taken`` is updated)."""
+    if layer is None:
+        return name, None
+    candidate = f"{layer}/{activation}:0"
+    if candidate in taken:
+        return name, None
+    taken.discard(name)
+    taken.add(candidate)
+    return candidate, layer
+
+
 def tflite_source(raw_name: str, op_type: str | None = None) -> str:
     """The source op a TensorFlow Lite tensor stands for, with its output index if it has one, call
     wrappers stripped. The converter names a tensor after the ops fused into it, joined by ``;``, usually

@@ -340,3 +340,36 @@ def test_names_of_a_model_not_converted_from_tensorflow_and_its_inputs_and_outpu
     ok(invoke("dump", model, "--tensor", ".*", "-o", archive))
     stored = _stored(archive)
     np.testing.assert_allclose(stored["logits:0"][1], np.maximum(stored["head/Add_output_0:0"][1], 0))
+
+
+@pytest.fixture(scope="module")
+def from_tflite(models: ONNXModels, tf: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model converted to TensorFlow Lite, then by tf2onnx to ONNX: fused ``;`` names split again."""
+    import tf2onnx
+
+    out = tmp_path_factory.mktemp("from_tflite")
+    saved = out / "saved"
+    from probe_cli.backends import tfenv
+
+    tfenv.keras().models.load_model(models.keras).export(str(saved), verbose=False)
+    flat = out / "tiny.tflite"
+    flat.write_bytes(tf.lite.TFLiteConverter.from_saved_model(str(saved)).convert())
+    path = out / "tiny_from_tflite.onnx"
+    tf2onnx.convert.from_tflite(str(flat), output_path=str(path))
+    return path
+
+
+def test_an_onnx_file_converted_from_tflite_names_split_fused_ops_after_what_they_compute(
+    models: ONNXModels, from_tflite: Path
+) -> None:
+    """tf2onnx makes a Conv and a Relu of a CONV_2D with a fused ReLU and names the Conv after the fused tensor
+    (``relu1/Relu;bn1/batchnorm/add_1;...``): the Conv holds the batch norm's value, the Relu the activation's."""
+    tensors = {t["name"]: t for t in list_json(from_tflite)["tensors"]}
+    assert tensors["bn1/batchnorm/add_1:0"]["op_type"] == "Conv"
+    assert tensors["relu1/Relu:0"]["op_type"] == "Relu" and tensors["relu1/Relu:0"]["context"] is None
+    assert tensors["probs/Softmax:0"]["op_type"] == "Softmax"  # the output, named after the signature
+    result = invoke("compare", models.keras, from_tflite, "--input", models.inputs, "--json")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    compared = {t["reference"]: t for t in json.loads(result.stdout)["tensors"]}
+    for name in ("bn1/batchnorm/add_1:0", "relu1/Relu:0", "add/Add:0", "probs/Softmax:0"):
+        assert compared[name]["paired_by"] == "name" and compared[name]["rel_error"] < 1e-5, name

@@ -30,7 +30,15 @@ from typing import Any
 from probe_cli.backends.base import Backend, TracedModel, named_layers
 from probe_cli.backends.onnx.loader import ONNXLoaded, one_line
 from probe_cli.core.errors import ModelLoadError
-from probe_cli.core.graph_names import input_name, tflite_names
+from probe_cli.core.graph_names import (
+    ACTIVATION,
+    ANCHOR,
+    OFFSET,
+    activation_name,
+    input_name,
+    split_fused_source,
+    tflite_names,
+)
 from probe_cli.core.types import InputSpec, ModelIndex, Shape, TensorInfo
 
 #: The op type of a model input's tensor (no node produces it).
@@ -257,11 +265,17 @@ def _trace(loaded: ONNXLoaded, backend: Backend) -> TracedModel:
             dtype = _dtype(onnx, typed)
             produced.append((node, position, output, dtype or ""))
     returned = {value.name for value in graph.output}
-    raw = [_source(node, position, output, output in returned) for node, position, output, _ in produced]
-    named = tflite_names(raw, None, {t.name for t in tensors})
+    producer = {output: node for node in graph.node for output in node.output if output}
+    sources = [_source(node, position, output, output in returned, producer) for node, position, output, _ in produced]
+    named = tflite_names([raw for raw, _ in sources], None, {t.name for t in tensors})
+    taken_names = {t.name for t in tensors} | {name for name, _ in named}
     onnx_graph = ONNXGraph(model, loaded, bindings, value_info=types)
-    for (node, _position, output, dtype), (name, layer) in zip(produced, named):
-        inserted = bool(_INSERTED_NAME.search(node.name or output))
+    layer_of: dict[str, str | None] = {}
+    for (node, _position, output, dtype), (name, layer), (raw, inserted) in zip(produced, named, sources):
+        if layer is None and node.op_type in ACTIVATIONS and SIGNATURE_OUTPUT.match(raw):
+            first = next((layer_of[i] for i in node.input if layer_of.get(i) is not None), None)
+            name, layer = activation_name(name, ACTIVATIONS[node.op_type], first, taken_names)
+        layer_of[output] = layer
         info = TensorInfo(
             name=name,
             graph_name=output,
@@ -323,14 +337,76 @@ def _trace(loaded: ONNXLoaded, backend: Backend) -> TracedModel:
     return TracedModel(loaded, index, onnx_graph, graph_tensors, placeholders, backend)
 
 
-#: A graph output the converter named after the signature (``Identity:0``, ``output_0``): it says nothing
-#: of the node that computes it.
+#: A graph output the converter named after the signature (``Identity:0``, ``output_0``,
+#: ``StatefulPartitionedCall_1:0``): it says nothing of the node that computes it.
 SIGNATURE_OUTPUT = re.compile(r"^(Identity|StatefulPartitionedCall|PartitionedCall|output)(_\d+)?(:\d+)?$")
+#: ONNX activation ops and the TensorFlow op a Keras layer's activation is traced as.
+ACTIVATIONS = {
+    "Relu": "Relu",
+    "Sigmoid": "Sigmoid",
+    "Tanh": "Tanh",
+    "Softmax": "Softmax",
+    "LogSoftmax": "LogSoftmax",
+    "Elu": "Elu",
+    "Selu": "Selu",
+    "LeakyRelu": "LeakyRelu",
+    "Softplus": "Softplus",
+    "Softsign": "Softsign",
+    "HardSwish": "HardSwish",
+    "Gelu": "Gelu",
+}
 
 
-def _source(node: Any, position: int, output: str, returned: bool) -> str:
-    """The name a tensor's probe name is derived from: its own, except a graph output renamed after the
-    signature, which is named through its node and position; without a leading ``/`` (PyTorch's names),
-    which the archive would drop."""
-    base = f"{node.name}:{position}" if returned and node.name and SIGNATURE_OUTPUT.match(output) else output
-    return base.lstrip("/") or output
+#: Nodes that absorb a bias input beside what they compute (their third input).
+BIASED_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "QLinearConv"})
+#: Nodes that apply a bias or a batch norm's scale and offset.
+AFFINE_OPS = frozenset({"Add", "Sub", "Mul", "BatchNormalization"})
+
+
+def _holds(node: Any) -> str:
+    """What a node made of a fused TensorFlow Lite op holds (see :func:`split_fused_source`)."""
+    if node.op_type in ACTIVATIONS or node.op_type == "Clip":
+        return ACTIVATION
+    if node.op_type in AFFINE_OPS or (node.op_type in BIASED_OPS and len([i for i in node.input if i]) >= 3):
+        return OFFSET
+    return ANCHOR
+
+
+def _fused_origin(node: Any, producer: Mapping[str, Any]) -> str | None:
+    """The fused TensorFlow Lite name of the op a converter-inserted node was split off, through the other
+    inserted nodes between them (``Relu__102`` <- ``Add__105`` <- ``MatMul;BiasAdd``); None if there is none."""
+    for _ in range(4):
+        if not node.input or node.input[0] not in producer:
+            return None
+        node = producer[node.input[0]]
+        inserted = bool(_INSERTED_NAME.search(node.name))
+        if ";" in node.output[0] and not inserted:
+            return str(node.output[0])
+        if not inserted:
+            return None
+    return None
+
+
+def _source(node: Any, position: int, output: str, returned: bool, producer: Mapping[str, Any]) -> tuple[str, bool]:
+    """The name a tensor's probe name is derived from, and whether that is the name of a node the converter
+    inserted (``__<N>``).
+
+    Its own name, except: a graph output renamed after the signature is named through its node and
+    position; a TFLite tensor's fused name (``c_1/Relu;c_1/BiasAdd;c_1/Conv2D``) gives the op its node
+    computes, and the nodes tf2onnx split off that op (``Add__105``, ``Relu__102``) the offset and the
+    activation it lists (:func:`~probe_cli.core.graph_names.split_fused_source`). Without a leading ``/``
+    (PyTorch's names), which the archive would drop."""
+    base = output
+    if returned and node.name and SIGNATURE_OUTPUT.match(output) and not SIGNATURE_OUTPUT.match(node.name):
+        base = f"{node.name}:{position}"
+    inserted = bool(_INSERTED_NAME.search(node.name or output))
+    holds = _holds(node)
+    if ";" in base and inserted:  # a node the converter added beside a fused op: the part with its counter
+        base = base.rpartition(";")[2]
+    elif ";" in base:
+        base = split_fused_source(base, holds) or split_fused_source(base, ANCHOR) or base
+    elif inserted and holds != ANCHOR and (fused := _fused_origin(node, producer)) is not None:
+        chosen = split_fused_source(fused, holds)
+        if chosen is not None:
+            base, inserted = chosen, False
+    return base.lstrip("/") or output, inserted and bool(_INSERTED_NAME.search(base))

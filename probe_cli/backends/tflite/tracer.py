@@ -23,7 +23,7 @@ import numpy as np
 from probe_cli.backends.base import Backend, TracedModel, named_layers
 from probe_cli.backends.tflite.loader import TFLiteLoaded
 from probe_cli.core.errors import ModelLoadError
-from probe_cli.core.graph_names import input_name, tflite_names
+from probe_cli.core.graph_names import activation_name, input_name, tflite_names
 from probe_cli.core.types import InputSpec, ModelIndex, Shape, TensorInfo
 
 #: The op type of a model input's tensor (no op produces it).
@@ -277,14 +277,6 @@ def _activation_name(
     name: str, op_type: str, op_inputs: Sequence[int], layer_of_index: dict[int, str | None], taken: set[str]
 ) -> tuple[str, str | None]:
     """A tensor named after the signature's output (:data:`SIGNATURE_OUTPUT`) that an activation op computed
-    from a layer's tensor is that layer's activation, named as Keras traces it (``probs/Softmax:0``)
-    unless that name is taken."""
+    from a layer's tensor: see :func:`~probe_cli.core.graph_names.activation_name`."""
     layer = next((layer_of_index.get(i) for i in op_inputs if layer_of_index.get(i) is not None), None)
-    if layer is None:
-        return name, None
-    candidate = f"{layer}/{ACTIVATIONS[op_type]}:0"
-    if candidate in taken:
-        return name, None
-    taken.discard(name)
-    taken.add(candidate)
-    return candidate, layer
+    return activation_name(name, ACTIVATIONS[op_type], layer, taken)
