@@ -59,3 +59,16 @@ def test_with_the_files_layer_list_only_those_layers_are_named() -> None:
 )
 def test_pairing_keys(graph_name: str, key: str) -> None:
     assert pairing_key(graph_name) == key
+
+
+def test_split_fused_source_names_each_node_of_a_fused_op_split_again() -> None:
+    from probe_cli.core.graph_names import ACTIVATION, ANCHOR, OFFSET, split_fused_source
+
+    conv = "m_1/relu1_1/Relu;m_1/bn1_1/batchnorm/add_1;m_1/bn1_1/batchnorm/mul_1;m_1/conv1_1/convolution"
+    assert split_fused_source(conv, OFFSET) == "m_1/bn1_1/batchnorm/add_1"  # the Conv with the folded batch norm
+    assert split_fused_source(conv, ACTIVATION) == "m_1/relu1_1/Relu"  # the Relu split off it
+    dense = "m_1/fc_1/MatMul;m_1/fc_1/Relu;m_1/fc_1/BiasAdd"
+    assert split_fused_source(dense, ANCHOR) == "m_1/fc_1/MatMul"
+    assert split_fused_source(dense, OFFSET) == "m_1/fc_1/BiasAdd"
+    assert split_fused_source("m_1/c_1/Relu;m_1/c_1/convolution", OFFSET) is None  # no bias listed
+    assert split_fused_source("m_1/c_1/Relu;m_1/c_1/convolution", ANCHOR) == "m_1/c_1/convolution"
