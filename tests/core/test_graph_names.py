@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from probe_cli.core.graph_names import keras_names, model_scope, pairing_key, strip_wrappers
+from probe_cli.core.graph_names import (
+    ACTIVATION,
+    ANCHOR,
+    OFFSET,
+    keras_names,
+    model_scope,
+    pairing_key,
+    split_fused_source,
+    strip_wrappers,
+)
 
 EXPORTED = [
     "image",
@@ -62,8 +71,6 @@ def test_pairing_keys(graph_name: str, key: str) -> None:
 
 
 def test_split_fused_source_names_each_node_of_a_fused_op_split_again() -> None:
-    from probe_cli.core.graph_names import ACTIVATION, ANCHOR, OFFSET, split_fused_source
-
     conv = "m_1/relu1_1/Relu;m_1/bn1_1/batchnorm/add_1;m_1/bn1_1/batchnorm/mul_1;m_1/conv1_1/convolution"
     assert split_fused_source(conv, OFFSET) == "m_1/bn1_1/batchnorm/add_1"  # the Conv with the folded batch norm
     assert split_fused_source(conv, ACTIVATION) == "m_1/relu1_1/Relu"  # the Relu split off it
