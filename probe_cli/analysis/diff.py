@@ -318,9 +318,9 @@ _LAYOUTS = {(0, 3, 1, 2): "NHWC -> NCHW", (0, 2, 3, 1): "NCHW -> NHWC"}
 _CHANNELS_LAST = {"NCW": "NWC", "NCHW": "NHWC", "NCDHW": "NDHWC"}
 
 
-def _tracked_layouts(ta: StoredTensor, tb: StoredTensor) -> tuple[str, str] | None:
+def _tracked_layouts(attrs_a: Mapping[str, Any], attrs_b: Mapping[str, Any]) -> tuple[str, str] | None:
     """A's and B's layouts when a backend tracked at least one (``layout_axes``) and they differ, else None."""
-    la, lb = (t.attrs.get("layout_axes") or None for t in (ta, tb))
+    la, lb = (attrs.get("layout_axes") or None for attrs in (attrs_a, attrs_b))
     if la is None and lb is None:
         return None
     la = la if la is not None else _CHANNELS_LAST.get(str(lb), lb)
@@ -334,19 +334,31 @@ def _aligned(
     """Matching values of two stored tensors whose shapes differ only by a batch or unit axis (B reshaped)
     or by layout (B transposed), with the change made, said in words; ([], None) otherwise. With tracked
     ``layouts`` (A's, B's), B is transposed from its layout to A's whatever the shapes say (H == W == C
-    looks alike either way); without, NHWC/NCHW is inferred from the shapes."""
+    looks alike either way), and a B of another rank (a Keras ``Reshape`` of the NHWC tensor that an ONNX
+    ``Conv`` outputs as NCHW) is brought to its layout's shape first, or A's shape after; without,
+    NHWC/NCHW is inferred from the shapes."""
     if not (isinstance(na, h5py.Dataset) and isinstance(nb, h5py.Dataset)) or na.size != nb.size:
         return [], None
     shape_a, shape_b = tuple(na.shape), tuple(nb.shape)
     a, b = dequantized(na[()], na.attrs), dequantized(nb[()], nb.attrs)
-    if layouts is not None:
+    laid_out = layouts is not None and len(layouts[0]) == len(layouts[1]) and sorted(layouts[0]) == sorted(layouts[1])
+    if layouts is not None and laid_out:
         la, lb = layouts
-        if len(la) == len(lb) == len(shape_a) == len(shape_b) and sorted(la) == sorted(lb):
-            axes = tuple(lb.index(letter) for letter in la)
-            if tuple(shape_b[k] for k in axes) == shape_a:
-                return [(a, np.transpose(b, axes))], f"B transposed {lb} -> {la} (tracked layout)"
+        axes = tuple(lb.index(letter) for letter in la)
+        if len(shape_a) == len(shape_b) == len(la) and tuple(shape_b[k] for k in axes) == shape_a:
+            return [(a, np.transpose(b, axes))], f"B transposed {lb} -> {la} (tracked layout)"
     if [d for d in shape_a if d != 1] == [d for d in shape_b if d != 1]:
         return [(a, np.asarray(b).reshape(shape_a))], f"B reshaped {shape_b} -> {shape_a}"
+    if layouts is not None and laid_out:
+        la, lb = layouts
+        axes = tuple(lb.index(letter) for letter in la)
+        if len(shape_a) == len(la) and len(shape_b) != len(lb):
+            as_b = tuple(shape_a[la.index(letter)] for letter in lb)
+            words = f"B reshaped {shape_b} -> {as_b} and transposed {lb} -> {la} (tracked layout)"
+            return [(a, np.transpose(np.reshape(b, as_b), axes))], words
+        if len(shape_b) == len(lb) and len(shape_a) != len(la):
+            words = f"B transposed {lb} -> {la} (tracked layout) and reshaped -> {shape_a}"
+            return [(a, np.reshape(np.transpose(b, axes), shape_a))], words
     if layouts is None and len(shape_a) == len(shape_b) == 4:
         for axes, words in _LAYOUTS.items():
             if tuple(shape_b[k] for k in axes) == shape_a:
@@ -357,12 +369,13 @@ def _aligned(
 def paired_values(na: h5py.Dataset | h5py.Group, nb: h5py.Dataset | h5py.Group) -> Iterator[tuple[Any, Any]]:
     """The two stored values side by side in bounded slices (real values of quantized ones), B brought to
     A's shape as :func:`compare_tensors` brings it; nothing when they cannot be lined up."""
-    pairs = _paired(na, nb)
+    layouts = _tracked_layouts(na.attrs, nb.attrs)
+    pairs = [] if layouts else _paired(na, nb)
     if pairs:
         for a, b, _ in _paired_chunks(pairs):
             yield a, b
         return
-    yield from _aligned(na, nb)[0]
+    yield from _aligned(na, nb, layouts)[0]
 
 
 def compare_tensors(
@@ -399,7 +412,7 @@ def compare_tensors(
         budget=budget,
     )
     layout_change = None
-    layouts = _tracked_layouts(ta, tb)
+    layouts = _tracked_layouts(ta.attrs, tb.attrs)
     pairs: list[tuple[Any, Any]] = [] if layouts else list(_paired(na, nb))
     if pairs:
         chunks: Iterator[tuple[np.ndarray, np.ndarray, int]] = _paired_chunks(pairs)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import h5py
 import numpy as np
 
-from probe_cli.analysis.diff import diff_archives
+from probe_cli.analysis.diff import diff_archives, paired_values
 from probe_cli.archive.writer import write_archive
 from probe_cli.core.types import TensorInfo
 from probe_cli.feed import Feed
@@ -57,3 +58,28 @@ def test_without_tracked_layouts_an_h_w_c_tensor_is_not_transposed(tmp_path: Pat
     a = _archive(tmp_path / "a.h5", {"c:0": (np.transpose(nhwc, (0, 3, 1, 2)).copy(), None)})
     b = _archive(tmp_path / "b.h5", {"c:0": (nhwc, None)})
     assert not diff_archives(a, b).same
+
+
+def test_a_reshape_of_the_nhwc_tensor_is_compared_with_the_tracked_nchw_one(tmp_path: Path) -> None:
+    """A Keras Reshape of a conv's NHWC output, paired with the NCHW tensor of an ONNX Conv: B is brought to
+    the NHWC shape, then transposed (and the other way round: transposed, then reshaped)."""
+    nhwc = np.random.default_rng(3).random((2, 5, 5, 4), dtype=np.float32)
+    nchw = np.transpose(nhwc, (0, 3, 1, 2)).copy()
+    onnx_side = _archive(tmp_path / "a.h5", {"c:0": (nchw, "NCHW")})
+    keras_side = _archive(tmp_path / "b.h5", {"c:0": (nhwc.reshape(2, 25, 4), None)})
+    (tensor,) = diff_archives(onnx_side, keras_side).tensors
+    assert tensor.max_abs_error == 0.0 and not tensor.failed
+    assert tensor.layout_change == "B reshaped (2, 25, 4) -> (2, 5, 5, 4) and transposed NHWC -> NCHW (tracked layout)"
+    (back,) = diff_archives(keras_side, onnx_side).tensors
+    assert back.max_abs_error == 0.0 and not back.failed
+    assert back.layout_change == "B transposed NCHW -> NHWC (tracked layout) and reshaped -> (2, 25, 4)"
+
+
+def test_paired_values_line_up_by_the_tracked_layout(tmp_path: Path) -> None:
+    """The values the HTML report draws are lined up as the comparison lines them up."""
+    nhwc = np.random.default_rng(4).random((2, 4, 4, 4), dtype=np.float32)
+    a = _archive(tmp_path / "a.h5", {"c:0": (np.transpose(nhwc, (0, 3, 1, 2)).copy(), "NCHW")})
+    b = _archive(tmp_path / "b.h5", {"c:0": (nhwc, None)})
+    with h5py.File(a) as fa, h5py.File(b) as fb:
+        pairs = list(paired_values(fa["tensors/c:0"], fb["tensors/c:0"]))
+    assert pairs and all(np.array_equal(x, y) for x, y in pairs)
