@@ -501,6 +501,8 @@ def _distribution_executor(traced: TracedModel, selection: Sequence[TensorInfo],
             value = values.pop(info.name)
             for array in [e.value for e in value] if info.per_execution else [value]:
                 real = dequantized(array, info.quantization)  # a TFLite tensor's integers: their real values
+                if info.layout and "C" in info.layout and np.ndim(real) == len(info.layout):
+                    real = np.moveaxis(real, info.layout.index("C"), -1)  # per channel: an NCHW tensor's axis 1
                 dist = of_array(real, spec.hist_range or ranges.get(info.name), spec.bins)
                 ranges.setdefault(info.name, dist.hist_range)
                 found[info.name] = found[info.name].merge(dist) if info.name in found else dist

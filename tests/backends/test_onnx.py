@@ -373,3 +373,19 @@ def test_an_onnx_file_converted_from_tflite_names_split_fused_ops_after_what_the
     compared = {t["reference"]: t for t in json.loads(result.stdout)["tensors"]}
     for name in ("bn1/batchnorm/add_1:0", "relu1/Relu:0", "add/Add:0", "probs/Softmax:0"):
         assert compared[name]["paired_by"] == "name" and compared[name]["rel_error"] < 1e-5, name
+
+
+def test_stats_only_channels_are_the_channels_of_an_nchw_tensor(models: ONNXModels, tmp_path: Path) -> None:
+    """Per-channel statistics of the ONNX export are per channel (axis 1 of NCHW), so they equal the Keras
+    model's (channels last) and the two --stats-only archives compare the same; H == W == C here."""
+    archives = []
+    for model in (models.keras, models.onnx):
+        archive = tmp_path / f"{model.suffix[1:]}.stats.h5"
+        command = ["dump", model, "--input", models.inputs, "--stats-only", "--hist-range=-4,4", "-o", archive]
+        ok(invoke(*command, "--tensor", "add/Add:0"))
+        archives.append(archive)
+    with h5py.File(archives[0]) as keras_stats, h5py.File(archives[1]) as onnx_stats:
+        np.testing.assert_allclose(
+            onnx_stats["stats/add/Add:0/channel_mean"][()], keras_stats["stats/add/Add:0/channel_mean"][()], atol=1e-6
+        )
+    ok(invoke("diff", archives[1], archives[0]))
