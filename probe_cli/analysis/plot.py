@@ -73,6 +73,19 @@ def is_image_like(shape: tuple[int, ...]) -> bool:
     return len(shape) == 4 and shape[0] > 0 and shape[1] > 1 and shape[2] > 1 and shape[3] > 0
 
 
+def channel_axis(attrs: Any) -> int | None:
+    """The channels' axis where a backend tracked the layout (``layout_axes``: 1 for an ONNX NCHW tensor);
+    None where they are last, as in Keras' channels-last tensors, or unknown."""
+    layout = attrs.get("layout_axes") or ""
+    return layout.index("C") if "C" in layout and not layout.endswith("C") else None
+
+
+def channels_last(shape: tuple[int, ...], axis: int | None) -> tuple[int, ...]:
+    if axis is None or axis >= len(shape):
+        return shape
+    return (*shape[:axis], *shape[axis + 1 :], shape[axis])
+
+
 def histogram(node: h5py.Dataset | h5py.Group, bins: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Counts and bin edges over the finite values, in two bounded passes (range, then counts); for a
     ``--stats-only`` archive, the stored histogram (its values outside the range are in the title)."""
@@ -122,6 +135,9 @@ def _draw_channel_maps(fig: Any, cell: Any, node: h5py.Dataset | h5py.Group, sam
     first = parts(node)[0]
     row = slice(sample, sample + 1)
     image = np.asarray(dequantized(first[row], first.attrs or node.attrs, row)[0], dtype=np.float64)  # one sample
+    axis = channel_axis(node.attrs)
+    if axis is not None and 0 < axis <= image.ndim:
+        image = np.moveaxis(image, axis - 1, -1)  # (C, H, W) of an NCHW tensor's sample -> (H, W, C)
     shown = min(image.shape[-1], max_channels)
     cols = math.ceil(math.sqrt(shown))
     rows = math.ceil(shown / cols)
@@ -143,7 +159,7 @@ def _render(
 ) -> list[str]:
     """One PNG, one row per tensor; returns the names that got channel maps."""
     figure_cls, canvas_cls = _matplotlib()
-    with_maps = [t.name for t in tensors if is_image_like(t.shape)]
+    with_maps = [t.name for t in tensors if is_image_like(channels_last(t.shape, channel_axis(t.attrs)))]
     width = HIST_WIDTH + (MAPS_WIDTH if with_maps else 0.0)
     fig = figure_cls(figsize=(width, ROW_HEIGHT * len(tensors)), dpi=DPI)
     canvas_cls(fig)

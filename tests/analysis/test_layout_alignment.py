@@ -6,6 +6,8 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pytest
+from conftest import invoke, ok
 
 from probe_cli.analysis.diff import diff_archives, paired_values
 from probe_cli.archive.writer import write_archive
@@ -83,3 +85,20 @@ def test_paired_values_line_up_by_the_tracked_layout(tmp_path: Path) -> None:
     with h5py.File(a) as fa, h5py.File(b) as fb:
         pairs = list(paired_values(fa["tensors/c:0"], fb["tensors/c:0"]))
     assert pairs and all(np.array_equal(x, y) for x, y in pairs)
+
+
+def test_plot_draws_the_channels_of_an_nchw_tensor(tmp_path: Path) -> None:
+    """The channel maps of a tracked NCHW tensor are its channels: pixel for pixel those of the NHWC tensor."""
+    pytest.importorskip("matplotlib")
+    image = pytest.importorskip("matplotlib.image")
+    from probe_cli.analysis import plot as plot_module
+
+    nhwc = np.random.default_rng(5).normal(size=(2, 6, 7, 5)).astype(np.float32)
+    pngs = []
+    for layout, value in (("NCHW", np.transpose(nhwc, (0, 3, 1, 2)).copy()), (None, nhwc)):
+        archive = _archive(tmp_path / f"{layout}.h5", {"conv/Relu:0": (value, layout)})
+        out = tmp_path / f"{layout}.png"
+        ok(invoke("plot", archive, "-t", "conv/Relu:0", "-o", out))
+        pngs.append(image.imread(out))
+    maps = int(plot_module.HIST_WIDTH * plot_module.DPI)
+    assert np.array_equal(pngs[0][:, maps:], pngs[1][:, maps:])
