@@ -55,6 +55,15 @@ def _model(keras: Any) -> Any:
     return model
 
 
+def _save(
+    path: Path, nodes: list[Any], inputs: list[Any], outputs: list[Any], initializers: tuple[Any, ...] | list[Any] = ()
+) -> Path:
+    """A hand-built model (opset 17) saved to ``path``."""
+    graph = onnx.helper.make_graph(nodes, path.stem, inputs, outputs, list(initializers))
+    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
 def _loop_model(path: Path) -> Path:
     """``y = x + sum of 3 iterations of (x * 2)``: a Loop whose body's tensors cannot be fetched."""
     h = onnx.helper
@@ -76,13 +85,13 @@ def _loop_model(path: Path) -> Path:
         ],
         [h.make_tensor("two", onnx.TensorProto.FLOAT, [], [2.0])],
     )
-    graph = h.make_graph(
+    return _save(
+        path,
         [
             h.make_node("Relu", ["x"], ["r"], name="relu"),
             h.make_node("Loop", ["trips", "cond", "r"], ["looped"], name="loop", body=body),
             h.make_node("Add", ["looped", "x"], ["y"], name="add"),
         ],
-        "looping",
         [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [None, 4])],
         [h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [None, 4])],
         [
@@ -90,8 +99,6 @@ def _loop_model(path: Path) -> Path:
             h.make_tensor("cond", onnx.TensorProto.BOOL, [], [True]),
         ],
     )
-    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), str(path))
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -288,19 +295,17 @@ def test_the_readme_compare_of_the_samples() -> None:
 def test_check_numerics_names_the_node_where_nan_appears(tmp_path: Path) -> None:
     """``log(x - 0.5)`` is NaN where x < 0.5: the Sub is finite, the Log is the first node with NaN."""
     h = onnx.helper
-    graph = h.make_graph(
+    model = _save(
+        tmp_path / "nan.onnx",
         [
             h.make_node("Sub", ["x", "half"], ["shifted"], name="shift"),
             h.make_node("Log", ["shifted"], ["logged"], name="log"),
             h.make_node("Relu", ["logged"], ["y"], name="relu"),
         ],
-        "nan",
         [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [None, 4])],
         [h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [None, 4])],
         [h.make_tensor("half", onnx.TensorProto.FLOAT, [], [0.5])],
     )
-    model = tmp_path / "nan.onnx"
-    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), str(model))
     inputs = tmp_path / "x.npy"
     np.save(inputs, np.array([[0.9, 0.8, 0.7, 0.6], [0.9, 0.1, 0.7, 0.6]], np.float32))
     result = invoke("dump", model, "--input", inputs, "--check-numerics", "--json", "-o", tmp_path / "nan.h5")
@@ -314,18 +319,16 @@ def test_names_of_a_model_not_converted_from_tensorflow_and_its_inputs_and_outpu
     """PyTorch-style names keep their own (without the leading ``/`` the archive would drop); inputs and
     outputs keep the graph's order, which structural pairing relies on."""
     h = onnx.helper
-    graph = h.make_graph(
+    model = _save(
+        tmp_path / "torchlike.onnx",
         [
             h.make_node("Add", ["b", "a"], ["/head/Add_output_0"], name="/head/Add"),
             h.make_node("Relu", ["/head/Add_output_0"], ["logits"], name="/head/Relu"),
             h.make_node("Identity", ["a"], ["output_1"], name="/passthrough/Identity"),
         ],
-        "torchlike",
         [h.make_tensor_value_info(n, onnx.TensorProto.FLOAT, [None, 3]) for n in ("b", "a")],
         [h.make_tensor_value_info(n, onnx.TensorProto.FLOAT, [None, 3]) for n in ("logits", "output_1")],
     )
-    model = tmp_path / "torchlike.onnx"
-    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), str(model))
     listed = list_json(model)
     assert [i["name"] for i in listed["inputs"]] == ["b", "a"]
     assert [t["name"] for t in listed["tensors"]] == [
