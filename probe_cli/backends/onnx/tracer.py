@@ -1,11 +1,12 @@
 """An ONNX model's index: every node output of the main graph, in node (topological) order.
 
-Names: a node is named after the TensorFlow op it was converted from (``<op>:<i>``), so the rules
-that name exported and TFLite tensors (:func:`probe_cli.core.graph_names.tflite_names`) give Keras
-names: node ``cnn_1/conv2_1/Relu`` -> ``conv2/Relu:0`` in layer ``conv2``. The node's name is used,
-not its output's, because graph outputs are renamed (``Identity:0``, ``output_0``). Nodes the
-converter inserted end in ``__<N>`` (``Conv__29``, a counter that changes per conversion) and keep
-their own names with ``inserted`` noted in their context. Constants are no node output listed.
+Names: a node's output is named after the TensorFlow op it was converted from (``<op>:<i>``), so the
+rules that name exported and TFLite tensors (:func:`probe_cli.core.graph_names.tflite_names`) give
+Keras names: ``cnn_1/conv2_1/Relu:0`` -> ``conv2/Relu:0`` in layer ``conv2``. A graph output renamed
+after the signature (``Identity:0``, ``output_0``) is named through its node; a file converted from
+TFLite names its nodes after fused ops, which :func:`_source` splits again. Nodes the converter
+inserted end in ``__<N>`` (``Conv__29``, a counter that changes per conversion) and keep their own
+names with ``inserted`` noted in their context. Constants are no node output listed.
 
 Layout: ONNX's convolutions and pools work on NCHW, so their outputs are ``NCHW``; ops that keep
 their input's layout pass it on, a Transpose permutes it, anything else (Reshape, Flatten, ...)
