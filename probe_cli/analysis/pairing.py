@@ -129,23 +129,39 @@ class _Side:
         self.graph = graph
         self.nodes = graph.by_name
         self.order = {node.name: i for i, node in enumerate(graph.nodes)}
-        self.consumers = graph.consumers
+        self.reads = {node.name: self._own_inputs(node) for node in graph.nodes}
+        consumers: dict[str, list[str]] = {}
+        for node in graph.nodes:
+            for source in self.reads[node.name]:
+                consumers.setdefault(source, []).append(node.name)
+        self.consumers = consumers
         inputs = set(graph.inputs)
         self.const: set[str] = set()
         self.roles: dict[str, str] = {}
         known = bool(graph.inputs or graph.outputs or any(n.op_inputs for n in graph.nodes))
         for node in graph.nodes:  # graph order: an op's inputs come first
-            data = [x for x in node.op_inputs if x in self.nodes and x not in self.const]
+            listed = [x for x in node.op_inputs if x in self.nodes]
+            data = [x for x in self.reads[node.name] if x not in self.const]
             if node.name in inputs or not known:
                 role = op_roles.ANCHOR
             else:
-                role = op_roles.role(node.op_type, len(data), len([x for x in node.op_inputs if x in self.nodes]))
+                role = op_roles.role(node.op_type, len(data), len(listed))
             self.roles[node.name] = role
             if role == op_roles.CONST:
                 self.const.add(node.name)
 
+    def _own_inputs(self, node: GraphNode) -> tuple[str, ...]:
+        """What one output of an op reads: all its inputs, but output k of an IdentityN passes on input k
+        (Keras' swish wraps its result in one, with its gradient's inputs)."""
+        listed = tuple(x for x in dict.fromkeys(node.op_inputs) if x in self.nodes)
+        if node.op_type in op_roles.PER_OUTPUT_OPS:
+            index = node.name.rpartition(":")[2]
+            k = int(index) if index.isdigit() else 0
+            return node.op_inputs[k : k + 1] if k < len(node.op_inputs) and node.op_inputs[k] in self.nodes else listed
+        return listed
+
     def data_inputs(self, name: str) -> list[str]:
-        return [x for x in dict.fromkeys(self.nodes[name].op_inputs) if x in self.nodes and x not in self.const]
+        return [x for x in self.reads[name] if x not in self.const]
 
     def data_consumers(self, name: str) -> list[str]:
         return [c for c in self.consumers.get(name, ()) if c not in self.const]
@@ -193,6 +209,47 @@ class _Pairer:
         for ref, cand in zip(refs, cands):
             if cand not in self.c2r and ref in self.r.nodes and cand in self.c.nodes:
                 self.add(ref, cand, how)
+
+    def refine(self, this: _Side, other: _Side, mine: dict[str, str], theirs: dict[str, str], flip: bool) -> None:
+        """A name can name the anchor of a fused op whose value is the end of the chain it replaced
+        (TFLite's ``stem_conv/convolution;;stem_conv_pad/Pad1`` holds the folded BatchNorm's output): when
+        every paired tensor reading it reads, on the other side, the end of its partner's chain (directly or
+        through unpaired ops) and no other tensor of that chain, it pairs with that end."""
+        for name, partner in list(mine.items()):
+            if this.roles[name] != op_roles.ANCHOR or other.roles.get(partner) != op_roles.ANCHOR:
+                continue
+            if name in this.graph.inputs or partner in other.graph.inputs:  # an input holds itself
+                continue
+            if len(self._chain(this, name, mine)) > 1:
+                continue
+            chain = self._chain(other, partner, theirs)
+            readers = [mine[r] for r in this.data_consumers(name) if r in mine]
+            if len(chain) == 1 or not readers or theirs.get(partner) != name:
+                continue
+            end = chain[-1]
+            if not all(self._reaches(other, r, set(chain), theirs) == {end} for r in readers):
+                continue
+            ref, cand = (partner, name) if flip else (name, partner)
+            self.pairs = [p for p in self.pairs if (p.reference, p.candidate) != (ref, cand)]
+            del mine[name], theirs[partner]
+            ref, cand = (end, name) if flip else (name, end)
+            self.add(ref, cand, BY_FUSED, tuple(other.nodes[x].op_type for x in chain))
+            (self.fused_r if flip else self.fused_c).update(chain[:-1])
+
+    @staticmethod
+    def _reaches(side: _Side, start: str, targets: set[str], mine: Mapping[str, str]) -> set[str]:
+        """Which of ``targets`` a tensor reads, directly or through unpaired tensors (a swish's
+        ``x * beta`` before its sigmoid)."""
+        hits: set[str] = set()
+        frontier, seen = [start], {start}
+        while frontier and len(seen) <= _DOWNSTREAM_DEPTH:
+            for up in side.data_inputs(frontier.pop()):
+                if up in targets:
+                    hits.add(up)
+                elif up not in mine and up not in seen:
+                    seen.add(up)
+                    frontier.append(up)
+        return hits
 
     def copies(self, this: _Side, other: _Side, mine: dict[str, str], flip: bool) -> bool:
         """Unpaired copies (identity, cast, quantize, reshape, ...) of paired tensors pair with the partner."""
@@ -379,6 +436,8 @@ def pair(
     pairer.by_names(dict(mapping or {}))
     pairer.by_position(pairer.r.graph.inputs, pairer.c.graph.inputs, BY_INPUT)
     pairer.by_position(pairer.r.graph.outputs, pairer.c.graph.outputs, BY_OUTPUT)
+    pairer.refine(pairer.c, pairer.r, pairer.c2r, pairer.r2c, True)
+    pairer.refine(pairer.r, pairer.c, pairer.r2c, pairer.c2r, False)
     pairer.structural()
     return pairer.result()
 

@@ -657,9 +657,13 @@ def _value_table(out: Out, title: str, result: ArchiveDiff, rows: Sequence[Tenso
             )
         )
     out.table(title, columns, table, right=columns[columns.index("rel err") :])
+    changes: dict[str, list[str]] = {}
     for t in rows:
         if t.layout_change:
-            out.line(f"{t.reference_name}: compared after {t.layout_change}")
+            changes.setdefault(t.layout_change, []).append(t.reference_name)
+    for change, names in changes.items():  # one line per kind of alignment, not per tensor
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        out.line(f"Compared after the {change}: {shown}")
 
 
 def _unpaired_and_verdict(out: Out, result: ArchiveDiff, verbose: bool) -> None:

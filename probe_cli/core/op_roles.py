@@ -65,6 +65,8 @@ COPY_OPS = frozenset(
         "Dropout",
     }
 )
+#: Ops whose k-th output passes on their k-th input.
+PER_OUTPUT_OPS = frozenset({"IdentityN"})
 #: Ops between a tensor and the anchor that reads it, which a converter folds into the anchor (its padding).
 PROLOGUE_OPS = frozenset({"Pad", "PadV2", "MirrorPad", "PAD", "PADV2", "MIRROR_PAD"}) | COPY_OPS
 ACTIVATION_OPS = frozenset(

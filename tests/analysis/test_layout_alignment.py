@@ -37,10 +37,12 @@ def test_a_tracked_nchw_tensor_is_compared_with_the_nhwc_one_transposed_even_whe
     assert result.same, [(t.name, t.rel_error) for t in result.tensors]
     for tensor in result.tensors:
         assert tensor.max_abs_error == 0.0
-        assert tensor.layout_change == "B transposed NHWC -> NCHW (tracked layout)"
+        assert tensor.layout_change == "reference transposed NHWC -> NCHW (tracked layout)"
     # the other way round: B is the tracked NCHW one
     back = diff_archives(keras_side, onnx_side)
-    assert back.same and {t.layout_change for t in back.tensors} == {"B transposed NCHW -> NHWC (tracked layout)"}
+    assert back.same and {t.layout_change for t in back.tensors} == {
+        "reference transposed NCHW -> NHWC (tracked layout)"
+    }
 
 
 def test_equal_tracked_layouts_compare_as_stored_and_shapes_alone_still_align(tmp_path: Path) -> None:
@@ -51,7 +53,7 @@ def test_equal_tracked_layouts_compare_as_stored_and_shapes_alone_still_align(tm
     assert result.same
     by_name = {t.name: t for t in result.tensors}
     assert by_name["c:0"].layout_change is None  # the same layout: as stored, not transposed
-    assert by_name["g:0"].layout_change == "B reshaped (2, 4) -> (2, 4, 1, 1)"  # ranks differ: unit axes
+    assert by_name["g:0"].layout_change == "reference reshaped (2, 4) -> (2, 4, 1, 1)"  # ranks differ: unit axes
 
 
 def test_without_tracked_layouts_an_h_w_c_tensor_is_not_transposed(tmp_path: Path) -> None:
@@ -71,10 +73,13 @@ def test_a_reshape_of_the_nhwc_tensor_is_compared_with_the_tracked_nchw_one(tmp_
     keras_side = _archive(tmp_path / "b.h5", {"c:0": (nhwc.reshape(2, 25, 4), None)})
     (tensor,) = diff_archives(onnx_side, keras_side).tensors
     assert tensor.max_abs_error == 0.0 and not tensor.failed
-    assert tensor.layout_change == "B reshaped (2, 25, 4) -> (2, 5, 5, 4) and transposed NHWC -> NCHW (tracked layout)"
+    assert (
+        tensor.layout_change
+        == "reference reshaped (2, 25, 4) -> (2, 5, 5, 4) and transposed NHWC -> NCHW (tracked layout)"
+    )
     (back,) = diff_archives(keras_side, onnx_side).tensors
     assert back.max_abs_error == 0.0 and not back.failed
-    assert back.layout_change == "B transposed NCHW -> NHWC (tracked layout) and reshaped -> (2, 25, 4)"
+    assert back.layout_change == "reference transposed NCHW -> NHWC (tracked layout) and reshaped -> (2, 25, 4)"
 
 
 def test_paired_values_line_up_by_the_tracked_layout(tmp_path: Path) -> None:

@@ -322,3 +322,50 @@ def test_a_bad_map_is_one_line(tmp_path: Path, text: str, message: str) -> None:
 def test_a_graph_survives_json() -> None:
     g = keras_cnn()
     assert ModelGraph.from_json(g.to_json()) == g
+
+
+def test_a_fused_op_named_after_its_anchor_pairs_with_the_end_of_its_chain() -> None:
+    """TFLite names EfficientNet's stem ``stem_conv/convolution`` though it holds the folded BatchNorm's
+    output: what reads it (a swish, whose sigmoid reads ``x * beta``) reads that output on the other side.
+    An input is never moved, even when its readers read a normalization of it."""
+    ref = graph(
+        [
+            ("x:0", "Placeholder", ()),
+            ("k:0", "Const", ()),
+            ("scale/mul:0", "Mul", ("x:0", "k:0")),
+            ("stem_conv/convolution:0", "Conv2D", ("scale/mul:0", "k:0")),
+            ("stem_bn/batchnorm/mul_1:0", "Mul", ("stem_conv/convolution:0", "k:0")),
+            ("stem_bn/batchnorm/add_1:0", "AddV2", ("stem_bn/batchnorm/mul_1:0", "k:0")),
+            ("act/mul:0", "Mul", ("k:0", "stem_bn/batchnorm/add_1:0")),
+            ("act/Sigmoid:0", "Sigmoid", ("act/mul:0",)),
+            ("act/mul_1:0", "Mul", ("stem_bn/batchnorm/add_1:0", "act/Sigmoid:0")),
+            ("act/IdentityN:0", "IdentityN", ("act/mul_1:0", "stem_bn/batchnorm/add_1:0", "k:0")),
+            ("act/IdentityN:1", "IdentityN", ("act/mul_1:0", "stem_bn/batchnorm/add_1:0", "k:0")),
+            ("head/convolution:0", "Conv2D", ("act/IdentityN:0", "k:0")),
+            ("head/BiasAdd:0", "BiasAdd", ("head/convolution:0", "k:0")),
+            ("out/Sigmoid:0", "Sigmoid", ("head/BiasAdd:0",)),
+        ],
+        ("x:0",),
+        ("out/Sigmoid:0",),
+    )
+    cand = graph(
+        [
+            ("x:0", "INPUT", ()),
+            ("stem_conv/convolution:0", "CONV_2D", ("x:0",)),  # the scale, the Conv and the BatchNorm
+            ("act/Sigmoid:0", "LOGISTIC", ("stem_conv/convolution:0",)),
+            ("act/mul_1:0", "MUL", ("stem_conv/convolution:0", "act/Sigmoid:0")),
+            ("head/convolution1:0", "CONV_2D", ("act/mul_1:0",)),
+            ("out/Sigmoid:0", "LOGISTIC", ("head/convolution1:0",)),
+        ],
+        ("x:0",),
+        ("out/Sigmoid:0",),
+    )
+    result = pair(ref, cand)
+    pairs = how(result)
+    assert pairs[("stem_bn/batchnorm/add_1:0", "stem_conv/convolution:0")] == BY_FUSED
+    assert ("stem_conv/convolution:0", "stem_conv/convolution:0") not in pairs
+    assert pairs[("x:0", "x:0")] == BY_NAME
+    assert result.why_reference["stem_conv/convolution:0"] == FUSED_AWAY
+    # output 0 of the swish's IdentityN passes on its input 0, so the head's Conv reads the swish
+    assert pairs[("act/IdentityN:0", "act/mul_1:0")] == BY_COPY
+    assert pairs[("head/BiasAdd:0", "head/convolution1:0")] == BY_FUSED

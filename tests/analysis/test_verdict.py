@@ -72,11 +72,11 @@ def test_metrics(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("a", "b", "change"),
     [
-        (np.arange(10.0).reshape(1, 10), np.arange(10.0), "B reshaped (10,) -> (1, 10)"),
+        (np.arange(10.0).reshape(1, 10), np.arange(10.0), "reference reshaped (10,) -> (1, 10)"),
         (
             np.arange(24.0).reshape(1, 2, 3, 4),
             np.arange(24.0).reshape(1, 2, 3, 4).transpose(0, 3, 1, 2),
-            "B transposed NCHW -> NHWC",
+            "reference transposed NCHW -> NHWC",
         ),  # fmt: skip
     ],
     ids=["batch-axis", "layout"],

@@ -211,7 +211,7 @@ def test_compare_with_the_keras_model_pairs_its_layer_outputs_and_aligns_layouts
     layer_outputs = [name for layer in list_json(models.keras)["layers"] for name in layer["outputs"]]
     paired = [name for name in layer_outputs if name in compared]
     assert len(paired) >= 0.9 * len(layer_outputs), sorted(set(layer_outputs) - set(paired))
-    assert compared["add/Add:0"]["layout_change"] == "B transposed NHWC -> NCHW (tracked layout)"
+    assert compared["add/Add:0"]["layout_change"] == "reference transposed NHWC -> NCHW (tracked layout)"
     assert compared["add/Add:0"]["max_abs_error"] < 1e-5
 
 
