@@ -445,7 +445,7 @@ def compare_tensors(
     if status == DTYPE_MISMATCH and exact and not failed and "b" not in (kind_a, kind_b):
         # equal integers of two widths: ONNX's Shape gives int64 where TensorFlow's gives int32
         status = OK
-        widths = f"the reference's {tb.dtype} as {ta.dtype}"
+        widths = f"reference cast {tb.dtype} -> {ta.dtype}"
         layout_change = f"{layout_change}; {widths}" if layout_change else widths
     return make(
         status=DIFFERS if failed and status == OK else status,

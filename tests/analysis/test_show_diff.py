@@ -447,3 +447,14 @@ def test_diff_help_documents_defaults_and_exit_codes() -> None:
     assert (inspect_diff.REL_TOL, inspect_diff.ABS_FLOOR) == (1e-4, 1e-9)
     assert "+ 1e-9 * sqrt(n)" in result.stdout
     assert cli_module.DIFF_VERDICT.count("\n") > 3
+
+
+def test_equal_integers_of_two_widths_are_the_same_and_said_so(tmp_path: Path) -> None:
+    """ONNX's Shape gives int64 where TensorFlow's gives int32: equal values pass; unequal ones still fail."""
+    a = make_archive(tmp_path / "a.h5", {"s/Shape:0": np.array([2, 3], np.int64)})
+    b = make_archive(tmp_path / "b.h5", {"s/Shape:0": np.array([2, 3], np.int32)})
+    doc = json.loads(ok(invoke("diff", a, b, "--json")).stdout)
+    (shape,) = doc["tensors"]
+    assert shape["status"] == "ok" and shape["layout_change"] == "reference cast int32 -> int64"
+    c = make_archive(tmp_path / "c.h5", {"s/Shape:0": np.array([2, 4], np.int32)})
+    assert invoke("diff", a, c).exit_code == 1
