@@ -619,6 +619,8 @@ def compare_models(
             only_in_b=pairing.only_reference,
             why_only_in_a=pairing.why_candidate,
             why_only_in_b=pairing.why_reference,
+            fused_into_a=pairing.fused_into_candidate,
+            fused_into_b=pairing.fused_into_reference,
         )
         if save_dir is None:  # the archives will be gone: name the models
             result = replace(result, a=candidate.loaded.origin, b=reference.loaded.origin)

@@ -207,6 +207,9 @@ class ArchiveDiff:
     #: why each unpaired tensor has no partner (see :mod:`probe_cli.analysis.pairing`)
     why_only_in_a: dict[str, str] = field(default_factory=dict)
     why_only_in_b: dict[str, str] = field(default_factory=dict)
+    #: an unpaired tensor a fusion swallowed -> the other side's tensor that computes it away
+    fused_into_a: dict[str, str] = field(default_factory=dict)
+    fused_into_b: dict[str, str] = field(default_factory=dict)
     budgets: Budgets = field(default_factory=Budgets)
 
     @property
@@ -660,5 +663,7 @@ def diff_archives(
             unpaired_differ=unpaired_differ,
             why_only_in_a=pairing.why_candidate,
             why_only_in_b=pairing.why_reference,
+            fused_into_a=pairing.fused_into_candidate,
+            fused_into_b=pairing.fused_into_reference,
             budgets=budgets,
         )

@@ -84,6 +84,10 @@ class Pairing:
     #: unpaired tensor -> why (:data:`WEIGHT`, :data:`FUSED_AWAY`, :data:`INSERTED`, :data:`NO_COUNTERPART`)
     why_reference: dict[str, str] = field(default_factory=dict)
     why_candidate: dict[str, str] = field(default_factory=dict)
+    #: an unpaired tensor a fusion swallowed -> the other side's tensor whose op computes it away
+    #: (a Keras Conv's output -> the TFLite CONV_2D that folded its BatchNorm)
+    fused_into_reference: dict[str, str] = field(default_factory=dict)
+    fused_into_candidate: dict[str, str] = field(default_factory=dict)
 
     def candidate_of(self) -> dict[str, str]:
         """Reference name -> its first partner."""
@@ -106,6 +110,8 @@ class Pairing:
             only_c,
             {n: self.why_reference.get(n, NO_COUNTERPART) for n in only_r},
             {n: self.why_candidate.get(n, NO_COUNTERPART) for n in only_c},
+            {n: self.fused_into_reference[n] for n in only_r if n in self.fused_into_reference},
+            {n: self.fused_into_candidate[n] for n in only_c if n in self.fused_into_candidate},
             self.order_r,
             self.order_c,
         )
@@ -174,8 +180,9 @@ class _Pairer:
         #: partner of each paired tensor, per side (the first one made)
         self.r2c: dict[str, str] = {}
         self.c2r: dict[str, str] = {}
-        self.fused_r: set[str] = set()
-        self.fused_c: set[str] = set()
+        #: tensors a fusion swallowed -> the tensor of the other side that computes them away
+        self.fused_r: dict[str, str] = {}
+        self.fused_c: dict[str, str] = {}
 
     def add(self, ref: str, cand: str, how: str, chain: tuple[str, ...] = ()) -> None:
         self.pairs.append(Pair(ref, cand, how, chain))
@@ -212,11 +219,15 @@ class _Pairer:
 
     def refine(self, this: _Side, other: _Side, mine: dict[str, str], theirs: dict[str, str], flip: bool) -> None:
         """A name can name the anchor of a fused op whose value is the end of the chain it replaced
-        (TFLite's ``stem_conv/convolution;;stem_conv_pad/Pad1`` holds the folded BatchNorm's output): when
+        (TFLite's ``stem_conv/convolution;;stem_conv_pad/Pad1`` holds the folded BatchNorm's output, tf2onnx's
+        Conv ``bn/batchnorm/mul_1`` the BatchNorm's ``add_1``): when
         every paired tensor reading it reads, on the other side, the end of its partner's chain (directly or
         through unpaired ops) and no other tensor of that chain, it pairs with that end."""
         for name, partner in list(mine.items()):
-            if this.roles[name] != op_roles.ANCHOR or other.roles.get(partner) != op_roles.ANCHOR:
+            if this.roles[name] != op_roles.ANCHOR or other.roles.get(partner) not in (
+                op_roles.ANCHOR,
+                op_roles.AFFINE,
+            ):
                 continue
             if name in this.graph.inputs or partner in other.graph.inputs:  # an input holds itself
                 continue
@@ -234,7 +245,7 @@ class _Pairer:
             del mine[name], theirs[partner]
             ref, cand = (end, name) if flip else (name, end)
             self.add(ref, cand, BY_FUSED, tuple(other.nodes[x].op_type for x in chain))
-            (self.fused_r if flip else self.fused_c).update(chain[:-1])
+            (self.fused_r if flip else self.fused_c).update(dict.fromkeys(chain[:-1], name))
 
     @staticmethod
     def _reaches(side: _Side, start: str, targets: set[str], mine: Mapping[str, str]) -> set[str]:
@@ -351,8 +362,8 @@ class _Pairer:
                 ref, cand = (b, a) if flip else (a, b)
                 self.add(ref, cand, BY_FUSED, tuple(other.nodes[x].op_type for x in other_chain))
             # what the fusion swallowed on either side, for the summary of unpaired tensors
-            (self.fused_c if flip else self.fused_r).update(mine_chain)
-            (self.fused_r if flip else self.fused_c).update(other_chain)
+            (self.fused_c if flip else self.fused_r).update(dict.fromkeys(mine_chain, other_chain[-1]))
+            (self.fused_r if flip else self.fused_c).update(dict.fromkeys(other_chain, mine_chain[-1]))
             found = True
         return found
 
@@ -413,14 +424,16 @@ class _Pairer:
         paired_c = {p.candidate for p in pairs}
         only_r = [n.name for n in self.r.graph.nodes if n.name not in paired_r]
         only_c = [n.name for n in self.c.graph.nodes if n.name not in paired_c]
-        fused_r = self.fused_r | self._between(self.r, paired_r)
-        fused_c = self.fused_c | self._between(self.c, paired_c)
+        fused_r = set(self.fused_r) | self._between(self.r, paired_r)
+        fused_c = set(self.fused_c) | self._between(self.c, paired_c)
         return Pairing(
             pairs,
             only_r,
             only_c,
             {n: self.why(self.r, n, fused_r) for n in only_r},
             {n: self.why(self.c, n, fused_c) for n in only_c},
+            {n: self.fused_r[n] for n in only_r if n in self.fused_r},
+            {n: self.fused_c[n] for n in only_c if n in self.fused_c},
             [n.name for n in self.r.graph.nodes],
             [n.name for n in self.c.graph.nodes],
         )

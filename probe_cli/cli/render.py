@@ -513,6 +513,7 @@ def diff_document(result: ArchiveDiff) -> dict[str, Any]:
         "first_divergence": None if first is None else first.reference_name,
         "tensors": [_tensor_diff_doc(t) for t in result.tensors],
         "unpaired": {"reference": result.why_only_in_b, "candidate": result.why_only_in_a},
+        "fused_into": {"reference": result.fused_into_b, "candidate": result.fused_into_a},
         "only_in_a": result.only_in_a,
         "only_in_b": result.only_in_b,
         "warnings": result.warnings,
@@ -668,9 +669,9 @@ def _value_table(out: Out, title: str, result: ArchiveDiff, rows: Sequence[Tenso
 
 def _unpaired_and_verdict(out: Out, result: ArchiveDiff, verbose: bool) -> None:
     out.line()
-    for side, names, why in (
-        ("reference", result.only_in_b, result.why_only_in_b),
-        ("candidate", result.only_in_a, result.why_only_in_a),
+    for side, names, why, into in (
+        ("reference", result.only_in_b, result.why_only_in_b, result.fused_into_b),
+        ("candidate", result.only_in_a, result.why_only_in_a, result.fused_into_a),
     ):
         if not names:
             continue
@@ -683,7 +684,8 @@ def _unpaired_and_verdict(out: Out, result: ArchiveDiff, verbose: bool) -> None:
         out.line(unpaired_sentence(side, {n: why.get(n, NO_COUNTERPART) for n in names}, len(names)) + hint)
         if verbose:
             for name in names:
-                out.line(f"  {name}  ({why.get(name, NO_COUNTERPART)})")
+                inside = f", computed away by {into[name]}" if name in into else ""
+                out.line(f"  {name}  ({why.get(name, NO_COUNTERPART)}{inside})")
     first = result.first_divergence
     if first is not None:
         where = ", ".join(

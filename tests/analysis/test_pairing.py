@@ -369,3 +369,10 @@ def test_a_fused_op_named_after_its_anchor_pairs_with_the_end_of_its_chain() -> 
     # output 0 of the swish's IdentityN passes on its input 0, so the head's Conv reads the swish
     assert pairs[("act/IdentityN:0", "act/mul_1:0")] == BY_COPY
     assert pairs[("head/BiasAdd:0", "head/convolution1:0")] == BY_FUSED
+
+
+def test_what_a_fusion_swallowed_names_the_op_that_computes_it_away() -> None:
+    result = pair(keras_cnn(), tflite_cnn())
+    assert result.fused_into_reference["proj/convolution:0"] == "tfl_proj_conv"
+    assert result.fused_into_reference["probs/MatMul:0"] == "probs/MatMul2:0"
+    assert "c1/kernel:0" not in result.fused_into_reference  # a weight, not a step of a fused chain
