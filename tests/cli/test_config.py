@@ -110,6 +110,7 @@ def test_config_text_output(project: Path, monkeypatch: pytest.MonkeyPatch) -> N
         "  map        -                          default",
         "  all        false                      default",
         f'  match      ["conv.*"]                 config {path} [tool.probe]',
+        "  html       -                          default",
         "  json       true                       env PROBE_DIFF_JSON",
         "  verbose    false                      default",
         "  debug      false                      default",
