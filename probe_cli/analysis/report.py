@@ -209,6 +209,13 @@ def _shape(shape: Sequence[int]) -> str:
     return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return a == b
+
+
 def _provenance(result: ArchiveDiff, inputs: Mapping[str, list[InputRecord]]) -> str:
     reference, candidate = result.reference, result.candidate
     rows = []
@@ -227,8 +234,10 @@ def _provenance(result: ArchiveDiff, inputs: Mapping[str, list[InputRecord]]) ->
             for key, label in (("probe_version", "probe"), ("tensorflow_version", "TF"), ("keras_version", "Keras"))
             if prov.get(key)
         )
+        model = str(prov.get("model_path") or where)
+        shown = where if _same_file(model, where) else model  # compare: the path as the user gave it
         rows.append(
-            f"<tr><th>{role}</th><td><code>{_e(prov.get('model_path') or where)}</code></td>"
+            f"<tr><th>{role}</th><td><code title='{_e(model)}'>{_e(shown)}</code></td>"
             f"<td>{_e(prov.get('model_format') or '-')}</td>"
             f"<td><code title='{_e(sha or '')}'>{_e(sha[:16] if sha else '-')}</code></td>"
             f"<td>{_e(fed or '-')}</td><td>{_e(versions or '-')}</td></tr>"
