@@ -259,12 +259,16 @@ class Model:
         hist_range: tuple[float, float] | None = None,
         bins: int = DEFAULT_BINS,
         shard: tuple[int, int] | None = None,
+        histogram: bool = False,
+        channels: bool = False,
     ) -> DumpResult:
         """Writes the same archive ``probe dump`` writes, and returns what the CLI renders.
 
         ``samples``: how many seeded random samples to make for inputs not given. ``stats_only``:
-        each tensor's distribution instead of its values. ``shard=(k, n)``: only the k-th (from 0)
-        of n contiguous slices of the samples, for ``probe merge`` (docs/scale-out.md).
+        each tensor's distribution instead of its values (``histogram`` and ``channels`` add a histogram
+        and per-channel moments, at several times the cost; ``hist_range`` implies ``histogram``).
+        ``shard=(k, n)``: only the k-th (from 0) of n contiguous slices of the samples, for ``probe
+        merge`` (docs/scale-out.md).
         """
         spec = DumpSpec(
             tensors=_patterns(tensors),
@@ -278,6 +282,8 @@ class Model:
             hist_range=hist_range,
             bins=bins,
             shard=shard,
+            histogram=histogram,
+            channels=channels,
         )
         with tfenv.guest():
             feeds = self._feeds(inputs, seed, batch_size, samples)

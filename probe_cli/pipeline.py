@@ -103,9 +103,19 @@ class DumpSpec:
     check_numerics: bool = False
     #: store each tensor's distribution over the samples instead of its values
     stats_only: bool = False
-    #: the histograms' range; None: each tensor's range over the first batch
+    #: the histograms' range (implies ``histogram``); None: each tensor's range over the first batch
     hist_range: tuple[float, float] | None = None
     bins: int = DEFAULT_BINS
+    #: with ``stats_only``: a histogram of each tensor, and moments per channel (the last axis); each
+    #: costs more than the default statistics together (docs/performance.md)
+    histogram: bool = False
+    channels: bool = False
+
+    @property
+    def histograms(self) -> bool:
+        """Whether ``--stats-only`` computes histograms: asked for, or a range given for them."""
+        return self.histogram or self.hist_range is not None
+
     #: (K, N): only the K-th (from 0) of N contiguous slices of the samples
     shard: tuple[int, int] | None = None
 
@@ -331,14 +341,19 @@ def dump_model(
     selection = list(selection)
     total = sample_count(feeds, index.inputs)
     start, stop = (0, total) if spec.shard is None else shard_range(total, spec.shard)
+    if (spec.histogram or spec.channels) and not spec.stats_only:
+        raise UsageProblem(
+            f"{option('--histogram')} and {option('--channels')} go with {option('--stats-only')}",
+            f"add {option('--stats-only')}",
+        )
     if spec.stats_only and spec.check_numerics:
         raise UsageProblem(
             f"{option('--check-numerics')} needs the values: it does not go with {option('--stats-only')}"
         )
     if spec.shard is not None:
-        if spec.stats_only and spec.hist_range is None:
+        if spec.stats_only and spec.histogram and spec.hist_range is None:
             raise UsageProblem(
-                f"{option('--shard')} with {option('--stats-only')} needs {given('--hist-range', 'LO,HI')}",
+                f"{option('--shard')} with {option('--histogram')} needs {given('--hist-range', 'LO,HI')}",
                 "every shard's histograms must share their bins",
             )
         feeds = shard_feeds(feeds, index.inputs, start, stop)
@@ -423,8 +438,9 @@ def _run_attrs(
         "seed": seed,
         "probe_version": __version__,
         "stats_only": spec.stats_only,
-        "bins": spec.bins if spec.stats_only else None,
+        "bins": spec.bins if spec.stats_only and spec.histograms else None,
         "hist_range": list(spec.hist_range) if spec.stats_only and spec.hist_range else None,
+        "channels": spec.stats_only and spec.channels,
     }
     fingerprint = hashlib.sha256(json.dumps(run, sort_keys=True).encode()).hexdigest()
     attrs: dict[str, Any] = {"fingerprint": fingerprint, "sample_start": start, "sample_stop": stop}
@@ -432,7 +448,9 @@ def _run_attrs(
     if spec.shard is not None:
         attrs["shard"] = f"{spec.shard[0]}/{spec.shard[1]}"
     if spec.stats_only:
-        attrs.update(stats_only=True, bins=spec.bins)
+        attrs.update(stats_only=True, histogram=spec.histograms, channels=spec.channels)
+        if spec.histograms:
+            attrs["bins"] = spec.bins
     return attrs
 
 
@@ -475,24 +493,29 @@ def _known(shape: Shape | None) -> tuple[int, ...]:
 
 
 def _distribution_executor(traced: TracedModel, selection: Sequence[TensorInfo], spec: DumpSpec) -> Executor:
-    """One batch's distributions: the inputs' from the fed arrays; the others reduced inside the graph where
-    the backend can (``distributions``), else from the values its executors return (tensors inside loops,
-    backends without graphs)."""
+    """One batch's distributions, reduced inside the graph where the backend can (``distributions``), else
+    from the values its executors return (tensors inside loops, backends without graphs) or, for the
+    inputs, from the fed arrays. The default statistics take the inputs' in the graph too: NumPy's
+    float64 temporaries of a batch of images cost more memory than the rest of the run adds."""
     reduce = getattr(traced.backend, "distributions", None)
+    histogram, channels = spec.histograms, spec.channels
+    detail = histogram or channels
     input_of = {input_spec.graph_name: input_spec.name for input_spec in traced.index.inputs}
-    fed_inputs = [info for info in selection if info.graph_name in input_of]
-    computed = [info for info in selection if info.graph_name not in input_of]
-    in_graph = [info for info in computed if info.region is Region.TOP] if reduce else []
+    top = [info for info in selection if info.region is Region.TOP] if reduce else []
+    in_graph = [info for info in top if not detail or info.graph_name not in input_of]
     reduced = {info.name for info in in_graph}
-    rest = [info for info in computed if info.name not in reduced]
-    runners: list[Executor] = [reduce(traced, in_graph, spec.hist_range, spec.bins)] if reduce and in_graph else []
+    fed_inputs = [info for info in selection if info.graph_name in input_of and info.name not in reduced]
+    rest = [info for info in selection if info.graph_name not in input_of and info.name not in reduced]
+    runners: list[Executor] = (
+        [reduce(traced, in_graph, spec.hist_range, spec.bins, detail)] if reduce and in_graph else []
+    )
     plain = traced.executors(rest) if rest else []
     ranges: dict[str, tuple[float, float]] = {}
 
     def execute(fed: Sequence[Feed]) -> dict[str, Any]:
         found: dict[str, Any] = {}
         for runner in runners:
-            found.update(runner(fed))
+            found.update({name: _asked(dist, histogram, channels) for name, dist in runner(fed).items()})
         arrays = {feed.name: feed.array for feed in fed}
         values: dict[str, Any] = {info.name: arrays[input_of[info.graph_name]] for info in fed_inputs}
         for executor in plain:
@@ -503,12 +526,22 @@ def _distribution_executor(traced: TracedModel, selection: Sequence[TensorInfo],
                 real = dequantized(array, info.quantization)  # a TFLite tensor's integers: their real values
                 if info.layout and "C" in info.layout and np.ndim(real) == len(info.layout):
                     real = np.moveaxis(real, info.layout.index("C"), -1)  # per channel: an NCHW tensor's axis 1
-                dist = of_array(real, spec.hist_range or ranges.get(info.name), spec.bins)
-                ranges.setdefault(info.name, dist.hist_range)
+                span = spec.hist_range or ranges.get(info.name)
+                dist = of_array(real, span, spec.bins, histogram=histogram, channels=channels)
+                if dist.hist_range is not None:
+                    ranges.setdefault(info.name, dist.hist_range)
                 found[info.name] = found[info.name].merge(dist) if info.name in found else dist
         return found
 
     return execute
+
+
+def _asked(dist: Distribution, histogram: bool, channels: bool) -> Distribution:
+    """``dist`` without the histogram or the per-channel moments when they were not asked for (the
+    detailed reductions compute both)."""
+    if not histogram and dist.histogram is not None:
+        dist = replace(dist, histogram=None, hist_range=None)
+    return dist if channels or dist.channels is None else replace(dist, channels=None)
 
 
 def run_batches(

@@ -485,8 +485,9 @@ def compare_distributions(ta: StoredTensor, tb: StoredTensor, da: Distribution, 
         mean_shift = max(mean_shift, _shift(ca.mean, cb.mean, cb.std))  # type: ignore[union-attr]
         std_shift = max(std_shift, _shift(ca.std, cb.std, cb.std))  # type: ignore[union-attr]
     distance = None
-    if da.hist_range == db.hist_range and da.histogram.shape == db.histogram.shape:
-        pa, pb = (h / max(1, h.sum()) for h in (da.histogram, db.histogram))
+    ha, hb = da.histogram, db.histogram  # None in archives written without --histogram
+    if ha is not None and hb is not None and da.hist_range == db.hist_range and ha.shape == hb.shape:
+        pa, pb = (h / max(1, h.sum()) for h in (ha, hb))
         distance = float(0.5 * np.abs(pa - pb).sum())
     failed = (
         mean_shift > SHIFT_TOL

@@ -91,6 +91,8 @@ def histogram(node: h5py.Dataset | h5py.Group, bins: int) -> tuple[np.ndarray, n
     ``--stats-only`` archive, the stored histogram (its values outside the range are in the title)."""
     if is_distribution(node):
         dist = read_distribution(node)
+        if dist.histogram is None:  # written without --histogram
+            return np.zeros(0), np.zeros(0), dist.summary()
         stats = {**dist.summary(), "below": int(dist.histogram[0]), "above": int(dist.histogram[-1])}
         return dist.histogram[1:-1], dist.bin_edges(), stats
     stats = dataset_stats(node)

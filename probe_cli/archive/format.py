@@ -81,7 +81,7 @@ def dataset_path(tensor_name: str) -> str:
 def distribution_attrs(dist: Distribution) -> dict[str, Any]:
     """The scalar attributes of ``/stats/<name>``: sizes, counts, moments (M2 too, so parts merge exactly)."""
     m = dist.moments
-    return {
+    attrs: dict[str, Any] = {
         "layout": "stats",
         "size": dist.size,
         "nan": dist.nan,
@@ -93,14 +93,18 @@ def distribution_attrs(dist: Distribution) -> dict[str, Any]:
         "mean": float(m.mean),
         "m2": float(m.m2),
         "std": float(m.std),
-        "hist_lo": dist.hist_range[0],
-        "hist_hi": dist.hist_range[1],
     }
+    if dist.negative is not None and dist.neg_inf is not None:
+        attrs.update(negative=dist.negative, positive=dist.positive, neg_inf=dist.neg_inf, pos_inf=dist.pos_inf)
+    if dist.hist_range is not None:
+        attrs.update(hist_lo=dist.hist_range[0], hist_hi=dist.hist_range[1])
+    return attrs
 
 
 def distribution_arrays(dist: Distribution) -> dict[str, np.ndarray]:
-    """The datasets of ``/stats/<name>``: the histogram, and per-channel moments (``channel_<field>``)."""
-    arrays = {"histogram": np.asarray(dist.histogram, np.int64)}
+    """The datasets of ``/stats/<name>``: the histogram and per-channel moments (``channel_<field>``), when
+    computed."""
+    arrays = {} if dist.histogram is None else {"histogram": np.asarray(dist.histogram, np.int64)}
     if dist.channels is not None:
         c = dist.channels
         for field, values in zip(CHANNEL_FIELDS, (c.count, c.low, c.high, c.mean, c.m2)):
@@ -123,7 +127,9 @@ def distribution_from(attrs: Mapping[str, Any], arrays: Mapping[str, np.ndarray]
         inf=int(attrs["inf"]),
         zeros=int(attrs["zeros"]),
         moments=moments,
-        hist_range=(float(attrs["hist_lo"]), float(attrs["hist_hi"])),
-        histogram=np.asarray(arrays["histogram"], np.int64),
+        hist_range=(float(attrs["hist_lo"]), float(attrs["hist_hi"])) if "histogram" in arrays else None,
+        histogram=np.asarray(arrays["histogram"], np.int64) if "histogram" in arrays else None,
         channels=channels,
+        negative=int(attrs["negative"]) if "negative" in attrs else None,
+        neg_inf=int(attrs["neg_inf"]) if "neg_inf" in attrs else None,
     )

@@ -128,6 +128,7 @@ def prune(
     feeds: Sequence[Any],
     fetches: Sequence[str],
     reduce: Callable[[list[Any], Any], list[Any]] | None = None,
+    emit: Callable[[Any, Sequence[Any]], list[str]] | None = None,
 ) -> Any:
     """A function of ``feeds`` computing ``fetches``: the ops they need, imported from ``graph``'s GraphDef.
 
@@ -138,7 +139,10 @@ def prune(
     arguments and captures, so nothing is frozen; ops keep the graph's names
     (unless one clashes with an argument's, which only error messages show).
     With ``reduce``, the function takes one more argument (float64 ``[len(fetches), 2]``)
-    and returns ``reduce(values, that argument)`` instead of the values.
+    and returns ``reduce(values, that argument)`` instead of the values. With ``emit``, called with
+    the subgraph's GraphDef and the fetched graph tensors, the function returns the tensors
+    named in the list it returns, whose NodeDefs it added to that GraphDef: the same ops as
+    ``reduce`` would create, at a fraction of the cost of creating ops in Python.
     """
     tf = tfenv.tf()
     graph_def = graph.as_graph_def()
@@ -156,9 +160,12 @@ def prune(
                 c.decode().removeprefix("loc:@") not in keep for c in copy.attr["_class"].list.s
             ):
                 del copy.attr["_class"]  # colocation with an op left out would fail the import
+    returned = None if emit is None else emit(sub, [graph.get_tensor_by_name(name) for name in fetches])
     data_used = {source.split(":", 1)[0] for node in sub.node for source in node.input if source[0] != "^"}
     control_used = {source[1:] for node in sub.node for source in node.input if source[0] == "^"}
     fetched_captures = {name.rsplit(":", 1)[0] for name in fetches} & captured.keys()
+    if returned is not None:  # the emitted nodes read any fetched capture (data_used maps it)
+        fetches, fetched_captures = returned, set()
     imported = [name for name in fetches if name.rsplit(":", 1)[0] not in fetched_captures]
 
     def body(*args: Any) -> Any:
@@ -257,7 +264,7 @@ class Runner:
 
 #: Per tensor, what :func:`_distribution_ops` returns, in order.
 _DISTRIBUTION_FIELDS = ("size", "nan", "inf", "zeros", "count", "low", "high", "mean", "m2", "range", "histogram",
-                        "ch_count", "ch_low", "ch_high", "ch_mean", "ch_m2")  # fmt: skip
+                        "negative", "neg_inf", "ch_count", "ch_low", "ch_high", "ch_mean", "ch_m2")  # fmt: skip
 
 
 def _distribution_ops(value: Any, hist_range: Any, bins: int) -> list[Any]:
@@ -295,7 +302,8 @@ def _distribution_ops(value: Any, hist_range: Any, bins: int) -> list[Any]:
         over = tf.cond(highest > hi, lambda: _count(x > hi, tf.int32), lambda: none)
         count = tf.fill(tf.shape(sums), rows)
         m2 = _column_m2(matrix, rows, columns, mean)
-        return [count, low, high, mean, m2, none, none, _count(tf.equal(x, 0), tf.int32), under, over, span, x]
+        zeros, negative = _count(tf.equal(x, 0), tf.int32), _count(x < 0, tf.int32)
+        return [count, low, high, mean, m2, none, none, zeros, under, over, span, x, negative, none]
 
     def masked_path() -> list[Any]:  # an empty value (NMS keeping no box) has count 0 and mean 0, as in NumPy
         ok = tf.math.is_finite(matrix)
@@ -311,9 +319,12 @@ def _distribution_ops(value: Any, hist_range: Any, bins: int) -> list[Any]:
         clean = tf.where(tf.math.is_finite(x), x, lo * tf.ones_like(x))  # non-finite values: set to lo, taken out below
         counts = [_count(tf.math.is_nan(x), tf.int64), _count(tf.math.is_inf(x), tf.int64)]
         counts += [_count(tf.equal(x, 0), tf.int64), _count(clean < lo, tf.int64), _count(clean > hi, tf.int64)]
-        return [count, low, high, tf.cast(mean, tf.float64), tf.cast(m2, tf.float64), *counts, span, clean]
+        neg_inf = _count(tf.equal(x, -np.inf), tf.int64)
+        negative = _count(x < 0, tf.int64) - neg_inf
+        return [count, low, high, tf.cast(mean, tf.float64), tf.cast(m2, tf.float64), *counts, span, clean, negative,
+                neg_inf]  # fmt: skip
 
-    ch_count, ch_low, ch_high, ch_mean, ch_m2, nan, inf, zeros, under, over, span, clean = tf.cond(
+    ch_count, ch_low, ch_high, ch_mean, ch_m2, nan, inf, zeros, under, over, span, clean, negative, neg_inf = tf.cond(
         fast, fast_path, masked_path
     )
     ch = [tf.cast(t, tf.float64) for t in (ch_count, ch_low, ch_high, ch_mean, ch_m2)]
@@ -329,7 +340,7 @@ def _distribution_ops(value: Any, hist_range: Any, bins: int) -> list[Any]:
         - tf.one_hot(bins - 1, bins, dtype=tf.int64) * over
     )
     histogram = tf.concat([[under], counts, [over]], 0)
-    flat = [size, nan, inf, zeros, count, low, high, mean, m2, span, histogram]
+    flat = [size, nan, inf, zeros, count, low, high, mean, m2, span, histogram, negative, neg_inf]
     if not per_channel:
         return flat + [tf.zeros([0], tf.int64)] + [tf.zeros([0], tf.float64)] * 4
     return flat + [ch_count, *ch[1:]]
@@ -379,7 +390,7 @@ def _column_max(matrix: Any, rows: Any, columns: Any) -> Any:
 #: How many selected tensors the model may compute ahead of their statistics. Each stays alive until
 #: reduced, and the model outruns the reductions: without a bound, a batch of 32 could hold all of
 #: ResNet50's layer outputs (4.4 GiB) at once, which made peak memory vary from run to run.
-AHEAD = 8
+AHEAD = 1
 
 
 def _throttle(values: Sequence[Any], reductions: Sequence[Any], ahead: int) -> None:
@@ -445,7 +456,7 @@ class DistributionRunner:
         for k, info in enumerate(self.fetches):
             f = dict(zip(_DISTRIBUTION_FIELDS, flat[k * width : (k + 1) * width]))
             self.ranges[k] = f["range"]  # fixed by the first batch
-            channels = None if f["ch_count"].size == 0 else Moments(*(f[key] for key in _DISTRIBUTION_FIELDS[11:]))
+            channels = None if f["ch_count"].size == 0 else Moments(*(f[key] for key in _DISTRIBUTION_FIELDS[13:]))
             result[info.name] = Distribution(
                 size=int(f["size"]),
                 nan=int(f["nan"]),
@@ -455,6 +466,8 @@ class DistributionRunner:
                 hist_range=(float(f["range"][0]), float(f["range"][1])),
                 histogram=f["histogram"],
                 channels=channels,
+                negative=int(f["negative"]),
+                neg_inf=int(f["neg_inf"]),
             )
         return result
 
@@ -467,7 +480,253 @@ class GraphBackend:
         return op_inputs(traced, info)
 
     def distributions(
-        self, traced: TracedModel, selection: Sequence[TensorInfo], hist_range: tuple[float, float] | None, bins: int
-    ) -> DistributionRunner:
-        """The top-level tensors' distributions, reduced inside the pruned graph."""
-        return DistributionRunner(traced, selection, hist_range, bins)
+        self,
+        traced: TracedModel,
+        selection: Sequence[TensorInfo],
+        hist_range: tuple[float, float] | None,
+        bins: int,
+        detail: bool = True,
+    ) -> DistributionRunner | HealthRunner:
+        """The top-level tensors' distributions, reduced inside the pruned graph: with ``detail``, the
+        histogram and per-channel moments too (several times slower, docs/performance.md)."""
+        if detail:
+            return DistributionRunner(traced, selection, hist_range, bins)
+        return HealthRunner(traced, selection)
+
+
+#: Per tensor, what :func:`_emit_health` returns, in order.
+_HEALTH_FIELDS = ("size", "low", "high", "mean", "variance", "negative", "zeros")
+
+
+class _Emitter:
+    """NodeDefs added straight to a GraphDef: the ops of 800 tensors' reductions built in Python with
+    ``tf.*`` calls took seconds (about 1 ms per op with its constants); as NodeDefs, imported in one
+    ``import_graph_def``, a small part of that."""
+
+    def __init__(self, graph_def: Any) -> None:
+        tf = tfenv.tf()
+        self.graph_def = graph_def
+        self.attr = tf.compat.v1.AttrValue
+        self.make_proto = tf.make_tensor_proto
+        scopes = {node.name.split("/", 1)[0] for node in graph_def.node}
+        self.prefix = next(p for p in (f"probe_stats{k or ''}" for k in range(len(scopes) + 1)) if p not in scopes)
+        self.constants: dict[tuple[Any, ...], str] = {}
+
+    def node(self, name: str, op: str, inputs: Sequence[str], **attrs: Any) -> str:
+        node = self.graph_def.node.add()
+        node.name, node.op = f"{self.prefix}/{name}", op
+        node.input.extend(inputs)
+        for key, value in attrs.items():
+            if isinstance(value, bool):
+                node.attr[key].b = value
+            elif isinstance(value, float):
+                node.attr[key].f = value
+            elif isinstance(value, str):
+                node.attr[key].s = value.encode()
+            else:  # a DType
+                node.attr[key].type = value.as_datatype_enum
+        return node.name
+
+    def const(self, value: Any, dtype: Any) -> str:
+        """One Const node per distinct value and dtype, shared by every tensor's reductions."""
+        key = (tuple(np.ravel(value).tolist()), np.shape(value), dtype.name)
+        if key not in self.constants:
+            name = self.node(f"c/{len(self.constants)}", "Const", [], dtype=dtype)
+            self.graph_def.node[-1].attr["value"].tensor.CopyFrom(self.make_proto(value, dtype))
+            self.constants[key] = name
+        return self.constants[key]
+
+
+def _emit_health(out: _Emitter, k: int, tensor: Any) -> tuple[list[str], str, bool]:
+    """The NodeDefs of one tensor's default statistics, a NoOp that runs after all of them, and whether
+    the fourth and fifth are per-channel means and unbiased variances (else the mean and M2).
+
+    Every kernel reads the values in place: minimum, maximum, FusedBatchNorm's training mean and
+    variance of each channel (the last axis; one oneDNN kernel, no cancelling subtraction), and the
+    negatives and zeros counted in int32. float64 tensors (and integers, as float64) take a Mean and
+    the squared deviations instead. Each reduction waits for the one before, so at most one
+    temporary of the tensor's size (FusedBatchNorm's output, a mask) is alive per tensor. NaN or Inf
+    make some results non-finite; :class:`HealthRunner` then reduces that tensor again with masks.
+    """
+    tf = tfenv.tf()
+    real = tensor.dtype if tensor.dtype in (tf.float32, tf.float64) else tf.float64
+    source = tensor.name[:-2] if tensor.name.endswith(":0") else tensor.name
+    at = f"t{k}"
+    if real != tensor.dtype:
+        source = out.node(f"{at}/cast", "Cast", [source], SrcT=tensor.dtype, DstT=real, Truncate=False)
+    i32, i64 = tf.int32, tf.int64
+    axis = out.const([0], i32)
+    size = out.node(f"{at}/size", "Size", [source], T=real, out_type=i64)
+    flat = out.node(f"{at}/flat", "Reshape", [source, out.const([-1], i32)], T=real, Tshape=i32)
+    low = out.node(f"{at}/min", "Min", [flat, axis], T=real, Tidx=i32, keep_dims=False)
+    high = out.node(f"{at}/max", "Max", [flat, axis, f"^{low}"], T=real, Tidx=i32, keep_dims=False)
+    if real == tf.float32:
+        last = tensor.shape[-1] if tensor.shape.rank else None
+        columns = last if last else 1  # unknown or 0 (then so is the size): one channel
+        shape = out.const([1, -1, 1, columns], i32)
+        image = out.node(f"{at}/image", "Reshape", [source, shape], T=real, Tshape=i32)
+        scale, offset, empty = (out.const(v, real) for v in (np.ones(columns), np.zeros(columns), np.zeros(0)))
+        norm = out.node(f"{at}/moments", "FusedBatchNormV3", [image, scale, offset, empty, empty, f"^{high}"],
+                        T=real, U=real, epsilon=0.0, is_training=True, data_format="NHWC")  # fmt: skip
+        mean, variance, last_done, channels = f"{norm}:1", f"{norm}:2", norm, True
+    else:
+        mean = out.node(f"{at}/mean", "Mean", [flat, axis, f"^{high}"], T=real, Tidx=i32, keep_dims=False)
+        deviations = out.node(f"{at}/deviations", "SquaredDifference", [flat, mean], T=real)
+        variance = last_done = out.node(f"{at}/m2", "Sum", [deviations, axis], T=real, Tidx=i32, keep_dims=False)
+        channels = False
+    counts = []
+    zero = out.const(0, real)
+    for name, op in (("negative", "Less"), ("zeros", "Equal")):
+        mask = out.node(f"{at}/{name}/mask", op, [flat, zero, f"^{last_done}"], T=real)
+        ones = out.node(f"{at}/{name}/int", "Cast", [mask], SrcT=tf.bool, DstT=i32, Truncate=False)
+        last_done = out.node(f"{at}/{name}", "Sum", [ones, axis], T=i32, Tidx=i32, keep_dims=False)
+        counts.append(last_done)
+    done = out.node(f"{at}/done", "NoOp", [f"^{size}", f"^{last_done}"])
+    return [size, low, high, mean, variance, *counts], done, channels
+
+
+def _throttle_nodes(graph_def: Any, tensors: Sequence[Any], done: Sequence[str], ahead: int) -> None:
+    """:func:`_throttle` for a GraphDef: the node computing ``tensors[k]`` waits for ``done[k - ahead]``
+    when it comes after that tensor's node in graph (creation) order, so no edge closes a cycle."""
+    position = {node.name: i for i, node in enumerate(graph_def.node)}
+    nodes = {node.name: node for node in graph_def.node}
+    for k in range(ahead, len(tensors)):
+        name, earlier = tensors[k].op.name, tensors[k - ahead].op.name
+        if name in position and earlier in position and position[name] > position[earlier]:
+            if nodes[name].op != "Placeholder":
+                nodes[name].input.append(f"^{done[k - ahead]}")
+
+
+def _masked_health(value: Any, _: Any = None) -> list[Any]:
+    """One tensor's default statistics in float64 over masks of its finite values: slower, for values
+    holding NaN or Inf (or overflowing float32), or empty; returns :data:`_HEALTH_FIELDS`, with the
+    NaN and -Inf/+Inf counts after them."""
+    tf = tfenv.tf()
+    x = tf.reshape(tf.cast(value, tf.float64), [-1])
+    ok = tf.math.is_finite(x)
+    count = _count(ok, tf.int64)
+    mean = tf.math.divide_no_nan(tf.reduce_sum(tf.where(ok, x, tf.zeros_like(x))), tf.cast(count, tf.float64))
+    m2 = tf.reduce_sum(tf.where(ok, tf.math.squared_difference(x, mean), tf.zeros_like(x)))
+    big = tf.constant(np.inf, tf.float64) * tf.ones_like(x)
+    low, high = tf.reduce_min(tf.where(ok, x, big)), tf.reduce_max(tf.where(ok, x, -big))
+    neg_inf = _count(tf.equal(x, -np.inf), tf.int64)
+    pos_inf = _count(tf.equal(x, np.inf), tf.int64)
+    negative = _count(x < 0, tf.int64) - neg_inf
+    size = tf.size(x, out_type=tf.int64)
+    return [size, low, high, mean, m2, negative, _count(tf.equal(x, 0), tf.int64), _count(tf.math.is_nan(x), tf.int64),
+            neg_inf, pos_inf]  # fmt: skip
+
+
+class HealthRunner:
+    """``--stats-only``'s default: per tensor, TensorFlow Debugger's FULL_HEALTH counts (NaN, -Inf, +Inf,
+    negative, zero, positive) and the exact minimum, maximum, mean and M2, reduced inside the pruned
+    model; one call per batch returns a :class:`~probe_cli.core.distribution.Distribution` per tensor.
+
+    Values with NaN or Inf (and empty ones) make the fast kernels' results non-finite: those tensors
+    are reduced again, with masks, in a second run of the same batch (:func:`_masked_health`), so a
+    healthy model pays nothing for them.
+    """
+
+    def __init__(self, traced: TracedModel, fetches: Sequence[TensorInfo]) -> None:
+        self.traced = traced
+        self.fetches = list(fetches)
+        self.order = [spec.name for spec in traced.index.inputs]
+        self.masked: dict[tuple[str, ...], Any] = {}
+        #: per fetch: whether its moments come per channel from FusedBatchNorm (else mean and M2)
+        self.channels: list[bool] = []
+
+        def emit(graph_def: Any, tensors: Sequence[Any]) -> list[str]:
+            out = _Emitter(graph_def)
+            returned, done = [], []
+            for k, tensor in enumerate(tensors):
+                names, finished, channels = _emit_health(out, k, tensor)
+                returned += [name if ":" in name else f"{name}:0" for name in names]
+                done.append(finished)
+                self.channels.append(channels)
+            _throttle_nodes(graph_def, tensors, done, AHEAD)
+            return returned
+
+        self.function = None
+        if self.fetches:
+            try:
+                self.function = prune(
+                    traced.function.graph,
+                    [traced.placeholders[spec.name] for spec in traced.index.inputs],
+                    [traced.graph_tensors[info.name].name for info in self.fetches],
+                    emit=emit,
+                )
+            except Exception as exc:  # noqa: BLE001 - importing a graph raises ValueError, OpError and others
+                raise RunError.from_exception(exc) from exc
+
+    def __call__(self, feeds: Sequence[Feed]) -> dict[str, Distribution]:
+        if self.function is None:
+            return {}
+        flat = [np.asarray(t) for t in _execute(self.function, feeds, self.order)]
+        width = len(_HEALTH_FIELDS)
+        result: dict[str, Distribution] = {}
+        again = []
+        for k, info in enumerate(self.fetches):
+            found = _healthy(self.channels[k], *flat[k * width : (k + 1) * width])
+            if found is None:
+                again.append(info)
+            else:
+                result[info.name] = found
+        if again:
+            result.update(self._masked(again, feeds))
+        return result
+
+    def _masked(self, fetches: list[TensorInfo], feeds: Sequence[Feed]) -> dict[str, Distribution]:
+        """The tensors whose fast statistics were not finite, reduced with masks in a second run of the batch."""
+        key = tuple(info.name for info in fetches)
+        if key not in self.masked:
+
+            def reduce(values: list[Any], _: Any) -> list[Any]:
+                return [t for value in values for t in _masked_health(value)]
+
+            self.masked[key] = _pruned(self.traced, fetches, reduce)
+        span = np.zeros((len(fetches), 2))
+        flat = [np.asarray(t) for t in _execute(self.masked[key], feeds, self.order, span)]
+        width = len(_HEALTH_FIELDS) + 3
+        result = {}
+        for k, info in enumerate(fetches):
+            size, low, high, mean, m2, negative, zeros, nan, neg_inf, pos_inf = flat[k * width : (k + 1) * width]
+            count = int(size) - int(nan) - int(neg_inf) - int(pos_inf)
+            result[info.name] = Distribution(
+                size=int(size),
+                nan=int(nan),
+                inf=int(neg_inf) + int(pos_inf),
+                zeros=int(zeros),
+                moments=Moments(count, float(low), float(high), float(mean), float(m2)),
+                negative=int(negative),
+                neg_inf=int(neg_inf),
+            )
+        return result
+
+
+def _healthy(
+    channels: bool, size: Any, low: Any, high: Any, mean: Any, variance: Any, negative: Any, zeros: Any
+) -> Distribution | None:
+    """A tensor's :class:`Distribution` from the fast kernels' results (per-channel means and unbiased
+    variances when ``channels``, else the mean and M2); None where they cannot be trusted (a NaN, an Inf
+    or an empty value made them non-finite; int32 counts of 2**31 values or more)."""
+    total = int(size)
+    means, variances = np.atleast_1d(mean).astype(np.float64), np.atleast_1d(variance).astype(np.float64)
+    rows = total // means.size if channels else total
+    finite = np.isfinite(low) and np.isfinite(high) and np.isfinite(means).all() and np.isfinite(variances).all()
+    if total == 0 or total >= 2**31 or not finite:
+        return None
+    if not channels:
+        m2s = variances
+    else:  # M2 from the unbiased variances; a single row has none
+        m2s = variances * (rows - 1) if rows > 1 else np.zeros_like(means)
+    whole = means.mean()  # every channel holds as many values
+    m2 = float(m2s.sum() + rows * np.square(means - whole).sum())  # Chan's update over the channels
+    return Distribution(
+        size=total,
+        nan=0,
+        inf=0,
+        zeros=int(zeros),
+        moments=Moments(total, float(low), float(high), float(whole), m2),
+        negative=int(negative),
+        neg_inf=0,
+    )

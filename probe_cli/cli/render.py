@@ -353,8 +353,11 @@ def _distribution_doc(dist: Distribution) -> dict[str, Any]:
         "count": int(dist.moments.count),
         "size": dist.size,
         "zero_share": dist.zero_share,
-        "histogram": {"range": list(dist.hist_range), "counts": [int(c) for c in dist.histogram]},
     }
+    if dist.negative is not None:
+        doc.update(negative=dist.negative, positive=dist.positive, neg_inf=dist.neg_inf, pos_inf=dist.pos_inf)
+    if dist.hist_range is not None and dist.histogram is not None:
+        doc["histogram"] = {"range": list(dist.hist_range), "counts": [int(c) for c in dist.histogram]}
     if dist.channels is not None:
         c = dist.channels
         doc["channels"] = {

@@ -3,7 +3,9 @@
 ``dump --stats-only`` computes one :class:`Distribution` per batch inside the graph execution
 (see :mod:`probe_cli.backends.tfgraph`), or with :func:`of_array` where values come back as arrays,
 and merges them: over batches, and over shards in ``probe merge``. Moments merge with Chan et
-al.'s pairwise update of (count, mean, M2); histograms of the same bins add. Pure NumPy.
+al.'s pairwise update of (count, mean, M2); counts and histograms of the same bins add. The
+histogram and the per-channel moments are optional (``--histogram``, ``--channels``): they cost
+more than everything else together (docs/performance.md). Pure NumPy.
 """
 
 from __future__ import annotations
@@ -48,17 +50,35 @@ class Distribution:
     #: every element seen, finite or not
     size: int
     nan: int
+    #: -Inf and +Inf together (``neg_inf`` of them negative)
     inf: int
     zeros: int
     moments: Moments
-    #: histogram of finite values: [below lo, bins..., above hi]; the bins split [lo, hi] evenly
-    hist_range: tuple[float, float]
-    histogram: np.ndarray
-    #: per channel (the last axis) over finite values; None below rank 2
+    #: histogram of finite values: [below lo, bins..., above hi]; the bins split [lo, hi] evenly.
+    #: None when not asked for (``--histogram``)
+    hist_range: tuple[float, float] | None = None
+    histogram: np.ndarray | None = None
+    #: per channel (the last axis) over finite values; None below rank 2 or when not asked for
     channels: Moments | None = field(default=None)
+    #: finite values below zero, and -Inf values; None in archives written before probe counted them
+    negative: int | None = None
+    neg_inf: int | None = None
+
+    @property
+    def positive(self) -> int | None:
+        """Finite values above zero (FULL_HEALTH's third count beside negative and zero)."""
+        return None if self.negative is None else int(self.moments.count) - self.negative - self.zeros
+
+    @property
+    def pos_inf(self) -> int | None:
+        return None if self.neg_inf is None else self.inf - self.neg_inf
 
     def merge(self, other: Distribution) -> Distribution:
-        if self.hist_range != other.hist_range or self.histogram.shape != other.histogram.shape:
+        if (self.histogram is None) != (other.histogram is None) or (
+            self.histogram is not None
+            and other.histogram is not None
+            and (self.hist_range != other.hist_range or self.histogram.shape != other.histogram.shape)
+        ):
             raise ValueError(f"histograms over {self.hist_range} and {other.hist_range} do not add")
         if (self.channels is None) != (other.channels is None) or (
             self.channels is not None
@@ -76,8 +96,10 @@ class Distribution:
             inf=self.inf + other.inf,
             zeros=self.zeros + other.zeros,
             moments=self.moments.merge(other.moments),
-            histogram=self.histogram + other.histogram,
+            histogram=None if self.histogram is None or other.histogram is None else self.histogram + other.histogram,
             channels=channels,
+            negative=_add(self.negative, other.negative),
+            neg_inf=_add(self.neg_inf, other.neg_inf),
         )
 
     def summary(self) -> dict[str, Any]:
@@ -99,7 +121,14 @@ class Distribution:
 
     def bin_edges(self) -> np.ndarray:
         """The edges of the bins between the two overflow bins: one more than there are of them."""
+        if self.hist_range is None or self.histogram is None:
+            return np.zeros(0)
         return np.linspace(self.hist_range[0], self.hist_range[1], len(self.histogram) - 1)
+
+
+def _add(a: int | None, b: int | None) -> int | None:
+    """A count of two parts; unknown when either part lacks it (an archive from before it was counted)."""
+    return None if a is None or b is None else a + b
 
 
 def _moments(values: np.ndarray, axis: tuple[int, ...] | None) -> Moments:
@@ -126,26 +155,35 @@ def resolve_range(hist_range: tuple[float, float] | None, low: float, high: floa
 
 
 def of_array(
-    array: np.ndarray, hist_range: tuple[float, float] | None = None, bins: int = DEFAULT_BINS
+    array: np.ndarray,
+    hist_range: tuple[float, float] | None = None,
+    bins: int = DEFAULT_BINS,
+    *,
+    histogram: bool = True,
+    channels: bool = True,
 ) -> Distribution:
-    """The distribution of one batch of values, computed with NumPy (the in-graph reductions' reference)."""
+    """The distribution of one batch of values, computed with NumPy (the in-graph reductions' reference);
+    the histogram and the per-channel moments only when asked for."""
     values = np.asarray(array).astype(np.float64)
     finite = np.isfinite(values)
     whole = _moments(values, None)
-    lo, hi = resolve_range(hist_range, float(whole.low), float(whole.high))
     kept = values[finite]
-    picked = kept[(kept >= lo) & (kept <= hi)]
-    position = np.minimum(np.floor((picked - lo) / (hi - lo) * bins).astype(np.int64), bins - 1)  # hi: last bin
-    inside = np.bincount(position, minlength=bins)
-    histogram = np.concatenate([[np.count_nonzero(kept < lo)], inside, [np.count_nonzero(kept > hi)]]).astype(np.int64)
-    channels = _moments(values, tuple(range(values.ndim - 1))) if values.ndim >= 2 else None
+    counts, span = None, None
+    if histogram:
+        lo, hi = span = resolve_range(hist_range, float(whole.low), float(whole.high))
+        picked = kept[(kept >= lo) & (kept <= hi)]
+        position = np.minimum(np.floor((picked - lo) / (hi - lo) * bins).astype(np.int64), bins - 1)  # hi: last bin
+        inside = np.bincount(position, minlength=bins)
+        counts = np.concatenate([[np.count_nonzero(kept < lo)], inside, [np.count_nonzero(kept > hi)]]).astype(np.int64)
     return Distribution(
         size=int(values.size),
         nan=int(np.isnan(values).sum()),
         inf=int(np.isinf(values).sum()),
         zeros=int(np.count_nonzero(values == 0)),
         moments=Moments(int(whole.count), float(whole.low), float(whole.high), float(whole.mean), float(whole.m2)),
-        hist_range=(lo, hi),
-        histogram=histogram,
-        channels=channels,
+        hist_range=span,
+        histogram=counts,
+        channels=_moments(values, tuple(range(values.ndim - 1))) if channels and values.ndim >= 2 else None,
+        negative=int(np.count_nonzero(kept < 0)),
+        neg_inf=int(np.count_nonzero(values == -np.inf)),
     )
