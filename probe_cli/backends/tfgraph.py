@@ -708,12 +708,14 @@ def _healthy(
 ) -> Distribution | None:
     """A tensor's :class:`Distribution` from the fast kernels' results (per-channel means and unbiased
     variances when ``channels``, else the mean and M2); None where they cannot be trusted (a NaN, an Inf
-    or an empty value made them non-finite; int32 counts of 2**31 values or more)."""
+    made them non-finite; int32 counts of 2**31 values or more)."""
     total = int(size)
+    if total == 0:  # nothing to reduce (NMS keeping no box): count 0 and mean 0, as in NumPy
+        return Distribution(0, 0, 0, 0, Moments(0, np.inf, -np.inf, 0.0, 0.0), negative=0, neg_inf=0)
     means, variances = np.atleast_1d(mean).astype(np.float64), np.atleast_1d(variance).astype(np.float64)
     rows = total // means.size if channels else total
     finite = np.isfinite(low) and np.isfinite(high) and np.isfinite(means).all() and np.isfinite(variances).all()
-    if total == 0 or total >= 2**31 or not finite:
+    if total >= 2**31 or not finite:
         return None
     if not channels:
         m2s = variances

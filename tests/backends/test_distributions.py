@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import probe_cli as probe
-from probe_cli.backends.tfgraph import DistributionRunner
+from probe_cli.backends.tfgraph import DistributionRunner, HealthRunner
 from probe_cli.core.distribution import Distribution, of_array
 from probe_cli.core.types import Feed
 
@@ -122,3 +122,75 @@ def test_the_model_waits_for_the_statistics_of_earlier_tensors(keras: Any) -> No
     values = model.run(batch, tensors=[t.name for t in chosen])
     for info in chosen:
         assert_same(got[info.name], of_array(values[info.name], None, 8))
+
+
+def assert_health(got: Distribution, want: Distribution, rtol: float = 1e-6) -> None:
+    """The default statistics: FULL_HEALTH's counts and the moments, no histogram, no channels."""
+    counts = ("size", "nan", "inf", "zeros", "negative", "neg_inf", "positive", "pos_inf")
+    assert {k: getattr(got, k) for k in counts} == {k: getattr(want, k) for k in counts}
+    m, w = got.moments, want.moments
+    assert (int(m.count), float(m.low), float(m.high)) == (int(w.count), float(w.low), float(w.high))
+    np.testing.assert_allclose([m.mean, m.m2], [w.mean, w.m2], rtol=rtol, atol=1e-6)
+    assert got.histogram is None and got.hist_range is None and got.channels is None
+
+
+def test_default_statistics_equal_numpy(model: Any) -> None:
+    """Every path of HealthRunner: the fast kernels (float32 per channel, integers as float64), and the
+    masked second run for NaN, -Inf, +Inf and an empty value; the fed input reduced in the graph too."""
+    empty = next(t.name for t in model.index.tensors if t.layer == "none" and t.op_type == "GatherV2")
+    chosen = [model.index.tensor(name) for name in ("x:0", "log/Log:0", "count/Cast:0", "count/Sum:0", empty)]
+    runner = HealthRunner(model._traced, chosen)
+    rng = np.random.default_rng(4)
+    healthy = rng.uniform(0.1, 2.0, (5, 4, 3)).astype(np.float32)
+    broken = rng.normal(0.5, 1.0, (4, 4, 3)).astype(np.float32)
+    broken[0, 0] = [0.0, np.inf, -1.0]  # log: -inf, +inf, NaN
+    for batch, masked in ((healthy, 0), (broken, 1)):
+        got = runner([Feed("x", batch, "test")])
+        values = model.run(batch, tensors=[t.name for t in chosen])
+        for info in chosen:
+            assert_health(got[info.name], of_array(values[info.name], histogram=False, channels=False))
+        assert len(runner.masked) == masked  # only the batch with NaN and Inf took the second run
+    log = got["log/Log:0"]
+    assert (log.neg_inf, log.pos_inf) == (1, 1) and log.nan > 0 and log.negative > 0 and log.positive > 0
+
+
+def test_default_statistics_of_big_offsets_and_vectors(keras: Any, tf: Any) -> None:
+    """float32 per channel through FusedBatchNorm with a mean far above the spread, a float64 tensor, a
+    vector (one channel) and a batch of one row agree with NumPy."""
+    x = keras.Input((6, 3), name="x")
+    offset = keras.layers.Lambda(lambda t: t * 0.1 + 100.0, name="offset")(x)
+    wide = keras.layers.Lambda(lambda t: tf.cast(t, tf.float64) * 1e6, name="wide")(x)
+    flat = keras.layers.Lambda(lambda t: tf.reshape(t, [-1]), name="flat")(x)
+    model = probe.open(keras.Model(x, [offset, wide, flat]))
+    chosen = [model.index.tensor(name) for name in ("offset/add:0", "wide/mul:0", "flat/Reshape:0")]
+    runner = HealthRunner(model._traced, chosen)
+    for rows in (1, 7):
+        batch = np.random.default_rng(rows).normal(0.0, 1.0, (rows, 6, 3)).astype(np.float32)
+        batch[0, 0] = 0.0
+        got = runner([Feed("x", batch, "test")])
+        values = model.run(batch, tensors=[t.name for t in chosen])
+        for info in chosen:
+            # a float32 mean 1e3 times the spread: M2 within 1e-4 (and so are the detailed statistics')
+            rtol = 1e-4 if info.name == "offset/add:0" else 1e-6
+            assert_health(got[info.name], of_array(values[info.name], histogram=False, channels=False), rtol)
+    assert not runner.masked
+
+
+def test_default_statistics_keep_the_model_one_tensor_behind(keras: Any) -> None:
+    """Each selected tensor's op waits for every statistic of the tensor AHEAD places back."""
+    from probe_cli.backends.tfgraph import AHEAD
+
+    x = keras.Input((5,), name="x")
+    h = x
+    for k in range(AHEAD + 4):
+        h = keras.layers.Dense(5, activation="relu", name=f"d{k}")(h)
+    model = probe.open(keras.Model(x, h))
+    chosen = model.select(layers=["d.*"])
+    runner = HealthRunner(model._traced, chosen)
+    waiting = [op for op in runner.function.graph.get_operations() if any(c.type == "NoOp" for c in op.control_inputs)]
+    assert len(waiting) == len(chosen) - AHEAD
+    batch = np.random.default_rng(2).normal(0.0, 1.0, (6, 5)).astype(np.float32)
+    got = runner([Feed("x", batch, "test")])
+    values = model.run(batch, tensors=[t.name for t in chosen])
+    for info in chosen:
+        assert_health(got[info.name], of_array(values[info.name], histogram=False, channels=False))
