@@ -38,6 +38,18 @@ with h5py.File(sys.argv[4], "w") as file:
         file.create_dataset(f"t{i}", data=np.ones(shape, dtype))
 """
 
+#: Ratios 10 and 11's baseline: TensorFlow Debugger V2 recording FULL_HEALTH (counts of -inf, +inf, NaN,
+#: negative, zero and positive values) of every float tensor of the graph, per batch, around
+#: model.predict, as a user would run it to look at every tensor over a dataset without probe.
+TFDBG_SCRIPT = """
+import sys, numpy as np, tensorflow as tf, keras
+model = keras.models.load_model(sys.argv[1], compile=False)
+x = np.load(sys.argv[2])
+tf.debugging.experimental.enable_dump_debug_info(sys.argv[4], tensor_debug_mode="FULL_HEALTH", circular_buffer_size=-1)
+model.predict(x, batch_size=int(sys.argv[3]), verbose=0)
+tf.debugging.experimental.disable_dump_debug_info()
+"""
+
 PREDICT_SCRIPT = """
 import sys, time, json, numpy as np, tensorflow, keras
 model = keras.models.load_model(sys.argv[1], compile=False)
@@ -72,6 +84,12 @@ def signature_input_key(work: Work) -> str:
 def saved_model_cli_run(work: Work, key: str) -> list[Any]:
     """Ratio 5's baseline: the SavedModel export run on batch BATCH."""
     return [SAVED_MODEL_CLI, "run", "--dir", work.saved_model, *SIGNATURE, "--inputs", f"{key}={work.x8}"]
+
+
+def tfdbg_command(work: Work, inputs: Path, root: Path) -> list[Any]:
+    """Ratios 10 and 11's baseline over ``inputs`` in batches of BIG_BATCH, recording into ``root`` (which
+    the caller removes afterwards, untimed)."""
+    return [sys.executable, "-c", TFDBG_SCRIPT, work.h5, inputs, BIG_BATCH, root]
 
 
 def predict_script(work: Work) -> tuple[float, float]:

@@ -83,11 +83,17 @@ print(code, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 
 def peak_rss(cmd: list[Any]) -> int:
     """Peak resident memory (bytes) of one whole process, from the kernel's own accounting."""
-    _, proc = run_cmd([sys.executable, "-c", RSS_SCRIPT, *cmd], capture=True)
+    return wall_and_peak(cmd)[1]
+
+
+def wall_and_peak(cmd: list[Any]) -> tuple[float, int]:
+    """Wall time and peak resident memory (bytes) of one whole process, from one run; the wall time
+    includes starting the small interpreter that measures the peak (tens of milliseconds)."""
+    elapsed, proc = run_cmd([sys.executable, "-c", RSS_SCRIPT, *cmd], capture=True)
     code, kib = (int(v) for v in proc.stdout.split())
     if code != 0:
         raise CommandFailed(f"{' '.join(str(c) for c in cmd[:3])} ... exited {code}", code)
-    return kib * 1024
+    return elapsed, kib * 1024
 
 
 def alternate(first: Callable[[], T], second: Callable[[], U], repeats: int) -> tuple[list[T], list[U]]:

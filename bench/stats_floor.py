@@ -1,12 +1,12 @@
-"""Where ratio 10's time goes: in one warm process, every layer output of BIG_N samples (batches of
-BIG_BATCH) computed and reduced three ways, each timed over all batches after a warm-up batch:
+"""What ``--histogram`` and ``--channels`` cost: in one warm process, every op tensor of SMALL_N samples
+(batches of BIG_BATCH) computed and reduced four ways, each timed over all batches after a warm-up batch:
 
 - ``forward``: each tensor summed to one number (the model runs, nothing large leaves TensorFlow);
-- ``histogram``: each tensor's fixed-width histogram alone (TensorFlow's ``HistogramFixedWidth``);
-- ``statistics``: probe's ``--stats-only`` reductions (``DistributionRunner``).
+- ``default``: ``--stats-only``'s default statistics (``HealthRunner``);
+- ``detailed``: with ``--histogram`` and ``--channels`` (``DistributionRunner``, which computes both);
+- ``histogram``: each tensor's fixed-width histogram alone (TensorFlow's ``HistogramFixedWidth``).
 
-Plus ``bincount``: NumPy's ``bincount`` (one core) over as many values as those outputs hold, a
-lower bound for any exact histogram on this machine. Run in a child process of the bench; prints JSON.
+Run in a child process of the bench; prints JSON.
 
     python bench/stats_floor.py MODEL WORKDIR
 """
@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from artifacts import BIG_BATCH, BIG_N, Work
+from artifacts import BIG_BATCH, Work
 
 
 def main(work: Work) -> dict[str, float]:
@@ -33,11 +33,12 @@ def main(work: Work) -> dict[str, float]:
     from probe_cli.core.types import Feed
 
     traced = registry.open_model(work.h5, OpenOptions())
-    selection = probe.Model(traced).select(layers=[".*"])
+    inputs = {spec.graph_name for spec in traced.index.inputs}
+    selection = [info for info in probe.Model(traced).select(tensors=[".*"]) if info.graph_name not in inputs]
     tf = tfenv.tf()
-    x = np.load(work.x_big)
+    x = np.load(work.x_small)
     name = traced.index.inputs[0].name
-    batches = [[Feed(name, x[i : i + BIG_BATCH], "bench")] for i in range(0, BIG_N, BIG_BATCH)]
+    batches = [[Feed(name, x[i : i + BIG_BATCH], "bench")] for i in range(0, len(x), BIG_BATCH)]
     placeholders = [traced.placeholders[spec.name] for spec in traced.index.inputs]
     fetches = [traced.graph_tensors[info.name].name for info in selection]
 
@@ -47,29 +48,24 @@ def main(work: Work) -> dict[str, float]:
         return lambda feeds: function(tf.constant(feeds[0].array), span)
 
     def sums(values: list[Any], _: Any) -> list[Any]:
-        return [tf.reduce_sum(v) for v in values]
+        return [tf.reduce_sum(tf.cast(v, tf.float32)) for v in values]
 
     def histograms(values: list[Any], _: Any) -> list[Any]:
-        return [tf.histogram_fixed_width(v, tf.constant([0.0, 1.0], v.dtype), nbins=64) for v in values]
+        return [tf.histogram_fixed_width(tf.cast(v, tf.float32), tf.constant([0.0, 1.0]), nbins=64) for v in values]
 
-    def total(run: Any) -> tuple[float, Any]:
-        last = run(batches[0])
+    def total(run: Any) -> float:
+        run(batches[0])
         start = time.perf_counter()
         for feeds in batches:
-            last = run(feeds)
-        return time.perf_counter() - start, last
+            run(feeds)
+        return time.perf_counter() - start
 
     found: dict[str, float] = {}
     with tfenv.grappler_off():
-        found["forward"] = total(pruned(sums))[0]
-        found["histogram"] = total(pruned(histograms))[0]
-        found["statistics"], last = total(tfgraph.DistributionRunner(traced, selection, None, 64))
-    values = sum(d.size for d in last.values()) * len(batches)  # equal batches: BIG_N is a multiple
-    indices = np.random.default_rng(0).integers(0, 64, 2**25)
-    start = time.perf_counter()
-    np.bincount(indices, minlength=64)
-    found["bincount"] = (time.perf_counter() - start) / indices.size * values
-    found["values"] = float(values)
+        found["forward"] = total(pruned(sums))
+        found["default"] = total(tfgraph.HealthRunner(traced, selection))
+        found["detailed"] = total(tfgraph.DistributionRunner(traced, selection, None, 64))
+        found["histogram"] = total(pruned(histograms))
     return found
 
 

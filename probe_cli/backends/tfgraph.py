@@ -538,8 +538,9 @@ class _Emitter:
 
 
 def _emit_health(out: _Emitter, k: int, tensor: Any) -> tuple[list[str], str, bool]:
-    """The NodeDefs of one tensor's default statistics, a NoOp that runs after all of them, and whether
-    the fourth and fifth are per-channel means and unbiased variances (else the mean and M2).
+    """The NodeDefs of one tensor's default statistics, the one that runs last, and whether the fourth
+    and fifth are per-channel means and unbiased variances (else the mean and M2). As few nodes as
+    can be: instantiating the function on its first call costs time per node.
 
     Every kernel reads the values in place: minimum, maximum, FusedBatchNorm's training mean and
     variance of each channel (the last axis; one oneDNN kernel, no cancelling subtraction), and the
@@ -555,9 +556,11 @@ def _emit_health(out: _Emitter, k: int, tensor: Any) -> tuple[list[str], str, bo
     if real != tensor.dtype:
         source = out.node(f"{at}/cast", "Cast", [source], SrcT=tensor.dtype, DstT=real, Truncate=False)
     i32, i64 = tf.int32, tf.int64
-    axis = out.const([0], i32)
     size = out.node(f"{at}/size", "Size", [source], T=real, out_type=i64)
-    flat = out.node(f"{at}/flat", "Reshape", [source, out.const([-1], i32)], T=real, Tshape=i32)
+    flat, axis = source, out.const(list(range(tensor.shape.rank)), i32)  # every axis
+    if tensor.shape.rank is None:
+        flat = out.node(f"{at}/flat", "Reshape", [source, out.const([-1], i32)], T=real, Tshape=i32)
+        axis = out.const([0], i32)
     low = out.node(f"{at}/min", "Min", [flat, axis], T=real, Tidx=i32, keep_dims=False)
     high = out.node(f"{at}/max", "Max", [flat, axis, f"^{low}"], T=real, Tidx=i32, keep_dims=False)
     if real == tf.float32:
@@ -571,6 +574,7 @@ def _emit_health(out: _Emitter, k: int, tensor: Any) -> tuple[list[str], str, bo
         mean, variance, last_done, channels = f"{norm}:1", f"{norm}:2", norm, True
     else:
         mean = out.node(f"{at}/mean", "Mean", [flat, axis, f"^{high}"], T=real, Tidx=i32, keep_dims=False)
+        # a scalar mean broadcasts over the values
         deviations = out.node(f"{at}/deviations", "SquaredDifference", [flat, mean], T=real)
         variance = last_done = out.node(f"{at}/m2", "Sum", [deviations, axis], T=real, Tidx=i32, keep_dims=False)
         channels = False
@@ -581,8 +585,7 @@ def _emit_health(out: _Emitter, k: int, tensor: Any) -> tuple[list[str], str, bo
         ones = out.node(f"{at}/{name}/int", "Cast", [mask], SrcT=tf.bool, DstT=i32, Truncate=False)
         last_done = out.node(f"{at}/{name}", "Sum", [ones, axis], T=i32, Tidx=i32, keep_dims=False)
         counts.append(last_done)
-    done = out.node(f"{at}/done", "NoOp", [f"^{size}", f"^{last_done}"])
-    return [size, low, high, mean, variance, *counts], done, channels
+    return [size, low, high, mean, variance, *counts], last_done, channels
 
 
 def _throttle_nodes(graph_def: Any, tensors: Sequence[Any], done: Sequence[str], ahead: int) -> None:
