@@ -473,14 +473,14 @@ def input_options(func: Callable[..., Any]) -> Callable[..., Any]:
 @click.option(
     "--histogram",
     is_flag=True,
-    help="With --stats-only, a histogram of each tensor too (about 3x the time of the default statistics on "
-    "MobileNetV2; docs/performance.md).",
+    help="With --stats-only, a histogram of each tensor too. Costly: with it, the statistics add 3-5x what the "
+    "default ones add to the run (measured on MobileNetV2 and ResNet50: docs/performance.md).",
 )
 @click.option(
     "--channels",
     is_flag=True,
-    help="With --stats-only, min/max/mean/std per channel (the last axis) too (as costly as --histogram; both "
-    "together cost the same as one).",
+    help="With --stats-only, min/max/mean/std per channel (the last axis) too; costs what --histogram costs, "
+    "and both together cost the same as either.",
 )
 @click.option(
     "--hist-range",
