@@ -120,9 +120,10 @@ def histograms(
         if not (is_distribution(cand) and is_distribution(ref)):
             return None
         dc, dr = read_distribution(cand), read_distribution(ref)
-        if dc.hist_range != dr.hist_range or dc.histogram.shape != dr.histogram.shape:
+        hc, hr = dc.histogram, dr.histogram  # None in archives written without --histogram
+        if hc is None or hr is None or dc.hist_range != dr.hist_range or hc.shape != hr.shape:
             return None
-        return Histograms(name, dr.bin_edges(), dr.histogram[1:-1], dc.histogram[1:-1])
+        return Histograms(name, dr.bin_edges(), hr[1:-1], hc[1:-1])
     span = _range(cand, ref)
     if span is None:
         return None

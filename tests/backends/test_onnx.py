@@ -385,7 +385,17 @@ def test_stats_only_channels_are_the_channels_of_an_nchw_tensor(models: ONNXMode
     archives = []
     for model in (models.keras, models.onnx):
         archive = tmp_path / f"{model.suffix[1:]}.stats.h5"
-        command = ["dump", model, "--input", models.inputs, "--stats-only", "--hist-range=-4,4", "-o", archive]
+        command = [
+            "dump",
+            model,
+            "--input",
+            models.inputs,
+            "--stats-only",
+            "--channels",
+            "--hist-range=-4,4",
+            "-o",
+            archive,
+        ]
         ok(invoke(*command, "--tensor", "add/Add:0"))
         archives.append(archive)
     with h5py.File(archives[0]) as keras_stats, h5py.File(archives[1]) as onnx_stats:
