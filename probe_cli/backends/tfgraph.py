@@ -495,7 +495,7 @@ class GraphBackend:
 
 
 #: Per tensor, what :func:`_emit_health` returns, in order.
-_HEALTH_FIELDS = ("size", "low", "high", "mean", "variance", "negative", "zeros")
+_HEALTH_FIELDS = ("size", "low", "high", "mean", "m2", "negative", "zeros")
 
 
 class _Emitter:
@@ -537,17 +537,17 @@ class _Emitter:
         return self.constants[key]
 
 
-def _emit_health(out: _Emitter, k: int, tensor: Any) -> tuple[list[str], str, bool]:
-    """The NodeDefs of one tensor's default statistics, the one that runs last, and whether the fourth
-    and fifth are per-channel means and unbiased variances (else the mean and M2). As few nodes as
-    can be: instantiating the function on its first call costs time per node.
+def _emit_health(out: _Emitter, k: int, tensor: Any) -> tuple[list[str], str]:
+    """The NodeDefs of one tensor's default statistics (:data:`_HEALTH_FIELDS`), and the one that runs
+    last. As few nodes as can be: instantiating the function on its first call costs time per node.
 
-    Every kernel reads the values in place: minimum, maximum, FusedBatchNorm's training mean and
-    variance of each channel (the last axis; one oneDNN kernel, no cancelling subtraction), and the
-    negatives and zeros counted in int32. float64 tensors (and integers, as float64) take a Mean and
-    the squared deviations instead. Each reduction waits for the one before, so at most one
-    temporary of the tensor's size (FusedBatchNorm's output, a mask) is alive per tensor. NaN or Inf
-    make some results non-finite; :class:`HealthRunner` then reduces that tensor again with masks.
+    Every kernel reads the values in place, in their own float type (integers as float64): minimum,
+    maximum, mean, the squared deviations from it summed (no cancelling subtraction), and the
+    negatives and zeros counted as int32 sums of masks. Each waits for the one before, so at most
+    one temporary of the tensor's size (the deviations, a mask) is alive per tensor. FusedBatchNorm's
+    per-channel moments were slower on the first call (a oneDNN kernel made per shape) and later, and
+    less precise for a mean far above the spread (docs/performance.md). NaN or Inf make some results
+    non-finite; :class:`HealthRunner` then reduces that tensor again with masks.
     """
     tf = tfenv.tf()
     real = tensor.dtype if tensor.dtype in (tf.float32, tf.float64) else tf.float64
@@ -561,31 +561,24 @@ def _emit_health(out: _Emitter, k: int, tensor: Any) -> tuple[list[str], str, bo
     if tensor.shape.rank is None:
         flat = out.node(f"{at}/flat", "Reshape", [source, out.const([-1], i32)], T=real, Tshape=i32)
         axis = out.const([0], i32)
-    low = out.node(f"{at}/min", "Min", [flat, axis], T=real, Tidx=i32, keep_dims=False)
-    high = out.node(f"{at}/max", "Max", [flat, axis, f"^{low}"], T=real, Tidx=i32, keep_dims=False)
-    if real == tf.float32:
-        last = tensor.shape[-1] if tensor.shape.rank else None
-        columns = last if last else 1  # unknown or 0 (then so is the size): one channel
-        shape = out.const([1, -1, 1, columns], i32)
-        image = out.node(f"{at}/image", "Reshape", [source, shape], T=real, Tshape=i32)
-        scale, offset, empty = (out.const(v, real) for v in (np.ones(columns), np.zeros(columns), np.zeros(0)))
-        norm = out.node(f"{at}/moments", "FusedBatchNormV3", [image, scale, offset, empty, empty, f"^{high}"],
-                        T=real, U=real, epsilon=0.0, is_training=True, data_format="NHWC")  # fmt: skip
-        mean, variance, last_done, channels = f"{norm}:1", f"{norm}:2", norm, True
-    else:
-        mean = out.node(f"{at}/mean", "Mean", [flat, axis, f"^{high}"], T=real, Tidx=i32, keep_dims=False)
-        # a scalar mean broadcasts over the values
-        deviations = out.node(f"{at}/deviations", "SquaredDifference", [flat, mean], T=real)
-        variance = last_done = out.node(f"{at}/m2", "Sum", [deviations, axis], T=real, Tidx=i32, keep_dims=False)
-        channels = False
+
+    def reduce(name: str, op: str, value: str, after: str | None, dtype: Any = real) -> str:
+        inputs = [value, axis] + ([f"^{after}"] if after else [])
+        return out.node(f"{at}/{name}", op, inputs, T=dtype, Tidx=i32, keep_dims=False)
+
+    low = reduce("min", "Min", flat, None)
+    high = reduce("max", "Max", flat, low)
+    mean = reduce("mean", "Mean", flat, high)
+    deviations = out.node(f"{at}/deviations", "SquaredDifference", [flat, mean], T=real)  # mean: a scalar
+    last = m2 = reduce("m2", "Sum", deviations, None)
     counts = []
     zero = out.const(0, real)
     for name, op in (("negative", "Less"), ("zeros", "Equal")):
-        mask = out.node(f"{at}/{name}/mask", op, [flat, zero, f"^{last_done}"], T=real)
+        mask = out.node(f"{at}/{name}/mask", op, [flat, zero, f"^{last}"], T=real)
         ones = out.node(f"{at}/{name}/int", "Cast", [mask], SrcT=tf.bool, DstT=i32, Truncate=False)
-        last_done = out.node(f"{at}/{name}", "Sum", [ones, axis], T=i32, Tidx=i32, keep_dims=False)
-        counts.append(last_done)
-    return [size, low, high, mean, variance, *counts], last_done, channels
+        last = reduce(name, "Sum", ones, None, i32)
+        counts.append(last)
+    return [size, low, high, mean, m2, *counts], last
 
 
 def _throttle_nodes(graph_def: Any, tensors: Sequence[Any], done: Sequence[str], ahead: int) -> None:
@@ -635,17 +628,14 @@ class HealthRunner:
         self.fetches = list(fetches)
         self.order = [spec.name for spec in traced.index.inputs]
         self.masked: dict[tuple[str, ...], Any] = {}
-        #: per fetch: whether its moments come per channel from FusedBatchNorm (else mean and M2)
-        self.channels: list[bool] = []
 
         def emit(graph_def: Any, tensors: Sequence[Any]) -> list[str]:
             out = _Emitter(graph_def)
             returned, done = [], []
             for k, tensor in enumerate(tensors):
-                names, finished, channels = _emit_health(out, k, tensor)
-                returned += [name if ":" in name else f"{name}:0" for name in names]
+                names, finished = _emit_health(out, k, tensor)
+                returned += [f"{name}:0" for name in names]
                 done.append(finished)
-                self.channels.append(channels)
             _throttle_nodes(graph_def, tensors, done, AHEAD)
             return returned
 
@@ -669,7 +659,7 @@ class HealthRunner:
         result: dict[str, Distribution] = {}
         again = []
         for k, info in enumerate(self.fetches):
-            found = _healthy(self.channels[k], *flat[k * width : (k + 1) * width])
+            found = _healthy(*flat[k * width : (k + 1) * width])
             if found is None:
                 again.append(info)
             else:
@@ -706,32 +696,20 @@ class HealthRunner:
         return result
 
 
-def _healthy(
-    channels: bool, size: Any, low: Any, high: Any, mean: Any, variance: Any, negative: Any, zeros: Any
-) -> Distribution | None:
-    """A tensor's :class:`Distribution` from the fast kernels' results (per-channel means and unbiased
-    variances when ``channels``, else the mean and M2); None where they cannot be trusted (a NaN, an Inf
-    made them non-finite; int32 counts of 2**31 values or more)."""
+def _healthy(size: Any, low: Any, high: Any, mean: Any, m2: Any, negative: Any, zeros: Any) -> Distribution | None:
+    """A tensor's :class:`Distribution` from the fast kernels' results; None where they cannot be trusted
+    (a NaN or an Inf made them non-finite; int32 counts of 2**31 values or more)."""
     total = int(size)
     if total == 0:  # nothing to reduce (NMS keeping no box): count 0 and mean 0, as in NumPy
         return Distribution(0, 0, 0, 0, Moments(0, np.inf, -np.inf, 0.0, 0.0), negative=0, neg_inf=0)
-    means, variances = np.atleast_1d(mean).astype(np.float64), np.atleast_1d(variance).astype(np.float64)
-    rows = total // means.size if channels else total
-    finite = np.isfinite(low) and np.isfinite(high) and np.isfinite(means).all() and np.isfinite(variances).all()
-    if total >= 2**31 or not finite:
+    if total >= 2**31 or not np.isfinite([low, high, mean, m2]).all():
         return None
-    if not channels:
-        m2s = variances
-    else:  # M2 from the unbiased variances; a single row has none
-        m2s = variances * (rows - 1) if rows > 1 else np.zeros_like(means)
-    whole = means.mean()  # every channel holds as many values
-    m2 = float(m2s.sum() + rows * np.square(means - whole).sum())  # Chan's update over the channels
     return Distribution(
         size=total,
         nan=0,
         inf=0,
         zeros=int(zeros),
-        moments=Moments(total, float(low), float(high), float(whole), m2),
+        moments=Moments(total, float(low), float(high), float(mean), float(m2)),
         negative=int(negative),
         neg_inf=0,
     )
