@@ -15,7 +15,7 @@ import numpy as np
 
 from probe_cli.backends import control_flow, tfenv
 from probe_cli.backends.base import TracedModel
-from probe_cli.core.distribution import Distribution, Moments
+from probe_cli.core.distribution import Distribution, Moments, of_array
 from probe_cli.core.errors import RunError
 from probe_cli.core.names import Owner, unique_names
 from probe_cli.core.types import Feed, ModelIndex, Region, Shape, TensorInfo
@@ -581,6 +581,22 @@ def _emit_health(out: _Emitter, k: int, tensor: Any) -> tuple[list[str], str]:
     return [size, low, high, mean, m2, *counts], last
 
 
+#: Ops whose outputs are the same in every run when all their inputs are: what weights and constants are
+#: read through. Placeholders count only when they are not the model's inputs (then they are captures).
+_CONSTANT_TYPES = {"Const", "ReadVariableOp", "Identity", "Placeholder"}
+
+
+def _constant_ops(traced: TracedModel) -> set[Any]:
+    """The ops of the traced graph that read no input of the model, nor anything stateful but a variable."""
+    feeds = {traced.placeholders[spec.name].op for spec in traced.index.inputs}
+    found: set[Any] = set()
+    for op in traced.function.graph.get_operations():  # creation order: inputs before the ops reading them
+        inputs = [t.op for t in op.inputs] + list(op.control_inputs)
+        if op.type in _CONSTANT_TYPES and op not in feeds and all(i in found for i in inputs):
+            found.add(op)
+    return found
+
+
 def _throttle_nodes(graph_def: Any, tensors: Sequence[Any], done: Sequence[str], ahead: int) -> None:
     """:func:`_throttle` for a GraphDef: the node computing ``tensors[k]`` waits for ``done[k - ahead]``
     when it comes after that tensor's node in graph (creation) order, so no edge closes a cycle."""
@@ -618,14 +634,20 @@ class HealthRunner:
     negative, zero, positive) and the exact minimum, maximum, mean and M2, reduced inside the pruned
     model; one call per batch returns a :class:`~probe_cli.core.distribution.Distribution` per tensor.
 
-    Values with NaN or Inf (and empty ones) make the fast kernels' results non-finite: those tensors
-    are reduced again, with masks, in a second run of the same batch (:func:`_masked_health`), so a
-    healthy model pays nothing for them.
+    Values with NaN or Inf make the fast kernels' results non-finite: those tensors are reduced again,
+    with masks, in a second run of the same batch (:func:`_masked_health`), so a healthy model pays
+    nothing for them. Tensors that read no input (weights, constants: 40% of MobileNetV2's) are the
+    same in every batch: fetched once and reduced by NumPy, their statistics count again for each
+    batch, and the function run per batch, with fewer nodes, starts sooner.
     """
 
     def __init__(self, traced: TracedModel, fetches: Sequence[TensorInfo]) -> None:
         self.traced = traced
-        self.fetches = list(fetches)
+        constant = _constant_ops(traced)
+        fixed = [info for info in fetches if traced.graph_tensors[info.name].op in constant]
+        self.fixed = Runner(traced, fixed) if fixed else None
+        self.fixed_found: dict[str, Distribution] | None = None
+        self.fetches = [info for info in fetches if info not in fixed]
         self.order = [spec.name for spec in traced.index.inputs]
         self.masked: dict[tuple[str, ...], Any] = {}
 
@@ -652,11 +674,18 @@ class HealthRunner:
                 raise RunError.from_exception(exc) from exc
 
     def __call__(self, feeds: Sequence[Feed]) -> dict[str, Distribution]:
+        result: dict[str, Distribution] = {}
+        if self.fixed is not None:
+            if self.fixed_found is None:
+                values = self.fixed(feeds)
+                self.fixed_found = {
+                    name: of_array(value, histogram=False, channels=False) for name, value in values.items()
+                }
+            result.update(self.fixed_found)
         if self.function is None:
-            return {}
+            return result
         flat = [np.asarray(t) for t in _execute(self.function, feeds, self.order)]
         width = len(_HEALTH_FIELDS)
-        result: dict[str, Distribution] = {}
         again = []
         for k, info in enumerate(self.fetches):
             found = _healthy(*flat[k * width : (k + 1) * width])

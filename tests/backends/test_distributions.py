@@ -195,3 +195,27 @@ def test_default_statistics_keep_the_model_one_tensor_behind(keras: Any) -> None
     values = model.run(batch, tensors=[t.name for t in chosen])
     for info in chosen:
         assert_health(got[info.name], of_array(values[info.name], histogram=False, channels=False))
+
+
+def test_weights_are_reduced_once_and_counted_per_batch(keras: Any) -> None:
+    """Tensors that read no input (a Dense layer's kernel and bias) are fetched and reduced once; each
+    batch counts them again, as if reduced every time, and the per-batch function leaves them out."""
+    x = keras.Input((4,), name="x")
+    model = probe.open(keras.Model(x, keras.layers.Dense(3, name="dense")(x)))
+    chosen = model.select(tensors=["dense/.*"])
+    weights = [info for info in chosen if info.op_type == "ReadVariableOp"]
+    assert len(weights) == 2 and len(chosen) > 2
+    runner = HealthRunner(model._traced, chosen)
+    assert {info.name for info in runner.fetches} == {info.name for info in chosen} - {w.name for w in weights}
+    rng = np.random.default_rng(6)
+    merged: dict[str, Distribution] = {}
+    for rows in (5, 2):
+        batch = rng.normal(0.0, 1.0, (rows, 4)).astype(np.float32)
+        got = runner([Feed("x", batch, "test")])
+        values = model.run(batch, tensors=[t.name for t in chosen])
+        for info in chosen:
+            want = of_array(values[info.name], histogram=False, channels=False)
+            assert_health(got[info.name], want)
+            merged[info.name] = merged[info.name].merge(got[info.name]) if info.name in merged else got[info.name]
+    kernel = merged[weights[0].name]
+    assert kernel.size == 2 * np.prod(model.index.tensor(weights[0].name).shape)  # counted in both batches
