@@ -504,10 +504,8 @@ class _Emitter:
     ``import_graph_def``, a small part of that."""
 
     def __init__(self, graph_def: Any) -> None:
-        tf = tfenv.tf()
         self.graph_def = graph_def
-        self.attr = tf.compat.v1.AttrValue
-        self.make_proto = tf.make_tensor_proto
+        self.make_proto = tfenv.tf().make_tensor_proto
         scopes = {node.name.split("/", 1)[0] for node in graph_def.node}
         self.prefix = next(p for p in (f"probe_stats{k or ''}" for k in range(len(scopes) + 1)) if p not in scopes)
         self.constants: dict[tuple[Any, ...], str] = {}
@@ -587,12 +585,15 @@ _CONSTANT_TYPES = {"Const", "ReadVariableOp", "Identity", "Placeholder"}
 
 
 def _constant_ops(traced: TracedModel) -> set[Any]:
-    """The ops of the traced graph that read no input of the model, nor anything stateful but a variable."""
+    """The ops of the traced graph that read no input of the model, nor anything stateful but a variable
+    the graph never writes (a stateful RNN's state or a counter changes from run to run)."""
+    ops = traced.function.graph.get_operations()
     feeds = {traced.placeholders[spec.name].op for spec in traced.index.inputs}
+    written = {t.op for op in ops if op.type != "ReadVariableOp" for t in op.inputs if t.dtype.name == "resource"}
     found: set[Any] = set()
-    for op in traced.function.graph.get_operations():  # creation order: inputs before the ops reading them
+    for op in ops:  # creation order: inputs before the ops reading them
         inputs = [t.op for t in op.inputs] + list(op.control_inputs)
-        if op.type in _CONSTANT_TYPES and op not in feeds and all(i in found for i in inputs):
+        if op.type in _CONSTANT_TYPES and op not in feeds | written and all(i in found for i in inputs):
             found.add(op)
     return found
 
@@ -611,8 +612,8 @@ def _throttle_nodes(graph_def: Any, tensors: Sequence[Any], done: Sequence[str],
 
 def _masked_health(value: Any, _: Any = None) -> list[Any]:
     """One tensor's default statistics in float64 over masks of its finite values: slower, for values
-    holding NaN or Inf (or overflowing float32), or empty; returns :data:`_HEALTH_FIELDS`, with the
-    NaN and -Inf/+Inf counts after them."""
+    holding NaN or Inf (or overflowing float32); returns :data:`_HEALTH_FIELDS`, with the NaN and
+    -Inf/+Inf counts after them."""
     tf = tfenv.tf()
     x = tf.reshape(tf.cast(value, tf.float64), [-1])
     ok = tf.math.is_finite(x)

@@ -207,3 +207,23 @@ def test_weights_are_reduced_once_and_counted_per_batch(keras: Any) -> None:
             merged[info.name] = merged[info.name].merge(got[info.name]) if info.name in merged else got[info.name]
     kernel = merged[weights[0].name]
     assert kernel.size == 2 * np.prod(model.index.tensor(weights[0].name).shape)  # counted in both batches
+
+
+def test_a_variable_the_model_writes_is_reduced_every_batch(keras: Any, tf: Any) -> None:
+    """A variable the forward pass assigns (a counter here, a stateful RNN's state) changes between
+    batches: its reads are no constant, so they are reduced in every run, not once."""
+
+    class Counter(keras.layers.Layer):
+        def build(self, shape: Any) -> None:
+            self.calls = self.add_weight(shape=(), initializer="zeros", trainable=False, name="calls")
+
+        def call(self, t: Any) -> Any:
+            self.calls.assign_add(1.0)
+            return t * tf.identity(self.calls.value)
+
+    x = keras.Input((3,), name="x")
+    model = probe.open(keras.Model(x, Counter(name="counter")(x)))
+    chosen = model.select(tensors=["counter/.*"])
+    reads = [info for info in chosen if info.op_type == "ReadVariableOp"]
+    runner = HealthRunner(model._traced, chosen)
+    assert reads and {info.name for info in reads} <= {info.name for info in runner.fetches}
