@@ -610,24 +610,36 @@ def _throttle_nodes(graph_def: Any, tensors: Sequence[Any], done: Sequence[str],
                 nodes[name].input.append(f"^{done[k - ahead]}")
 
 
-def _masked_health(value: Any, _: Any = None) -> list[Any]:
-    """One tensor's default statistics in float64 over masks of its finite values: slower, for values
-    holding NaN or Inf (or overflowing float32); returns :data:`_HEALTH_FIELDS`, with the NaN and
-    -Inf/+Inf counts after them."""
+def _masked_health(value: Any) -> list[Any]:
+    """One tensor's default statistics over masks of its finite values: slower, for values holding NaN
+    or Inf (or overflowing float32); returns :data:`_HEALTH_FIELDS`, with the NaN and -Inf/+Inf
+    counts after them. Each reduction waits for the one before, so few temporaries of the tensor's
+    size are alive at once (a model whose input holds a NaN sends every tensor here)."""
     tf = tfenv.tf()
-    x = tf.reshape(tf.cast(value, tf.float64), [-1])
-    ok = tf.math.is_finite(x)
-    count = _count(ok, tf.int64)
-    mean = tf.math.divide_no_nan(tf.reduce_sum(tf.where(ok, x, tf.zeros_like(x))), tf.cast(count, tf.float64))
-    m2 = tf.reduce_sum(tf.where(ok, tf.math.squared_difference(x, mean), tf.zeros_like(x)))
-    big = tf.constant(np.inf, tf.float64) * tf.ones_like(x)
-    low, high = tf.reduce_min(tf.where(ok, x, big)), tf.reduce_max(tf.where(ok, x, -big))
-    neg_inf = _count(tf.equal(x, -np.inf), tf.int64)
-    pos_inf = _count(tf.equal(x, np.inf), tf.int64)
-    negative = _count(x < 0, tf.int64) - neg_inf
+    x = tf.reshape(value if value.dtype in (tf.float32, tf.float64) else tf.cast(value, tf.float64), [-1])
+    found: list[Any] = []
+
+    def then(make: Any) -> Any:
+        with tf.control_dependencies(found[-1:]):
+            found.append(make())
+        return found[-1]
+
+    inf = tf.constant(np.inf, x.dtype)
     size = tf.size(x, out_type=tf.int64)
-    return [size, low, high, mean, m2, negative, _count(tf.equal(x, 0), tf.int64), _count(tf.math.is_nan(x), tf.int64),
-            neg_inf, pos_inf]  # fmt: skip
+    count = then(lambda: _count(tf.math.is_finite(x), tf.int64))
+    clean = lambda fill: tf.where(tf.math.is_finite(x), x, fill)  # noqa: E731 - a mask made where it is used
+    total = then(lambda: tf.reduce_sum(tf.cast(clean(tf.zeros([], x.dtype)), tf.float64)))
+    mean = tf.math.divide_no_nan(total, tf.cast(count, tf.float64))
+    deviations = lambda: tf.math.squared_difference(tf.cast(x, tf.float64), mean)  # noqa: E731
+    m2 = then(lambda: tf.reduce_sum(tf.where(tf.math.is_finite(x), deviations(), tf.zeros([], tf.float64))))
+    low = then(lambda: tf.reduce_min(clean(inf)))
+    high = then(lambda: tf.reduce_max(clean(-inf)))
+    neg_inf = then(lambda: _count(tf.equal(x, -inf), tf.int64))
+    pos_inf = then(lambda: _count(tf.equal(x, inf), tf.int64))
+    negative = then(lambda: _count(x < 0, tf.int64)) - neg_inf
+    zeros = then(lambda: _count(tf.equal(x, 0), tf.int64))
+    nan = then(lambda: _count(tf.math.is_nan(x), tf.int64))
+    return [size, low, high, mean, m2, negative, zeros, nan, neg_inf, pos_inf]
 
 
 class HealthRunner:
@@ -702,9 +714,12 @@ class HealthRunner:
         """The tensors whose fast statistics were not finite, reduced with masks in a second run of the batch."""
         key = tuple(info.name for info in fetches)
         if key not in self.masked:
+            tf = tfenv.tf()
 
             def reduce(values: list[Any], _: Any) -> list[Any]:
-                return [t for value in values for t in _masked_health(value)]
+                results = [_masked_health(value) for value in values]
+                _throttle(values, [tf.group(*result) for result in results], AHEAD)
+                return [t for result in results for t in result]
 
             self.masked[key] = _pruned(self.traced, fetches, reduce)
         span = np.zeros((len(fetches), 2))
