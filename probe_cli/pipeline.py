@@ -26,7 +26,7 @@ from probe_cli import __version__
 from probe_cli.analysis.diff import ArchiveDiff, Budgets, diff_archives
 from probe_cli.analysis.numerics import NonFinite, first_nonfinite
 from probe_cli.analysis.pairing import oriented, pair
-from probe_cli.archive.format import FORMAT_VERSION, INPUTS, TENSORS, input_attrs, layout, tensor_attrs
+from probe_cli.archive.format import FORMAT_VERSION, INPUT_SOURCES, INPUTS, TENSORS, input_attrs, layout, tensor_attrs
 from probe_cli.archive.writer import ArchiveWriter, check_destination
 from probe_cli.backends import registry, tfenv
 from probe_cli.backends.base import Executor, OpenOptions, TracedModel
@@ -454,6 +454,18 @@ def _run_attrs(
     return attrs
 
 
+def _input_source(feed: Feed, seed: Any) -> dict[str, Any]:
+    array = feed.array
+    return {
+        "name": feed.name,
+        "shape": [int(d) for d in getattr(array, "shape", ())],
+        "dtype": str(getattr(array, "dtype", "")),
+        "source": feed.source,
+        "seed": seed if feed.source == "random" else None,
+        "converted_from": feed.converted_from,
+    }
+
+
 def _dump_distributions(
     traced: TracedModel,
     feeds: list[Feed],
@@ -476,6 +488,8 @@ def _dump_distributions(
     with ArchiveWriter(output, force=spec.force) as writer:
         writer.set_attrs(run_attrs)
         writer.set_graph(traced.graph())
+        # no values are stored, but where they came from is: show names the inputs and the seed of random ones
+        writer.set_attrs({INPUT_SOURCES: json.dumps([_input_source(feed, run_attrs.get("seed")) for feed in feeds])})
         for info in selection:
             if info.name in found:
                 writer.distribution(tensor_attrs(info), found[info.name])

@@ -537,8 +537,13 @@ def compare_inputs(fa: h5py.File, fb: h5py.File, seed_a: Any, seed_b: Any) -> li
         if seed_a != seed_b:
             warnings.append(f"the archives record no inputs and were made with different seeds ({seed_a} vs {seed_b})")
         return warnings
-    if set(inputs_a) != set(inputs_b) and len(inputs_a) == len(inputs_b):  # renamed inputs: in signature order
-        inputs_b = dict(zip(inputs_a, inputs_b.values()))
+    left_a = [name for name in inputs_a if name not in inputs_b]
+    left_b = [name for name in inputs_b if name not in inputs_a]
+    if left_a and len(left_a) == len(left_b):  # inputs renamed (input_layer, keras_tensor_14): the rest in order
+        inputs_b = {
+            **{n: v for n, v in inputs_b.items() if n in inputs_a},
+            **{a: inputs_b[b] for a, b in zip(left_a, left_b)},
+        }
     warnings += [f"input {name!r} was fed only to the candidate" for name in inputs_a if name not in inputs_b]
     warnings += [f"input {name!r} was fed only to the reference" for name in inputs_b if name not in inputs_a]
     for name, (ra, da) in inputs_a.items():

@@ -128,6 +128,17 @@ def as_graph(tensors: Sequence[Named] | ModelGraph) -> ModelGraph:
     return ModelGraph(tuple(GraphNode(t.name, t.graph_name) for t in tensors))
 
 
+def _alike(a: GraphNode, b: GraphNode) -> bool:
+    """Same dtype and the same known sizes past the batch axis, where both sides say."""
+    if a.dtype and b.dtype and a.dtype != b.dtype:
+        return False
+    if a.shape is None or b.shape is None:
+        return True
+    if len(a.shape) != len(b.shape):
+        return False
+    return all(x is None or y is None or x == y for x, y in zip(a.shape[1:], b.shape[1:]))
+
+
 class _Side:
     """One graph and what pairing needs of it: which tensors are constant, who reads what."""
 
@@ -209,13 +220,30 @@ class _Pairer:
             self.add(node.name, unique_c[key], BY_GRAPH_NAME)
 
     def by_position(self, refs: Sequence[str], cands: Sequence[str], how: str) -> None:
-        """The i-th input (output) with the i-th; a candidate's output may alias a reference tensor already
-        paired (a SavedModel's ``Identity:0`` and the Softmax it passes on are both the model's output)."""
+        """The i-th input (output) with the i-th. A candidate's output that copies a paired tensor (a
+        SavedModel's ``Identity:0`` of the Softmax) pairs with that tensor's partner, whatever its place;
+        with several, a place pairs only tensors of one dtype and shape (formats order a signature's
+        outputs differently: by name, or as the model returns them)."""
         if len(refs) != len(cands):
             return
         for ref, cand in zip(refs, cands):
-            if cand not in self.c2r and ref in self.r.nodes and cand in self.c.nodes:
+            if cand in self.c2r or ref not in self.r.nodes or cand not in self.c.nodes:
+                continue
+            source = self._copied(self.c, cand, self.c2r)
+            if source is not None:
+                self.add(self.c2r[source], cand, how)
+            elif len(refs) == 1 or _alike(self.r.nodes[ref], self.c.nodes[cand]):
                 self.add(ref, cand, how)
+
+    @staticmethod
+    def _copied(side: _Side, name: str, mine: Mapping[str, str]) -> str | None:
+        """The paired tensor ``name`` copies through a chain of copies, if it does."""
+        x = name
+        while side.roles.get(x) == op_roles.COPY and len(ups := side.data_inputs(x)) == 1:
+            x = ups[0]
+            if x in mine:
+                return x
+        return None
 
     def refine(self, this: _Side, other: _Side, mine: dict[str, str], theirs: dict[str, str], flip: bool) -> None:
         """A name can name the anchor of a fused op whose value is the end of the chain it replaced
@@ -268,8 +296,8 @@ class _Pairer:
         for node in this.graph.nodes:
             if node.name in mine or this.roles[node.name] != op_roles.COPY:
                 continue
-            (source,) = this.data_inputs(node.name)
-            if source in mine:
+            sources = this.data_inputs(node.name)
+            if len(sources) == 1 and (source := sources[0]) in mine:
                 ref, cand = (mine[source], node.name) if flip else (node.name, mine[source])
                 self.add(ref, cand, BY_COPY)
                 found = True

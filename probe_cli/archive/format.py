@@ -16,6 +16,8 @@ from probe_cli.core.types import Feed, TensorInfo
 FORMAT_VERSION = 1
 TENSORS = "tensors"
 INPUTS = "inputs"
+#: ``dump --stats-only``: where each input came from (JSON), as ``/inputs`` records it beside the values elsewhere
+INPUT_SOURCES = "input_sources"
 #: ``dump --stats-only``: one group per tensor holding its distribution instead of its values
 STATS = "stats"
 #: The model's dataflow (a ModelGraph as JSON), so ``diff`` pairs archives as ``compare`` pairs models

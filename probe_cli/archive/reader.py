@@ -14,6 +14,7 @@ Reading a dataset directly (``ds[...]``, :func:`parts`) gives the stored integer
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -24,7 +25,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from probe_cli.archive.format import GRAPH, INPUTS, STATS, TENSORS, distribution_from
+from probe_cli.archive.format import GRAPH, INPUT_SOURCES, INPUTS, STATS, TENSORS, distribution_from
 from probe_cli.core.distribution import Distribution
 from probe_cli.core.errors import FileProblem, PatternError
 from probe_cli.core.graph import ModelGraph
@@ -311,7 +312,26 @@ def input_datasets(file: h5py.File) -> list[tuple[InputRecord, h5py.Dataset | h5
 
 
 def read_input_records(file: h5py.File) -> list[InputRecord]:
-    return [record for record, _ in input_datasets(file)]
+    """The inputs fed: from ``/inputs``, or for a ``--stats-only`` archive (no values) its ``input_sources``."""
+    records = [record for record, _ in input_datasets(file)]
+    text = file.attrs.get(INPUT_SOURCES)
+    if records or text is None:
+        return records
+    try:
+        sources = json.loads(_decode(text))
+        return [
+            InputRecord(
+                str(s["name"]),
+                tuple(int(d) for d in s.get("shape", ())),
+                str(s.get("dtype", "")),
+                s.get("source"),
+                s.get("seed"),
+                s.get("converted_from"),
+            )
+            for s in sources
+        ]
+    except (ValueError, KeyError, TypeError):
+        return []
 
 
 #: Root attributes ``show`` reports, in display order; missing ones read as None.

@@ -60,10 +60,13 @@ def published() -> list[Path]:
 
 @contextmanager
 def watch() -> Iterator[None]:
-    """For the CLI, which owns its process: remember what is published, for :func:`published`."""
-    global _published
+    """For the CLI, which owns its process: remember what is published, for :func:`published`. A signal
+    recorded during one invocation is forgotten after it, so a script or notebook running the CLI again
+    in the same process is not stopped by an old Ctrl-C."""
+    global _published, _requested
     saved, _published = _published, []
+    saved_request, _requested = _requested, False
     try:
         yield
     finally:
-        _published = saved
+        _published, _requested = saved, saved_request

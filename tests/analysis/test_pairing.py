@@ -376,3 +376,48 @@ def test_what_a_fusion_swallowed_names_the_op_that_computes_it_away() -> None:
     assert result.fused_into_reference["proj/convolution:0"] == "tfl_proj_conv"
     assert result.fused_into_reference["probs/MatMul:0"] == "probs/MatMul2:0"
     assert "c1/kernel:0" not in result.fused_into_reference  # a weight, not a step of a fused chain
+
+
+def test_outputs_ordered_otherwise_pair_by_what_they_copy_or_not_at_all() -> None:
+    """A SavedModel orders its outputs by signature key (box before score), Keras as the model returns
+    them: an output that copies a paired tensor pairs with its partner; a place pairs only alike tensors."""
+
+    def node(name: str, op: str, ins: tuple[str, ...], shape: tuple[int | None, ...]) -> GraphNode:
+        return GraphNode(name, name, op, ins, "float32", None, shape)
+
+    ref = ModelGraph(
+        (
+            node("x:0", "Placeholder", (), (None, 8)),
+            node("score/Sigmoid:0", "Sigmoid", ("x:0",), (None, 1)),
+            node("box/Relu:0", "Relu", ("x:0",), (None, 4)),
+        ),
+        ("x:0",),
+        ("score/Sigmoid:0", "box/Relu:0"),
+    )
+    saved = ModelGraph(
+        (
+            node("x:0", "Placeholder", (), (None, 8)),
+            node("score/Sigmoid:0", "Sigmoid", ("x:0",), (None, 1)),
+            node("box/Relu:0", "Relu", ("x:0",), (None, 4)),
+            node("Identity:0", "Identity", ("box/Relu:0",), (None, 4)),
+            node("Identity_1:0", "Identity", ("score/Sigmoid:0",), (None, 1)),
+        ),
+        ("x:0",),
+        ("Identity:0", "Identity_1:0"),
+    )
+    pairs = how(pair(ref, saved))
+    assert pairs[("box/Relu:0", "Identity:0")] == pairs[("score/Sigmoid:0", "Identity_1:0")] == BY_OUTPUT
+    assert ("score/Sigmoid:0", "Identity:0") not in pairs
+    fused = ModelGraph(  # outputs that are ops of their own, in the other order: told apart by shape
+        (
+            node("in:0", "INPUT", (), (None, 8)),
+            node("StatefulPartitionedCall:0", "RELU", ("in:0",), (None, 4)),
+            node("StatefulPartitionedCall:1", "LOGISTIC", ("in:0",), (None, 1)),
+        ),
+        ("in:0",),
+        ("StatefulPartitionedCall:0", "StatefulPartitionedCall:1"),
+    )
+    assert not {p for p in how(pair(ref, fused)) if p[1].startswith("StatefulPartitionedCall")} & {
+        ("score/Sigmoid:0", "StatefulPartitionedCall:0"),
+        ("box/Relu:0", "StatefulPartitionedCall:1"),
+    }

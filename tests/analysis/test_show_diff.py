@@ -386,6 +386,11 @@ def test_different_inputs_are_warned(tmp_path: Path) -> None:
     e = make_archive(tmp_path / "e.h5", inputs={"renamed": np.zeros((2, 3), np.float32)})
     f = make_archive(tmp_path / "f.h5", inputs={"other": np.zeros((2, 3), np.float32)})
     assert invoke("diff", e, f).stderr == ""
+    # names both archives share stay paired by name; only the others pair in order
+    same = np.ones((2, 3), np.float32)
+    g = make_archive(tmp_path / "g.h5", inputs={"x": same, "y": np.zeros((2, 3), np.float32)})
+    h = make_archive(tmp_path / "h.h5", inputs={"z": np.zeros((2, 3), np.float32), "x": same})
+    assert invoke("diff", g, h).stderr == ""
 
 
 def test_seeds_are_compared_when_no_inputs_are_recorded(tmp_path: Path) -> None:

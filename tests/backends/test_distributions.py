@@ -227,3 +227,17 @@ def test_a_variable_the_model_writes_is_reduced_every_batch(keras: Any, tf: Any)
     reads = [info for info in chosen if info.op_type == "ReadVariableOp"]
     runner = HealthRunner(model._traced, chosen)
     assert reads and {info.name for info in reads} <= {info.name for info in runner.fetches}
+
+
+def test_a_stats_only_archive_says_where_its_inputs_came_from(tmp_path: Any) -> None:
+    """No values are stored, but show names the inputs, their sources and the seed of random ones."""
+    from conftest import CNN_H5
+
+    m = probe.open(CNN_H5)
+    m.dump(tmp_path / "random.h5", samples=4, stats_only=True, seed=7)
+    (record,) = probe.show(tmp_path / "random.h5").inputs
+    assert (record.name, record.shape, record.source, record.seed) == ("image", (4, 28, 28, 1), "random", 7)
+    images = np.zeros((4, 28, 28, 1), np.float32)
+    m.dump(tmp_path / "given.h5", {"image": images}, stats_only=True)
+    (given,) = probe.show(tmp_path / "given.h5").inputs
+    assert (given.source, given.seed) == ("array", None)

@@ -605,6 +605,26 @@ def test_a_lost_signal_interrupts_a_command_that_writes_nothing(
     assert len(unraisable) == 1
 
 
+def test_a_signal_of_one_invocation_does_not_stop_the_next(
+    samples: Samples, monkeypatch: pytest.MonkeyPatch, unraisable: list[BaseException | None]
+) -> None:
+    """A script or notebook running the CLI in-process again after a Ctrl-C: the old signal is forgotten."""
+    from probe_cli.cli import render
+
+    monkeypatch.setattr(interrupt, "_requested", False)
+    original, calls = render.render_index, []
+
+    def render_index(*args: Any, **kwargs: Any) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            _SignalledOnCollection()
+        original(*args, **kwargs)
+
+    monkeypatch.setattr(render, "render_index", render_index)
+    assert invoke("list", samples.cnn_h5, "--layers").exit_code == 130
+    assert ok(invoke("list", samples.cnn_h5, "--layers")).stdout and not interrupt.requested()
+
+
 def test_a_signal_while_the_archive_is_published_says_it_was_written(
     samples: Samples, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
