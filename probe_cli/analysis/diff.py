@@ -322,14 +322,25 @@ _LAYOUTS = {(0, 3, 1, 2): "NHWC -> NCHW", (0, 2, 3, 1): "NCHW -> NHWC"}
 _CHANNELS_LAST = {"NCW": "NWC", "NCHW": "NHWC", "NCDHW": "NDHWC"}
 
 
-def _tracked_layouts(attrs_a: Mapping[str, Any], attrs_b: Mapping[str, Any]) -> tuple[str, str] | None:
-    """A's and B's layouts when a backend tracked at least one (``layout_axes``) and they differ, else None."""
-    la, lb = (attrs.get("layout_axes") or None for attrs in (attrs_a, attrs_b))
+def _tracked_layouts(na: h5py.Dataset | h5py.Group, nb: h5py.Dataset | h5py.Group) -> tuple[str, str] | None:
+    """A's and B's layouts when a backend tracked at least one (``layout_axes``) and they differ, else None.
+    An untracked side is taken as channels-last only when its model is TensorFlow's (Keras, SavedModel,
+    frozen graph, TFLite: channels-last by default); an ONNX tensor whose layout was not tracked is not
+    guessed at, and the shapes decide."""
+    la, lb = (node.attrs.get("layout_axes") or None for node in (na, nb))
     if la is None and lb is None:
         return None
+    for tracked, node in ((la, na), (lb, nb)):
+        if tracked is None and _model_format(node) == "onnx":
+            return None
     la = la if la is not None else _CHANNELS_LAST.get(str(lb), lb)
     lb = lb if lb is not None else _CHANNELS_LAST.get(str(la), la)
     return (str(la), str(lb)) if la != lb else None
+
+
+def _model_format(node: h5py.Dataset | h5py.Group) -> str:
+    value = node.file.attrs.get("model_format", "")
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _aligned(
@@ -373,7 +384,7 @@ def _aligned(
 def paired_values(na: h5py.Dataset | h5py.Group, nb: h5py.Dataset | h5py.Group) -> Iterator[tuple[Any, Any]]:
     """The two stored values side by side in bounded slices (real values of quantized ones), B brought to
     A's shape as :func:`compare_tensors` brings it; nothing when they cannot be lined up."""
-    layouts = _tracked_layouts(na.attrs, nb.attrs)
+    layouts = _tracked_layouts(na, nb)
     pairs = [] if layouts else _paired(na, nb)
     if pairs:
         for a, b, _ in _paired_chunks(pairs):
@@ -416,7 +427,7 @@ def compare_tensors(
         budget=budget,
     )
     layout_change = None
-    layouts = _tracked_layouts(ta.attrs, tb.attrs)
+    layouts = _tracked_layouts(na, nb)
     pairs: list[tuple[Any, Any]] = [] if layouts else list(_paired(na, nb))
     if pairs:
         chunks: Iterator[tuple[np.ndarray, np.ndarray, int]] = _paired_chunks(pairs)

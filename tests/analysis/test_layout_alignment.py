@@ -17,13 +17,13 @@ from probe_cli.feed import Feed
 PROVENANCE = {"probe_version": "0.1.0", "model_path": "m", "model_sha256": "ab" * 32, "model_format": "x"}
 
 
-def _archive(path: Path, values: dict[str, tuple[np.ndarray, str | None]]) -> Path:
+def _archive(path: Path, values: dict[str, tuple[np.ndarray, str | None]], model_format: str = "x") -> Path:
     tensors = [
         (TensorInfo(name, name, "Conv", str(v.dtype), v.shape, None, order, layout=layout), v)
         for order, (name, (v, layout)) in enumerate(values.items())
     ]
     feeds = [Feed("x", np.zeros((2, 3), np.float32), "random")]
-    return write_archive(path, tensors, feeds, {**PROVENANCE, "seed": 0}, seed=0)
+    return write_archive(path, tensors, feeds, {**PROVENANCE, "model_format": model_format, "seed": 0}, seed=0)
 
 
 def test_a_tracked_nchw_tensor_is_compared_with_the_nhwc_one_transposed_even_when_h_w_c_are_equal(
@@ -62,6 +62,18 @@ def test_without_tracked_layouts_an_h_w_c_tensor_is_not_transposed(tmp_path: Pat
     a = _archive(tmp_path / "a.h5", {"c:0": (np.transpose(nhwc, (0, 3, 1, 2)).copy(), None)})
     b = _archive(tmp_path / "b.h5", {"c:0": (nhwc, None)})
     assert not diff_archives(a, b).same
+
+
+def test_an_onnx_tensor_whose_layout_was_not_tracked_is_not_guessed_channels_last(tmp_path: Path) -> None:
+    """Only TensorFlow's forms are channels-last by default: an untracked ONNX tensor equal to a tracked
+    NCHW one is compared as stored, not transposed into a false difference."""
+    nchw = np.random.default_rng(4).random((2, 4, 4, 4), dtype=np.float32)
+    tracked = _archive(tmp_path / "a.h5", {"c:0": (nchw, "NCHW")}, "onnx")
+    untracked = _archive(tmp_path / "b.h5", {"c:0": (nchw.copy(), None)}, "onnx")
+    result = diff_archives(tracked, untracked)
+    assert result.same and result.tensors[0].layout_change is None
+    keras = _archive(tmp_path / "k.h5", {"c:0": (np.transpose(nchw, (0, 2, 3, 1)).copy(), None)}, "keras")
+    assert diff_archives(tracked, keras).same  # a Keras tensor is channels-last: transposed
 
 
 def test_a_reshape_of_the_nhwc_tensor_is_compared_with_the_tracked_nchw_one(tmp_path: Path) -> None:
