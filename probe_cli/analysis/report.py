@@ -210,7 +210,8 @@ def _shape(shape: Sequence[int]) -> str:
     return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
-def _same_file(a: str, b: str) -> bool:
+def same_file(a: str, b: str) -> bool:
+    """Whether two paths name one file (a model given as a relative path, stored as an absolute one)."""
     try:
         return Path(a).resolve() == Path(b).resolve()
     except OSError:
@@ -236,7 +237,7 @@ def _provenance(result: ArchiveDiff, inputs: Mapping[str, list[InputRecord]]) ->
             if prov.get(key)
         )
         model = str(prov.get("model_path") or where)
-        shown = where if _same_file(model, where) else model  # compare: the path as the user gave it
+        shown = where if same_file(model, where) else model  # compare: the path as the user gave it
         rows.append(
             f"<tr><th>{role}</th><td><code title='{_e(model)}'>{_e(shown)}</code></td>"
             f"<td>{_e(prov.get('model_format') or '-')}</td>"

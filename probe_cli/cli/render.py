@@ -12,7 +12,6 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
@@ -21,6 +20,7 @@ from probe_cli.analysis.diff import ELEMENTWISE, ArchiveDiff, TensorDiff
 from probe_cli.analysis.explorer import ExplorerOutput
 from probe_cli.analysis.pairing import NO_COUNTERPART
 from probe_cli.analysis.plot import PlotResult
+from probe_cli.analysis.report import same_file
 from probe_cli.analysis.show import ArchiveSummary
 from probe_cli.archive.merge import MergeResult
 from probe_cli.archive.reader import InputRecord
@@ -586,7 +586,7 @@ def render_diff(
     ):
         sha = prov.get("model_sha256")
         model = prov.get("model_path")
-        where = f"model {_fmt(model)}, " if model and not _same_file(str(model), path) else ""
+        where = f"model {_fmt(model)}, " if model and not same_file(str(model), path) else ""
         kind = f"{prov['model_format']}, " if prov.get("model_format") else ""
         out.line(f"{label}: {path}  ({where}{kind}sha256 {sha[:12] if sha else '-'})")
     out.line()
@@ -607,13 +607,6 @@ def render_diff(
             f"({hidden} more paired tensor(s) within budget not shown: weights and ops inside layers; --all shows them)"
         )
     _unpaired_and_verdict(out, result, verbose)
-
-
-def _same_file(a: str, b: str) -> bool:
-    try:
-        return Path(a).resolve() == Path(b).resolve()
-    except OSError:
-        return a == b
 
 
 def _other(t: TensorDiff) -> str:
