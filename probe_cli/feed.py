@@ -440,14 +440,15 @@ def _check(spec: InputSpec, array: Any, source: str) -> tuple[Any, str | None]:
     converted_from = None
     if expected is not None and fed_as != expected:
         integers = fed_as.kind in "iu" and expected.kind in "iu"
+        safe = np.can_cast(fed_as, expected, "safe")  # numpy's safe casts change no value
         if not (np.can_cast(fed_as, expected, "same_kind") or integers):
             raise FeedError(f"{where}: expected dtype {spec.dtype}, got {fed_as}", _convert_hint(source, spec.dtype))
-        if integers and not np.can_cast(fed_as, expected, "safe") and array.size:
+        if integers and not safe and array.size:
             info = np.iinfo(expected)
             low, high = _extremes(array)
             if low < info.min or high > info.max:
                 raise FeedError(f"{where}: values do not fit {spec.dtype}", _convert_hint(source, spec.dtype))
-        if not np.can_cast(fed_as, expected, "safe"):  # numpy's safe casts change no value: converted silently
+        if not safe:  # a safe cast is made silently
             converted_from = str(fed_as)
         array = array.astype(expected)
     shape = tuple(array.shape)

@@ -454,18 +454,6 @@ def _run_attrs(
     return attrs
 
 
-def _input_source(feed: Feed, seed: Any) -> dict[str, Any]:
-    array = feed.array
-    return {
-        "name": feed.name,
-        "shape": [int(d) for d in getattr(array, "shape", ())],
-        "dtype": str(getattr(array, "dtype", "")),
-        "source": feed.source,
-        "seed": seed if feed.source == "random" else None,
-        "converted_from": feed.converted_from,
-    }
-
-
 def _dump_distributions(
     traced: TracedModel,
     feeds: list[Feed],
@@ -489,7 +477,11 @@ def _dump_distributions(
         writer.set_attrs(run_attrs)
         writer.set_graph(traced.graph())
         # no values are stored, but where they came from is: show names the inputs and the seed of random ones
-        writer.set_attrs({INPUT_SOURCES: json.dumps([_input_source(feed, run_attrs.get("seed")) for feed in feeds])})
+        sources = [
+            {**input_attrs(feed, run_attrs["seed"] if feed.source == "random" else None), "shape": feed.array.shape}
+            for feed in feeds
+        ]
+        writer.set_attrs({INPUT_SOURCES: json.dumps(sources, default=int)})
         for info in selection:
             if info.name in found:
                 writer.distribution(tensor_attrs(info), found[info.name])

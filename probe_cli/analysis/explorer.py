@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from probe_cli.analysis.report import DARKEST, STEPS, colour, named
+from probe_cli.analysis.report import DARKEST, STEPS, budget_of, colour, named
 from probe_cli.core.errors import FileProblem
 from probe_cli.core.graph import ModelGraph
 from probe_cli.core.graph_names import strip_wrappers
@@ -219,17 +219,21 @@ def _results(result: ArchiveDiff, role: str, keys: Mapping[str, str], budget: fl
             continue
         values[key] = value
         colours.pop(key, None)
-        own = t.budget if t.budget is not None else budget
+        own = budget_of(result, t)
         if not added and (own != budget or t.diverges != (value > budget)):
             colours[key] = colour(value, own, t.diverges) if t.diverges else WITHIN
     return _Results(values, colours, missing)
 
 
-def _write_json(path: Path, document: Any) -> None:
+def _write_text(path: Path, text: str) -> None:
     try:
-        path.write_text(json.dumps(document, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+        path.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise FileProblem(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
+
+
+def _write_json(path: Path, document: Any) -> None:
+    _write_text(path, json.dumps(document, indent=1, allow_nan=False) + "\n")
 
 
 def hidden(op_type: str | None, name: str) -> str | None:
@@ -336,10 +340,7 @@ def write_explorer(
         write_overlay(directory, role, *graphs[role], result, ids.get(role)) for role in ("candidate", "reference")
     ]
     readme = directory / "README.md"
-    try:
-        readme.write_text(_readme(result, overlays, graphs["candidate"][0]), encoding="utf-8")
-    except OSError as exc:
-        raise FileProblem(f"cannot write {str(readme)!r}: {exc.strerror or exc}") from None
+    _write_text(readme, _readme(result, overlays, graphs["candidate"][0]))
     return ExplorerOutput(directory, readme, overlays)
 
 

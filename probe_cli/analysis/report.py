@@ -31,6 +31,7 @@ from probe_cli.archive.reader import (
     read_input_records,
 )
 from probe_cli.core.errors import FileProblem
+from probe_cli.core.types import format_shape
 
 #: Histograms drawn: the first divergence and this many of the worst tensors besides.
 WORST = 5
@@ -99,8 +100,12 @@ def _range(*nodes: h5py.Dataset | h5py.Group) -> tuple[float, float] | None:
             highs.append(float(stats["max"]))
     if not lows:
         return None
-    lo, hi = min(lows), max(highs)
-    return (lo - 0.5, hi + 0.5) if lo == hi else (lo, hi)
+    return min(lows), max(highs)
+
+
+def _edges(lo: float, hi: float, bins: int) -> np.ndarray:
+    """``bins`` equal bins over [lo, hi], widened by 0.5 each way when every value is one number."""
+    return np.linspace(lo - 0.5, hi + 0.5, bins + 1) if lo == hi else np.linspace(lo, hi, bins + 1)
 
 
 def _counts(chunks: Iterator[np.ndarray], edges: np.ndarray) -> np.ndarray:
@@ -127,7 +132,7 @@ def histograms(
     span = _range(cand, ref)
     if span is None:
         return None
-    edges = np.linspace(span[0], span[1], bins + 1)
+    edges = _edges(*span, bins)
     found = Histograms(name, edges, _counts(iter_chunks(ref), edges), _counts(iter_chunks(cand), edges))
 
     def differences() -> Iterator[np.ndarray]:
@@ -140,7 +145,7 @@ def histograms(
     if not spans:
         return found
     lo, hi = min(low for low, _ in spans), max(high for _, high in spans)
-    error_edges = np.linspace(lo - 0.5, hi + 0.5, bins + 1) if lo == hi else np.linspace(lo, hi, bins + 1)
+    error_edges = _edges(lo, hi, bins)
     return replace(found, error_edges=error_edges, error=_counts(differences(), error_edges))
 
 
@@ -204,10 +209,6 @@ def _sort_key(value: float | None) -> str:
     if isinstance(value, float) and math.isinf(value):
         return "Infinity" if value > 0 else "-Infinity"
     return repr(float(value))
-
-
-def _shape(shape: Sequence[int]) -> str:
-    return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
 def same_file(a: str, b: str) -> bool:
@@ -543,7 +544,7 @@ def table(result: ArchiveDiff) -> str:
     rows = []
     for i, t in enumerate(result.tensors):
         budget = budget_of(result, t)
-        shape = _shape(t.shape_a) + ("" if t.shape_a == t.shape_b else f" vs {_shape(t.shape_b)}")
+        shape = format_shape(t.shape_a) + ("" if t.shape_a == t.shape_b else f" vs {format_shape(t.shape_b)}")
         share = "-" if t.out_of_tolerance is None else f"{t.out_of_tolerance} ({(t.share_out_of_tolerance or 0):.1%})"
         cls = " ".join(c for c in ("over" if t.diverges else "", "first" if t is result.first_divergence else "") if c)
         fill = colour(t.rel_error, budget, t.diverges)

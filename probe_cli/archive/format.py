@@ -26,7 +26,7 @@ GRAPH = "graph"
 CHANNEL_FIELDS = ("count", "min", "max", "mean", "m2")
 
 
-def input_attrs(feed: Feed, seed: int) -> dict[str, Any]:
+def input_attrs(feed: Feed, seed: int | None) -> dict[str, Any]:
     """The attributes of a fed input: its provenance, and the dtype it was converted from (if a cast could
     change its values)."""
     attrs = {"name": feed.name, "source": feed.source, "seed": seed, "dtype": str(feed.array.dtype)}

@@ -265,6 +265,7 @@ class Runner:
 #: Per tensor, what :func:`_distribution_ops` returns, in order.
 _DISTRIBUTION_FIELDS = ("size", "nan", "inf", "zeros", "count", "low", "high", "mean", "m2", "range", "histogram",
                         "negative", "neg_inf", "ch_count", "ch_low", "ch_high", "ch_mean", "ch_m2")  # fmt: skip
+_CHANNEL_FIELDS = _DISTRIBUTION_FIELDS[_DISTRIBUTION_FIELDS.index("ch_count") :]
 
 
 def _distribution_ops(value: Any, hist_range: Any, bins: int) -> list[Any]:
@@ -456,7 +457,7 @@ class DistributionRunner:
         for k, info in enumerate(self.fetches):
             f = dict(zip(_DISTRIBUTION_FIELDS, flat[k * width : (k + 1) * width]))
             self.ranges[k] = f["range"]  # fixed by the first batch
-            channels = None if f["ch_count"].size == 0 else Moments(*(f[key] for key in _DISTRIBUTION_FIELDS[13:]))
+            channels = None if f["ch_count"].size == 0 else Moments(*(f[key] for key in _CHANNEL_FIELDS))
             result[info.name] = Distribution(
                 size=int(f["size"]),
                 nan=int(f["nan"]),
@@ -555,10 +556,11 @@ def _emit_health(out: _Emitter, k: int, tensor: Any) -> tuple[list[str], str]:
         source = out.node(f"{at}/cast", "Cast", [source], SrcT=tensor.dtype, DstT=real, Truncate=False)
     i32, i64 = tf.int32, tf.int64
     size = out.node(f"{at}/size", "Size", [source], T=real, out_type=i64)
-    flat, axis = source, out.const(list(range(tensor.shape.rank)), i32)  # every axis
-    if tensor.shape.rank is None:
+    if tensor.shape.rank is None:  # an unknown rank: flattened, then reduced along its one axis
         flat = out.node(f"{at}/flat", "Reshape", [source, out.const([-1], i32)], T=real, Tshape=i32)
         axis = out.const([0], i32)
+    else:
+        flat, axis = source, out.const(list(range(tensor.shape.rank)), i32)  # every axis
 
     def reduce(name: str, op: str, value: str, after: str | None, dtype: Any = real) -> str:
         inputs = [value, axis] + ([f"^{after}"] if after else [])
