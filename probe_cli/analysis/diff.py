@@ -23,11 +23,9 @@ from probe_cli.archive.reader import (
     InputRecord,
     StoredTensor,
     as_info,
-    as_stored,
     dequantized,
     input_datasets,
     list_distributions,
-    list_tensors,
     open_archive,
     parts,
     read_graph,
@@ -35,6 +33,7 @@ from probe_cli.archive.reader import (
     read_slice,
     row_slices,
     select_tensors,
+    stored_tensors,
 )
 from probe_cli.core.distribution import Distribution
 from probe_cli.core.errors import PatternError, UsageProblem
@@ -617,8 +616,8 @@ def diff_archives(
         prov_b, _ = read_provenance(fb)
         dists_a = {d.name: d.distribution for d in list_distributions(fa)}
         dists_b = {d.name: d.distribution for d in list_distributions(fb)}
-        stored_a = list_tensors(fa) + [as_stored(d) for d in list_distributions(fa)]
-        stored_b = list_tensors(fb) + [as_stored(d) for d in list_distributions(fb)]
+        stored_a = stored_tensors(fa)
+        stored_b = stored_tensors(fb)
         names_a = {t.name for t in stored_a}
         union = stored_a + [t for t in stored_b if t.name not in names_a]
         wanted = {t.name for t in select_tensors(union, match, "--match")}

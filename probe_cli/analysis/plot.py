@@ -22,17 +22,15 @@ import numpy as np
 
 from probe_cli.archive.reader import (
     StoredTensor,
-    as_stored,
     dataset_stats,
     dequantized,
     is_distribution,
     iter_chunks,
-    list_distributions,
-    list_tensors,
     open_archive,
     parts,
     read_distribution,
     select_tensors,
+    stored_tensors,
 )
 from probe_cli.core.errors import FileProblem, MissingExtra, UsageProblem
 
@@ -209,7 +207,7 @@ def plot_archive(
         raise UsageProblem("--bins and --max-channels must be at least 1")
     out = default_output(archive) if output is None else Path(output)
     with open_archive(archive) as file:
-        stored = list_tensors(file) + [as_stored(d) for d in list_distributions(file)]
+        stored = stored_tensors(file)
         tensors = select_tensors(stored, patterns, "--tensor") if patterns else stored[:DEFAULT_MAX_TENSORS]
         if not tensors:
             raise UsageProblem(f"archive {str(archive)!r} stores no tensors to plot")

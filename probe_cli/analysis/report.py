@@ -20,15 +20,13 @@ import numpy as np
 from probe_cli.analysis.diff import REL_TOL, ArchiveDiff, TensorDiff, paired_values
 from probe_cli.archive.reader import (
     InputRecord,
-    as_stored,
     dataset_stats,
     is_distribution,
     iter_chunks,
-    list_distributions,
-    list_tensors,
     open_archive,
     read_distribution,
     read_input_records,
+    stored_tensors,
 )
 from probe_cli.core.errors import FileProblem
 from probe_cli.core.types import format_shape
@@ -173,8 +171,8 @@ def collect_histograms(
     """:func:`histograms` of the :func:`chosen` tensors, by candidate name, from the two archives."""
     found: dict[str, Histograms] = {}
     with open_archive(candidate) as fc, open_archive(reference) as fr:
-        paths_c = {t.name: t.path for t in list_tensors(fc) + [as_stored(d) for d in list_distributions(fc)]}
-        paths_r = {t.name: t.path for t in list_tensors(fr) + [as_stored(d) for d in list_distributions(fr)]}
+        paths_c = {t.name: t.path for t in stored_tensors(fc)}
+        paths_r = {t.name: t.path for t in stored_tensors(fr)}
         for t in chosen(result, worst):
             pc, pr = paths_c.get(t.name), paths_r.get(t.reference_name)
             if pc is None or pr is None or pc not in fc or pr not in fr:

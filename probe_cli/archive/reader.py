@@ -394,6 +394,11 @@ def list_distributions(file: h5py.File) -> list[StoredDistribution]:
     return found
 
 
+def stored_tensors(file: h5py.File) -> list[StoredTensor]:
+    """Every stored tensor, values or (``--stats-only``) distributions, in graph order within each kind."""
+    return list_tensors(file) + [as_stored(d) for d in list_distributions(file)]
+
+
 def as_stored(stored: StoredDistribution) -> StoredTensor:
     """A distribution as a stored tensor with no values, so selecting and naming treat both alike."""
     return StoredTensor(stored.name, stored.attrs, (), str(stored.attrs.get("dtype", "")), f"{STATS}/{stored.name}")

@@ -199,7 +199,7 @@ def op_inputs(traced: TracedModel, info: TensorInfo) -> list[TensorInfo]:
     return [by_graph[t.name] for t in op.inputs if t.name in by_graph]
 
 
-def _pruned(traced: TracedModel, fetches: Sequence[TensorInfo], reduce: Any = None) -> Any:
+def _pruned(traced: TracedModel, fetches: Sequence[TensorInfo], reduce: Any = None, emit: Any = None) -> Any:
     """:func:`prune` of the traced model to ``fetches`` (fed its inputs in index order), failures as RunError."""
     try:
         return prune(
@@ -207,6 +207,7 @@ def _pruned(traced: TracedModel, fetches: Sequence[TensorInfo], reduce: Any = No
             [traced.placeholders[spec.name] for spec in traced.index.inputs],
             [traced.graph_tensors[info.name].name for info in fetches],
             reduce,
+            emit=emit,
         )
     except Exception as exc:  # noqa: BLE001 - importing a graph raises ValueError, OpError and others
         raise RunError.from_exception(exc) from exc
@@ -659,10 +660,11 @@ class HealthRunner:
     def __init__(self, traced: TracedModel, fetches: Sequence[TensorInfo]) -> None:
         self.traced = traced
         constant = _constant_ops(traced)
-        fixed = [info for info in fetches if traced.graph_tensors[info.name].op in constant]
+        is_fixed = [traced.graph_tensors[info.name].op in constant for info in fetches]
+        fixed = [info for info, same in zip(fetches, is_fixed) if same]
         self.fixed = Runner(traced, fixed) if fixed else None
         self.fixed_found: dict[str, Distribution] | None = None
-        self.fetches = [info for info in fetches if info not in fixed]
+        self.fetches = [info for info, same in zip(fetches, is_fixed) if not same]
         self.order = [spec.name for spec in traced.index.inputs]
         self.masked: dict[tuple[str, ...], Any] = {}
 
@@ -676,17 +678,7 @@ class HealthRunner:
             _throttle_nodes(graph_def, tensors, done, AHEAD)
             return returned
 
-        self.function = None
-        if self.fetches:
-            try:
-                self.function = prune(
-                    traced.function.graph,
-                    [traced.placeholders[spec.name] for spec in traced.index.inputs],
-                    [traced.graph_tensors[info.name].name for info in self.fetches],
-                    emit=emit,
-                )
-            except Exception as exc:  # noqa: BLE001 - importing a graph raises ValueError, OpError and others
-                raise RunError.from_exception(exc) from exc
+        self.function = _pruned(traced, self.fetches, emit=emit) if self.fetches else None
 
     def __call__(self, feeds: Sequence[Feed]) -> dict[str, Distribution]:
         result: dict[str, Distribution] = {}
