@@ -2,8 +2,8 @@
 
 One session per selection: the graph's outputs are replaced by the selected tensors (as Polygraphy's
 ``mark_layerwise`` marks every node output), so ONNX Runtime computes what is asked and keeps only
-that; the session is built once and kept by the traced model's executor cache. Tensors the shape
-inference typed are marked with their type, others untyped (ONNX Runtime accepts both). A model with
+that; the session is built once and kept by the traced model's executor cache. Outputs are marked
+untyped, as Polygraphy marks them: ONNX Runtime infers their types. A model with
 external data is saved beside its data files, so the session finds them by their relative paths (a
 session built from bytes refuses them: "escapes working directory"), and that copy is removed once the
 session holds the weights. Model inputs are not marked: their values are the fed arrays.
@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from probe_cli.backends.base import TracedModel
+from probe_cli.backends.onnx import proto
 from probe_cli.backends.onnx.loader import modules, one_line
 from probe_cli.backends.onnx.tracer import INPUT_OP, ONNXGraph
 from probe_cli.core.errors import FeedError, ModelLoadError, RunError
@@ -28,22 +29,16 @@ from probe_cli.core.types import Feed, TensorInfo
 
 def marked(graph: ONNXGraph, outputs: Sequence[str]) -> Any:
     """A copy of the model whose graph outputs are ``outputs`` (ONNX tensor names), in that order."""
-    onnx, _ = modules()
-    model = onnx.ModelProto()
+    model = proto.ModelProto()
     model.CopyFrom(graph.model)
     del model.graph.output[:]
-    for name in outputs:
-        known = graph.value_info.get(name)
-        if known is not None and known.type.WhichOneof("value") == "tensor_type":
-            model.graph.output.append(known)
-        else:
-            model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
+    model.graph.output.extend(proto.ValueInfoProto(name=name) for name in outputs)
     return model
 
 
 def session(graph: ONNXGraph, outputs: Sequence[str]) -> Any:
     """An ONNX Runtime session (CPU) computing ``outputs`` of the model."""
-    _, ort = modules()
+    ort = modules()
     loaded = graph.loaded
     model = marked(graph, outputs)
     options = ort.SessionOptions()

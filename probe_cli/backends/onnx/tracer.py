@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from probe_cli.backends.base import Backend, TracedModel, named_layers
-from probe_cli.backends.onnx.loader import ONNXLoaded, one_line
+from probe_cli.backends.onnx.loader import ONNXLoaded, ValueType, one_line
 from probe_cli.core.errors import ModelLoadError
 from probe_cli.core.graph_names import (
     ACTIVATION,
@@ -40,7 +40,7 @@ from probe_cli.core.graph_names import (
     split_fused_source,
     tflite_names,
 )
-from probe_cli.core.types import InputSpec, ModelIndex, Shape, TensorInfo
+from probe_cli.core.types import InputSpec, ModelIndex, TensorInfo
 
 #: The op type of a model input's tensor (no node produces it).
 INPUT_OP = "INPUT"
@@ -107,33 +107,6 @@ class ONNXGraph:
     names: dict[str, str] = field(default_factory=dict)
     #: probe name -> ONNX tensor names its node read (initializers and constants included)
     op_inputs: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    #: ONNX tensor name -> the graph's ``ValueInfoProto`` for it (typed outputs to mark)
-    value_info: dict[str, Any] = field(default_factory=dict)
-
-
-def _dtype(onnx: Any, type_proto: Any) -> str | None:
-    """The numpy dtype name of a tensor type, ``string`` for strings; None for sequences, maps and unknown."""
-    if type_proto is None or type_proto.WhichOneof("value") != "tensor_type":
-        return None
-    elem = int(type_proto.tensor_type.elem_type)
-    if elem == 0:
-        return None
-    if elem == onnx.TensorProto.STRING:
-        return "string"
-    try:
-        return str(onnx.helper.tensor_dtype_to_np_dtype(elem))
-    except Exception:  # noqa: BLE001 - element types numpy has no dtype for (bfloat16, float8)
-        return None
-
-
-def _shape(type_proto: Any) -> Shape | None:
-    """Dimensions with a value; None for symbolic ones, and for an unknown rank."""
-    if type_proto is None or not type_proto.tensor_type.HasField("shape"):
-        return None
-    return tuple(
-        int(d.dim_value) if d.HasField("dim_value") and d.dim_value > 0 else None
-        for d in type_proto.tensor_type.shape.dim
-    )
 
 
 def _attribute(node: Any, name: str) -> Any:
@@ -213,15 +186,12 @@ def trace_onnx(loaded: ONNXLoaded, backend: Backend) -> TracedModel:
 
 
 def _trace(loaded: ONNXLoaded, backend: Backend) -> TracedModel:
-    import onnx
-
     model = loaded.model
     graph = model.graph
-    types: dict[str, Any] = {}
-    for info in [*graph.input, *graph.value_info, *graph.output]:
-        types.setdefault(info.name, info)
-    initialized = {t.name for t in graph.initializer} | {t.name for t in graph.sparse_initializer}
-    ranks = {name: len(s) for name, info in types.items() if (s := _shape(info.type)) is not None}
+    types = loaded.types
+    unknown = ValueType(None, None)
+    initialized = {t.name for t in graph.initializer} | {t.values.name for t in graph.sparse_initializer}
+    ranks = {name: len(t.shape) for name, t in types.items() if t.shape is not None}
     layouts = _layouts(list(graph.node), ranks)
 
     specs: list[InputSpec] = []
@@ -232,12 +202,12 @@ def _trace(loaded: ONNXLoaded, backend: Backend) -> TracedModel:
     for value in graph.input:
         if value.name in initialized:  # IR < 4 lists initializers as inputs: weights, not inputs
             continue
-        dtype = _dtype(onnx, value.type)
-        if dtype is None:
+        typed = types.get(value.name, unknown)
+        if typed.dtype is None:
             raise ModelLoadError(f"input {value.name!r} of {loaded.where()} is no tensor probe can feed")
+        dtype, shape = typed.dtype, typed.shape or ()
         name = input_name(value.name, taken)
         taken.add(name)
-        shape = _shape(value.type) or ()
         specs.append(InputSpec(name=name, dtype=dtype, shape=shape, graph_name=value.name))
         bindings.append(InputBinding(name, value.name, dtype))
         info = TensorInfo(
@@ -260,17 +230,16 @@ def _trace(loaded: ONNXLoaded, backend: Backend) -> TracedModel:
         for position, output in enumerate(node.output):
             if not output or output in names:
                 continue
-            typed = types[output].type if output in types else None
-            if typed is not None and typed.WhichOneof("value") not in (None, "tensor_type"):
+            typed = types.get(output, unknown)
+            if not typed.tensor:
                 continue  # a sequence, map or optional: no array a batch can be stored as
-            dtype = _dtype(onnx, typed)
-            produced.append((node, position, output, dtype or ""))
+            produced.append((node, position, output, typed.dtype or ""))
     returned = {value.name for value in graph.output}
     producer = {output: node for node in graph.node for output in node.output if output}
     sources = [_source(node, position, output, output in returned, producer) for node, position, output, _ in produced]
     named = tflite_names([raw for raw, _ in sources], None, {t.name for t in tensors})
     taken_names = {t.name for t in tensors} | {name for name, _ in named}
-    onnx_graph = ONNXGraph(model, loaded, bindings, value_info=types)
+    onnx_graph = ONNXGraph(model, loaded, bindings)
     layer_of: dict[str, str | None] = {}
     for (node, _position, output, dtype), (name, layer), (raw, inserted) in zip(produced, named, sources):
         if layer is None and node.op_type in ACTIVATIONS and SIGNATURE_OUTPUT.match(raw):
@@ -282,7 +251,7 @@ def _trace(loaded: ONNXLoaded, backend: Backend) -> TracedModel:
             graph_name=output,
             op_type=node.op_type,
             dtype=dtype,
-            shape=_shape(types[output].type) if output in types else None,
+            shape=types.get(output, unknown).shape,
             layer=None if inserted else layer,
             order=len(tensors),
             context=INSERTED if inserted else None,
