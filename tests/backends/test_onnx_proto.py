@@ -13,7 +13,9 @@ import pytest
 from conftest import SAMPLES, assert_one_line_error, invoke, list_json, ok
 
 from probe_cli.archive.reader import list_tensors, open_archive, read_slice
+from probe_cli.backends import registry
 from probe_cli.backends.onnx import proto
+from probe_cli.core.types import Feed
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -151,3 +153,16 @@ def test_listing_an_onnx_model_does_not_import_the_onnx_package() -> None:
     )
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert run.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_sessions_of_two_selections_leave_the_loaded_model_as_it_was(tmp_path: Path) -> None:
+    path = tmp_path / "rich.onnx"
+    onnx.save(_rich_model(), path)
+    traced = registry.open_model(path)
+    x = np.arange(12, dtype=np.float32).reshape(2, 2, 3)
+    flat = (x + x).reshape(-1, 6)
+    weights = np.linspace(-1, 1, 7200, dtype=np.float32).reshape(6, 1200)
+    for name, expected in (("c:0", flat), ("d:0", flat @ weights)):
+        (run,) = traced.backend.executors(traced, [traced.index.tensor(name)])
+        np.testing.assert_allclose(run([Feed("a", x, "x")])[name], expected, rtol=1e-5)
+    assert [value.name for value in traced.function.model.graph.output] == ["d", "seq"]

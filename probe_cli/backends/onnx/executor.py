@@ -27,32 +27,40 @@ from probe_cli.core.errors import FeedError, ModelLoadError, RunError
 from probe_cli.core.types import Feed, TensorInfo
 
 
-def marked(graph: ONNXGraph, outputs: Sequence[str]) -> Any:
-    """A copy of the model whose graph outputs are ``outputs`` (ONNX tensor names), in that order."""
-    model = proto.ModelProto()
-    model.CopyFrom(graph.model)
-    del model.graph.output[:]
-    model.graph.output.extend(proto.ValueInfoProto(name=name) for name in outputs)
-    return model
+def marked(graph: ONNXGraph, outputs: Sequence[str]) -> bytes:
+    """The model, serialized with ``outputs`` (ONNX tensor names) as its graph outputs, in that order.
+
+    The loaded model's outputs are swapped for the time of one ``SerializeToString`` and put back, rather than
+    the model copied: a copy would hold the weights twice."""
+    model = graph.model
+    kept = [proto.ValueInfoProto.FromString(value.SerializeToString()) for value in model.graph.output]
+    try:
+        del model.graph.output[:]
+        model.graph.output.extend(proto.ValueInfoProto(name=name) for name in outputs)
+        data: bytes = model.SerializeToString()
+        return data
+    finally:
+        del model.graph.output[:]
+        model.graph.output.extend(kept)
 
 
 def session(graph: ONNXGraph, outputs: Sequence[str]) -> Any:
     """An ONNX Runtime session (CPU) computing ``outputs`` of the model."""
     ort = modules()
     loaded = graph.loaded
-    model = marked(graph, outputs)
+    data = marked(graph, outputs)
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only: ONNX Runtime warns on stderr about unused initializers
     providers = ["CPUExecutionProvider"]
     try:
         if not loaded.external_data:
-            return ort.InferenceSession(model.SerializeToString(), options, providers=providers)
+            return ort.InferenceSession(data, options, providers=providers)
         assert loaded.path is not None
         beside = loaded.path.resolve().parent
         handle, name = tempfile.mkstemp(prefix=".probe-", suffix=".onnx", dir=beside)
         os.close(handle)
         try:
-            Path(name).write_bytes(model.SerializeToString())
+            Path(name).write_bytes(data)
             return ort.InferenceSession(name, options, providers=providers)
         finally:
             Path(name).unlink(missing_ok=True)
