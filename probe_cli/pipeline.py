@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from probe_cli import __version__
+from probe_cli.analysis.coverage import layer_coverage
 from probe_cli.analysis.diff import ArchiveDiff, Budgets, diff_archives
 from probe_cli.analysis.numerics import NonFinite, first_nonfinite
 from probe_cli.analysis.pairing import oriented, pair
@@ -660,6 +661,7 @@ def compare_models(
             why_only_in_b=pairing.why_reference,
             fused_into_a=pairing.fused_into_candidate,
             fused_into_b=pairing.fused_into_reference,
+            layer_coverage=layer_coverage(ref_graph, pairing),
         )
         if save_dir is None:  # the archives will be gone: name the models
             result = replace(result, a=candidate.loaded.origin, b=reference.loaded.origin)

@@ -18,6 +18,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from probe_cli.analysis.coverage import LayerCoverage, layer_coverage, pair_layers
 from probe_cli.analysis.pairing import Pairing, as_graph, oriented, pair
 from probe_cli.archive.reader import (
     InputRecord,
@@ -163,6 +164,8 @@ class TensorDiff:
     chain: tuple[str, ...] = ()
     #: what the tensor is to the reference model: ``input``, ``output``, ``layer`` (a layer's output) or None
     role: str | None = None
+    #: the reference layers whose values this pair checks: the tensor's, or those of a fused op's chain
+    layers: tuple[str, ...] = ()
 
     @property
     def reference_name(self) -> str:
@@ -171,6 +174,14 @@ class TensorDiff:
     @property
     def candidate_name(self) -> str:
         return self.name
+
+    def place(self) -> str:
+        """Where the tensor is, in words: ``op Conv, layer conv1_bn``, or the layers a fused op stands for,
+        so a folded Conv is named with its BatchNorm: ``layers conv1_conv + conv1_bn, fused into one Conv``."""
+        if self.paired_by == "fused" and len(self.layers) > 1:
+            return f"layers {' + '.join(self.layers)}, fused into one {self.op_type or 'op'}"
+        words = (f"op {self.op_type}" if self.op_type else "", f"layer {self.layer}" if self.layer else "")
+        return ", ".join(x for x in words if x)
 
     @property
     def share_out_of_tolerance(self) -> float | None:
@@ -210,6 +221,8 @@ class ArchiveDiff:
     fused_into_a: dict[str, str] = field(default_factory=dict)
     fused_into_b: dict[str, str] = field(default_factory=dict)
     budgets: Budgets = field(default_factory=Budgets)
+    #: how the reference's layers were compared; None when the reference's archive knows no layers
+    layer_coverage: LayerCoverage | None = None
 
     @property
     def reference(self) -> str:
@@ -630,7 +643,12 @@ def diff_archives(
         compared = []
         for p in pairing.pairs:
             ta, tb = by_name_a[p.candidate], by_name_b[p.reference]
-            extra: dict[str, Any] = {"paired_by": p.how, "chain": p.chain, "role": _role(graph_b, p.reference)}
+            extra: dict[str, Any] = {
+                "paired_by": p.how,
+                "chain": p.chain,
+                "role": _role(graph_b, p.reference),
+                "layers": pair_layers(graph_b, p),
+            }
             if p.candidate in dists_a and p.reference in dists_b:
                 compared.append(replace(compare_distributions(ta, tb, dists_a[ta.name], dists_b[tb.name]), **extra))
             elif (p.candidate in dists_a) != (p.reference in dists_b):  # statistics against values: nothing compares
@@ -682,4 +700,5 @@ def diff_archives(
             fused_into_a=pairing.fused_into_candidate,
             fused_into_b=pairing.fused_into_reference,
             budgets=budgets,
+            layer_coverage=layer_coverage(graph_b, pairing),
         )

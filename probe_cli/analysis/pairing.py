@@ -27,7 +27,7 @@ import json
 import re
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -72,6 +72,10 @@ class Pair:
     how: str
     #: ``fused``: the reference's (or, reversed, the candidate's) ops the fused op stands for, in order
     chain: tuple[str, ...] = ()
+    #: ``fused``: the reference's tensors whose values this pair checks, in graph order and ending with
+    #: ``reference``: the unpaired ones a fused op computes away (its padding, a Conv before the BatchNorm
+    #: it absorbed); empty for the other pairs, which check ``reference`` alone
+    covers: tuple[str, ...] = ()
 
 
 @dataclass
@@ -195,8 +199,8 @@ class _Pairer:
         self.fused_r: dict[str, str] = {}
         self.fused_c: dict[str, str] = {}
 
-    def add(self, ref: str, cand: str, how: str, chain: tuple[str, ...] = ()) -> None:
-        self.pairs.append(Pair(ref, cand, how, chain))
+    def add(self, ref: str, cand: str, how: str, chain: tuple[str, ...] = (), covers: tuple[str, ...] = ()) -> None:
+        self.pairs.append(Pair(ref, cand, how, chain, covers))
         self.r2c.setdefault(ref, cand)
         self.c2r.setdefault(cand, ref)
 
@@ -271,9 +275,47 @@ class _Pairer:
             ref, cand = (partner, name) if flip else (name, partner)
             self.pairs = [p for p in self.pairs if (p.reference, p.candidate) != (ref, cand)]
             del mine[name], theirs[partner]
+            anchor = self._anchor_before(other, partner, theirs, op_roles.family(this.nodes[name].op_type))
+            if anchor is not None and self._sources(other, anchor, theirs) == self._partners(this, name, mine):
+                whole = self._chain(other, anchor, theirs)
+                chain = whole if whole[-1] == end and partner in whole else chain
+            swallowed = self._prologue(other, chain[0], theirs) + chain[:-1]
             ref, cand = (end, name) if flip else (name, end)
-            self.add(ref, cand, BY_FUSED, tuple(other.nodes[x].op_type for x in chain))
-            (self.fused_r if flip else self.fused_c).update(dict.fromkeys(chain[:-1], name))
+            covers = tuple(swallowed + [end]) if flip else ()
+            self.add(ref, cand, BY_FUSED, tuple(other.nodes[x].op_type for x in chain), covers)
+            (self.fused_r if flip else self.fused_c).update(dict.fromkeys(swallowed, name))
+
+    @staticmethod
+    def _anchor_before(side: _Side, name: str, mine: Mapping[str, str], kind: str) -> str | None:
+        """The unpaired anchor of family ``kind`` before the offsets and scales that lead to ``name`` (the Conv
+        and BiasAdd before the BatchNorm's ``mul_1`` that tf2onnx names its Conv after), if there is one."""
+        x = name
+        while side.roles[x] == op_roles.AFFINE:
+            ups = side.data_inputs(x)
+            if len(ups) != 1 or ups[0] in mine:
+                return None
+            x = ups[0]
+        if x == name or side.roles[x] != op_roles.ANCHOR or op_roles.family(side.nodes[x].op_type) != kind:
+            return None
+        return x
+
+    def _partners(self, side: _Side, name: str, mine: Mapping[str, str]) -> set[str] | None:
+        """The partners of the paired tensors an op reads (through its prologue), None if one is unpaired."""
+        sources = self._sources(side, name, mine)
+        return None if sources is None else {mine[s] for s in sources}
+
+    @staticmethod
+    def _prologue(side: _Side, anchor: str, mine: Mapping[str, str]) -> list[str]:
+        """The unpaired prologue ops (pads, copies) between an anchor and the paired tensors it reads."""
+        found: list[str] = []
+        for x in side.data_inputs(anchor):
+            while x not in mine and side.nodes[x].op_type in op_roles.PROLOGUE_OPS:
+                ups = side.data_inputs(x)
+                if len(ups) != 1:
+                    break
+                found.append(x)
+                x = ups[0]
+        return sorted(set(found), key=side.order.__getitem__)
 
     @staticmethod
     def _reaches(side: _Side, start: str, targets: set[str], mine: Mapping[str, str]) -> set[str]:
@@ -386,12 +428,19 @@ class _Pairer:
                     continue
             (other_chain,) = chains.values()
             mine_points, other_points = self._points(this, mine_chain), self._points(other, other_chain)
-            for a, b in zip(reversed(mine_points), reversed(other_points)):
-                ref, cand = (b, a) if flip else (a, b)
-                self.add(ref, cand, BY_FUSED, tuple(other.nodes[x].op_type for x in other_chain))
+            mine_before, other_before = self._prologue(this, name, mine), self._prologue(other, other_chain[0], theirs)
+            ops = tuple(other.nodes[x].op_type for x in other_chain)
+            # where the reference holds the chain: the tensors each pair checks, from the previous pair's on
+            ref_chain, begin = other_before + other_chain, 0
+            for a, b in list(zip(reversed(mine_points), reversed(other_points)))[::-1]:
+                covers: tuple[str, ...] = ()
+                if flip:
+                    at = ref_chain.index(b) + 1
+                    covers, begin = tuple(ref_chain[begin:at]), at
+                self.add(*((b, a) if flip else (a, b)), BY_FUSED, ops, covers)
             # what the fusion swallowed on either side, for the summary of unpaired tensors
-            (self.fused_c if flip else self.fused_r).update(dict.fromkeys(mine_chain, other_chain[-1]))
-            (self.fused_r if flip else self.fused_c).update(dict.fromkeys(other_chain, mine_chain[-1]))
+            (self.fused_c if flip else self.fused_r).update(dict.fromkeys(mine_before + mine_chain, other_chain[-1]))
+            (self.fused_r if flip else self.fused_c).update(dict.fromkeys(other_before + other_chain, mine_chain[-1]))
             found = True
         return found
 
@@ -449,6 +498,11 @@ class _Pairer:
         order = self.r.order
         pairs = sorted(dict.fromkeys(self.pairs), key=lambda p: (order[p.reference], self.c.order.get(p.candidate, 0)))
         paired_r = {p.reference for p in pairs}
+        # a tensor a fused op covers but that pairs on its own (a copy paired later) is checked by its own pair
+        pairs = [
+            replace(p, covers=tuple(x for x in p.covers if x == p.reference or x not in paired_r)) if p.covers else p
+            for p in pairs
+        ]
         paired_c = {p.candidate for p in pairs}
         only_r = [n.name for n in self.r.graph.nodes if n.name not in paired_r]
         only_c = [n.name for n in self.c.graph.nodes if n.name not in paired_c]

@@ -264,11 +264,7 @@ def _verdict(result: ArchiveDiff) -> str:
         f"<p>A tensor passes when <code>{_e(result.criterion)}</code>.",
     ]
     if first is not None:
-        where = ", ".join(
-            x
-            for x in (f"op {first.op_type}" if first.op_type else "", f"layer {first.layer}" if first.layer else "")
-            if x
-        )
+        where = first.place()
         lines.append(
             f" <b>First divergence</b>: <a href='#t-{_e(first.name)}'><code>{_e(named(first))}</code></a>"
             + (f" ({_e(where)})" if where else "")

@@ -16,6 +16,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from probe_cli.analysis.coverage import LayerCoverage
 from probe_cli.analysis.diff import ELEMENTWISE, ArchiveDiff, TensorDiff
 from probe_cli.analysis.explorer import ExplorerOutput
 from probe_cli.analysis.pairing import NO_COUNTERPART
@@ -460,6 +461,7 @@ def _tensor_diff_doc(t: TensorDiff) -> dict[str, Any]:
         "paired_by": t.paired_by,
         "chain": list(t.chain),
         "role": t.role,
+        "layers": list(t.layers),
         "name": t.name,
         "op_type": t.op_type,
         "layer": t.layer,
@@ -514,6 +516,7 @@ def diff_document(result: ArchiveDiff) -> dict[str, Any]:
         "same": result.same,
         "paired": len(result.tensors),
         "first_divergence": None if first is None else first.reference_name,
+        "layer_coverage": None if result.layer_coverage is None else result.layer_coverage.record(),
         "tensors": [_tensor_diff_doc(t) for t in result.tensors],
         "unpaired": {"reference": result.why_only_in_b, "candidate": result.why_only_in_a},
         "fused_into": {"reference": result.fused_into_b, "candidate": result.fused_into_a},
@@ -555,6 +558,16 @@ def unpaired_sentence(side: str, why: dict[str, str], total: int) -> str:
     counts = Counter(why.get(n, NO_COUNTERPART) for n in why) if why else Counter({NO_COUNTERPART: total})
     kinds = ", ".join(f"{n} {kind}" for kind, n in counts.most_common())
     return f"{total} {side} tensor{'s' if total != 1 else ''} {'have' if total != 1 else 'has'} no counterpart: {kinds}"
+
+
+def coverage_sentence(coverage: LayerCoverage, verbose: bool = False) -> str:
+    """``Reference layers: 177 of 177 compared, 53 of them inside a fused op (checked where the fused op ends).``"""
+    fused = (
+        f", {len(coverage.fused)} of them inside a fused op (checked where the fused op ends)" if coverage.fused else ""
+    )
+    missing = len(coverage.not_compared)
+    rest = f"; {missing} not compared" + ("" if verbose else " (-v lists them)") if missing else ""
+    return f"Reference layers: {coverage.compared} of {len(coverage.layers)} compared{fused}{rest}."
 
 
 def shown_rows(result: ArchiveDiff, show_all: bool) -> list[TensorDiff]:
@@ -682,13 +695,14 @@ def _unpaired_and_verdict(out: Out, result: ArchiveDiff, verbose: bool) -> None:
             for name in names:
                 inside = f", computed away by {into[name]}" if name in into else ""
                 out.line(f"  {name}  ({why.get(name, NO_COUNTERPART)}{inside})")
+    coverage = result.layer_coverage
+    if coverage is not None:
+        out.line(coverage_sentence(coverage, verbose))
+        for layer in coverage.not_compared if verbose else ():
+            out.line(f"  {layer}")
     first = result.first_divergence
     if first is not None:
-        where = ", ".join(
-            x
-            for x in (f"op {first.op_type}" if first.op_type else "", f"layer {first.layer}" if first.layer else "")
-            if x
-        )
+        where = first.place()
         if first.status == "shape mismatch":
             detail = (
                 f"shape {_shape_text(first.shape_b)} in the reference, {_shape_text(first.shape_a)} in the candidate"

@@ -81,7 +81,7 @@ def _names(label: str, names: Sequence[str]) -> str:
 
 
 def _first_divergence(t: TensorDiff) -> str:
-    where = ", ".join(x for x in (f"op {t.op_type}" if t.op_type else "", f"layer {t.layer}" if t.layer else "") if x)
+    where = t.place()
     if t.status == SHAPE_MISMATCH:
         detail = _shapes(t)
     else:

@@ -1,0 +1,67 @@
+"""Which of the reference's layers a comparison checks: by their own output, inside a fused op (a Conv a
+converter folded with its BatchNorm is checked where the fused op ends, at the BatchNorm's output), or not
+at all. A layer is known by its output tensors, as the index lists them (``ModelGraph.layer_outputs``,
+each tensor's ``layer``). Pure Python.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from probe_cli.analysis.pairing import Pair, Pairing
+from probe_cli.core.graph import ModelGraph
+
+
+@dataclass(frozen=True)
+class LayerCoverage:
+    """The reference's layers with an output among the tensors compared or left unpaired, in graph order."""
+
+    layers: tuple[str, ...]
+    #: compared only inside a fused op: no output of their own paired, one a fused pair covers
+    fused: tuple[str, ...]
+    not_compared: tuple[str, ...]
+
+    @property
+    def compared(self) -> int:
+        return len(self.layers) - len(self.not_compared)
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "layers": len(self.layers),
+            "compared": self.compared,
+            "inside_fused_op": list(self.fused),
+            "not_compared": list(self.not_compared),
+        }
+
+
+def layers_of(graph: ModelGraph, tensors: Iterable[str]) -> tuple[str, ...]:
+    """The layers of the graph's tensors, in their order, each once."""
+    nodes = graph.by_name
+    found = (nodes[t].layer for t in tensors if t in nodes)
+    return tuple(dict.fromkeys(layer for layer in found if layer))
+
+
+def pair_layers(graph: ModelGraph, p: Pair) -> tuple[str, ...]:
+    """The reference layers whose values one pair checks: its tensor's layer, or, for a fused op, the layers
+    of the chain it stands for (``conv2_block1_2_conv``, ``conv2_block1_2_bn``)."""
+    return layers_of(graph, p.covers or (p.reference,))
+
+
+def layer_coverage(graph: ModelGraph, pairing: Pairing) -> LayerCoverage | None:
+    """How the reference's layers are compared (``graph`` is the reference's); None when it knows no layers."""
+    paired = {p.reference for p in pairing.pairs}
+    considered = paired | set(pairing.only_reference)
+    covered = {t for p in pairing.pairs for t in p.covers}
+    nodes = graph.by_name
+    outputs: dict[str, list[str]] = {}
+    for t in graph.layer_outputs:
+        if t in considered and t in nodes:
+            outputs.setdefault(nodes[t].layer or t.rpartition(":")[0], []).append(t)
+    if not outputs:
+        return None
+    own = {layer for layer, ts in outputs.items() if any(t in paired for t in ts)}
+    fused = tuple(layer for layer, ts in outputs.items() if layer not in own and any(t in covered for t in ts))
+    rest = tuple(layer for layer in outputs if layer not in own and layer not in fused)
+    return LayerCoverage(tuple(outputs), fused, rest)
