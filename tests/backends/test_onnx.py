@@ -222,6 +222,48 @@ def test_compare_with_a_perturbed_export_finds_the_changed_layer(models: ONNXMod
     assert first.startswith("pw/"), first
 
 
+@pytest.fixture(scope="module")
+def folded(keras: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """The tiny model as built (its Conv biases zero): tf2onnx folds ``bn1`` into ``conv1``'s Conv, one ONNX
+    Conv for both layers; and a copy of the export with that Conv's kernel x 1.01."""
+    out = tmp_path_factory.mktemp("folded")
+    keras.utils.set_random_seed(11)
+    model = tiny_residual(keras, SHAPE)
+    model(np.zeros((1, *SHAPE), "float32"))
+    model.save(out / "tiny.keras")
+    model.export(str(out / "tiny.onnx"), format="onnx", verbose=False)
+    proto = onnx.load(str(out / "tiny.onnx"))
+    conv = next(node for node in proto.graph.node if node.op_type == "Conv")  # the first: conv1 with bn1
+    kernel = next(w for w in proto.graph.initializer if w.name == conv.input[1])
+    kernel.CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(kernel) * np.float32(1.01), kernel.name))
+    onnx.save(proto, str(out / "tiny_conv1_x1.01.onnx"))
+    return out / "tiny.keras", out / "tiny.onnx", out / "tiny_conv1_x1.01.onnx"
+
+
+def test_a_conv_folded_with_its_batch_norm_is_compared_and_a_perturbed_one_named(
+    folded: tuple[Path, Path, Path],
+) -> None:
+    keras_model, exported, perturbed = folded
+    same = ok(invoke("compare", keras_model, exported))
+    line = "Reference layers: 11 of 11 compared, 1 of them inside a fused op (checked where the fused op ends)."
+    assert same.stdout.splitlines()[-2:] == [line, "Same: all 15 paired tensor(s) within budget (37 unpaired)."]
+    coverage = json.loads(ok(invoke("compare", keras_model, exported, "--json")).stdout)["layer_coverage"]
+    assert coverage == {"layers": 11, "compared": 11, "inside_fused_op": ["conv1"], "not_compared": []}
+
+    result = invoke("compare", keras_model, perturbed, "--json")
+    assert result.exit_code == 1, result.stdout + result.stderr
+    document = json.loads(result.stdout)
+    first = next(t for t in document["tensors"] if t["reference"] == document["first_divergence"])
+    assert (first["reference"], first["paired_by"], first["op_type"]) == ("bn1/batchnorm/add_1:0", "fused", "Conv")
+    assert first["layers"] == ["conv1", "bn1"]
+    assert 0.005 < first["rel_error"] < 0.02  # the 1% of the kernel, through the batch norm's scale
+    text = invoke("compare", keras_model, perturbed).stdout
+    expected = (
+        f"First divergence: bn1/batchnorm/add_1:0 = {first['candidate']} (layers conv1 + bn1, fused into one Conv): "
+    )
+    assert [row for row in text.splitlines() if row.startswith("First divergence")][0].startswith(expected)
+
+
 def test_external_data_is_read_beside_the_model_and_nothing_is_left_there(models: ONNXModels, tmp_path: Path) -> None:
     archive = tmp_path / "external.h5"
     before = sorted(p.name for p in models.external.parent.iterdir())
