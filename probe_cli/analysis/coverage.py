@@ -27,6 +27,14 @@ class LayerCoverage:
     def compared(self) -> int:
         return len(self.layers) - len(self.not_compared)
 
+    def sentence(self, hint: str = "") -> str:
+        """``Reference layers: 177 of 177 compared, 53 of them inside a fused op (checked where the fused op
+        ends).``; ``hint`` follows the count of those not compared."""
+        fused = len(self.fused)
+        inside = f", {fused} of them inside a fused op (checked where the fused op ends)" if fused else ""
+        missing = f"; {len(self.not_compared)} not compared{hint}" if self.not_compared else ""
+        return f"Reference layers: {self.compared} of {len(self.layers)} compared{inside}{missing}."
+
     def record(self) -> dict[str, Any]:
         return {
             "layers": len(self.layers),

@@ -263,6 +263,8 @@ def _verdict(result: ArchiveDiff) -> str:
         + "</p>",
         f"<p>A tensor passes when <code>{_e(result.criterion)}</code>.",
     ]
+    if result.layer_coverage is not None:
+        lines.append(f" {_e(result.layer_coverage.sentence())}")
     if first is not None:
         where = first.place()
         lines.append(

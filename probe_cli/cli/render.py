@@ -16,7 +16,6 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from probe_cli.analysis.coverage import LayerCoverage
 from probe_cli.analysis.diff import ELEMENTWISE, ArchiveDiff, TensorDiff
 from probe_cli.analysis.explorer import ExplorerOutput
 from probe_cli.analysis.pairing import NO_COUNTERPART
@@ -560,16 +559,6 @@ def unpaired_sentence(side: str, why: dict[str, str], total: int) -> str:
     return f"{total} {side} tensor{'s' if total != 1 else ''} {'have' if total != 1 else 'has'} no counterpart: {kinds}"
 
 
-def coverage_sentence(coverage: LayerCoverage, verbose: bool = False) -> str:
-    """``Reference layers: 177 of 177 compared, 53 of them inside a fused op (checked where the fused op ends).``"""
-    fused = (
-        f", {len(coverage.fused)} of them inside a fused op (checked where the fused op ends)" if coverage.fused else ""
-    )
-    missing = len(coverage.not_compared)
-    rest = f"; {missing} not compared" + ("" if verbose else " (-v lists them)") if missing else ""
-    return f"Reference layers: {coverage.compared} of {len(coverage.layers)} compared{fused}{rest}."
-
-
 def shown_rows(result: ArchiveDiff, show_all: bool) -> list[TensorDiff]:
     """The short answer: the model's inputs and outputs, layer outputs, and every tensor that differs."""
     if show_all:
@@ -697,7 +686,7 @@ def _unpaired_and_verdict(out: Out, result: ArchiveDiff, verbose: bool) -> None:
                 out.line(f"  {name}  ({why.get(name, NO_COUNTERPART)}{inside})")
     coverage = result.layer_coverage
     if coverage is not None:
-        out.line(coverage_sentence(coverage, verbose))
+        out.line(coverage.sentence("" if verbose else " (-v lists them)"))
         for layer in coverage.not_compared if verbose else ():
             out.line(f"  {layer}")
     first = result.first_divergence

@@ -119,6 +119,8 @@ def diff_markdown(result: ArchiveDiff, title: str = "probe diff") -> str:
         _criterion(result),
         "",
     ]
+    if result.layer_coverage is not None:
+        lines += [result.layer_coverage.sentence(), ""]
     first = result.first_divergence
     if first is not None:
         lines += [_first_divergence(first), ""]

@@ -13,6 +13,7 @@ import pytest
 from test_show_diff import make_archive
 
 from probe_cli.analysis import report
+from probe_cli.analysis.coverage import LayerCoverage
 from probe_cli.analysis.diff import ArchiveDiff, Budgets, TensorDiff, diff_archives
 from probe_cli.archive.reader import list_tensors
 
@@ -200,3 +201,19 @@ def test_tensors_without_finite_values_get_no_histograms(tmp_path: Path) -> None
         path = next(t.path for t in list_tensors(fc))
         made = report.histograms(fc[path], fr[path], "x:0")
         assert made is not None and made.candidate.sum() == 2 and made.error is not None and made.error.sum() == 2
+
+
+def fused_first(result: ArchiveDiff) -> ArchiveDiff:
+    """The first divergence made a Conv that stands for two reference layers, with the layers' coverage."""
+    tensors = list(result.tensors)
+    at = tensors.index(result.first_divergence)  # type: ignore[arg-type]
+    tensors[at] = replace(tensors[at], op_type="Conv", paired_by="fused", layers=("block3_conv", "block3_bn"))
+    coverage = LayerCoverage(("block3_conv", "block3_bn", "aux"), ("block3_conv",), ("aux",))
+    return replace(result, tensors=tensors, layer_coverage=coverage)
+
+
+def test_a_fused_first_divergence_names_its_layers_and_the_coverage_is_said() -> None:
+    page = report.render_report(fused_first(synthetic(6)))
+    assert "<code>block3/Relu:0</code></a> (layers block3_conv + block3_bn, fused into one Conv)" in page
+    coverage = "Reference layers: 2 of 3 compared, 1 of them inside a fused op (checked where the fused op ends)"
+    assert f" {coverage}; 1 not compared." in page

@@ -18,8 +18,10 @@ from conftest import assert_one_line_error, invoke, ok
 from probe_cli.analysis import diff as inspect_diff
 from probe_cli.analysis import show as inspect_show
 from probe_cli.archive import reader as archive_reader
+from probe_cli.archive.format import GRAPH
 from probe_cli.archive.writer import write_archive
 from probe_cli.cli import commands as cli_module
+from probe_cli.core.graph import GraphNode, ModelGraph
 from probe_cli.core.stats import summarize
 from probe_cli.core.types import TensorInfo
 from probe_cli.feed import Feed
@@ -463,3 +465,26 @@ def test_equal_integers_of_two_widths_are_the_same_and_said_so(tmp_path: Path) -
     assert shape["status"] == "ok" and shape["layout_change"] == "reference cast int32 -> int64"
     c = make_archive(tmp_path / "c.h5", {"s/Shape:0": np.array([2, 4], np.int32)})
     assert invoke("diff", a, c).exit_code == 1
+
+
+def test_diff_says_how_the_references_layers_were_compared(tmp_path: Path) -> None:
+    """The archives store their graph: the layer whose output only the reference holds is not compared."""
+    values = base_tensors()
+    both = {k: v for k, v in values.items() if k != "beta/Relu:0"}
+    cand, ref = make_archive(tmp_path / "a.h5", both), make_archive(tmp_path / "b.h5", values)
+    for path, names in ((cand, list(both)), (ref, list(values))):
+        nodes = tuple(GraphNode(n, f"net_1/{n}", layer=n.partition("/")[0] if "/" in n else None) for n in names)
+        with h5py.File(path, "a") as file:
+            file.create_dataset(GRAPH, data=ModelGraph(nodes, layer_outputs=tuple(names[1:])).to_json())
+    result = invoke("diff", cand, ref)
+    assert result.exit_code == 1
+    assert "Reference layers: 2 of 3 compared; 1 not compared (-v lists them)." in result.stdout.splitlines()
+    lines = invoke("diff", cand, ref, "-v").stdout.splitlines()
+    at = lines.index("Reference layers: 2 of 3 compared; 1 not compared.")
+    assert lines[at + 1 : at + 3] == [
+        "  beta",
+        "Different: all 3 paired tensor(s) within budget; 1 only in the reference, 0 only in the candidate.",
+    ]
+    document = json.loads(invoke("diff", cand, ref, "--json").stdout)
+    assert document["layer_coverage"] == {"layers": 3, "compared": 2, "inside_fused_op": [], "not_compared": ["beta"]}
+    assert [t["layers"] for t in document["tensors"]] == [[], ["zeta"], ["alpha"]]

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from conftest import invoke
 
-from probe_cli.analysis.diff import SCALE_AWARE, diff_archives
+from probe_cli.analysis.coverage import LayerCoverage
+from probe_cli.analysis.diff import DIFFERS, SCALE_AWARE, ArchiveDiff, TensorDiff, diff_archives
 from probe_cli.archive.writer import write_archive
 from probe_cli.cli.summary import diff_markdown
 from probe_cli.core.types import TensorInfo
@@ -172,3 +173,21 @@ def test_the_criterion_is_the_diffs(archives: tuple[Path, Path]) -> None:
     lines = diff_markdown(diff_archives(a, b), title="probe compare").splitlines()
     assert lines[0] == "### probe compare: ❌ different"
     assert lines[4] == f"A tensor passes when {SCALE_AWARE} (c: the candidate's values, r: the reference's)."
+
+
+def test_a_fused_first_divergence_names_its_layers_and_the_coverage_is_said() -> None:
+    conv = TensorDiff(
+        "bn/batchnorm/mul_1:0", "Conv", "bn", DIFFERS, (1, 4), (1, 4), "float32", "float32", 4,
+        name_b="bn/batchnorm/add_1:0", paired_by="fused", rel_error=0.01, max_abs_error=0.5, failed=True,
+        budget=1e-4, layers=("conv", "bn"),
+    )  # fmt: skip
+    coverage = LayerCoverage(("x", "conv", "bn"), ("conv",), ())
+    result = ArchiveDiff("m.onnx", "m.keras", 1e-5, 1e-4, [conv], [], [], layer_coverage=coverage)
+    lines = diff_markdown(result).splitlines()
+    assert lines[6:10] == [
+        "Reference layers: 3 of 3 compared, 1 of them inside a fused op (checked where the fused op ends).",
+        "",
+        "**First divergence:** `bn/batchnorm/add_1:0` = `bn/batchnorm/mul_1:0` (layers conv + bn, fused into one "
+        "Conv): relative error 0.01 (budget 0.0001), max abs error 0.5",
+        "",
+    ]
