@@ -254,7 +254,9 @@ class _Pairer:
         (TFLite's ``stem_conv/convolution;;stem_conv_pad/Pad1`` holds the folded BatchNorm's output, tf2onnx's
         Conv ``bn/batchnorm/mul_1`` the BatchNorm's ``add_1``): when
         every paired tensor reading it reads, on the other side, the end of its partner's chain (directly or
-        through unpaired ops) and no other tensor of that chain, it pairs with that end."""
+        through unpaired ops) and no other tensor of that chain, it pairs with that end. A chain named after
+        an offset or scale starts at the anchor of the op's family before it that reads what the op reads (the
+        Conv and BiasAdd before ``mul_1``): the fused op computes them too."""
         for name, partner in list(mine.items()):
             if this.roles[name] != op_roles.ANCHOR or other.roles.get(partner) not in (
                 op_roles.ANCHOR,
