@@ -1,7 +1,8 @@
-"""Which of the reference's layers a comparison checks: by their own output, inside a fused op (a Conv a
-converter folded with its BatchNorm is checked where the fused op ends, at the BatchNorm's output), or not
-at all. A layer is known by its output tensors, as the index lists them (``ModelGraph.layer_outputs``,
-each tensor's ``layer``). Pure Python.
+"""Which of the reference's layers a comparison checks: by their own output, downstream (inside an op the
+converter fused, a Conv folded with its BatchNorm checked where the fused op ends, at the BatchNorm's
+output; or through an op it dropped, a zero offset's add checked at the pairs that read it), or not at all.
+A layer is known by its output tensors, as the index lists them (``ModelGraph.layer_outputs``, each
+tensor's ``layer``). Pure Python.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ class LayerCoverage:
     """The reference's layers with an output among the tensors compared or left unpaired, in graph order."""
 
     layers: tuple[str, ...]
-    #: compared only inside a fused op: no output of their own paired, one a fused pair covers
-    fused: tuple[str, ...]
+    #: compared only downstream: no output of their own paired, one computed inside (or dropped by) a paired op
+    downstream: tuple[str, ...]
     not_compared: tuple[str, ...]
 
     @property
@@ -28,10 +29,10 @@ class LayerCoverage:
         return len(self.layers) - len(self.not_compared)
 
     def sentence(self, hint: str = "") -> str:
-        """``Reference layers: 177 of 177 compared, 53 of them inside a fused op (checked where the fused op
-        ends).``; ``hint`` follows the count of those not compared."""
-        fused = len(self.fused)
-        inside = f", {fused} of them inside a fused op (checked where the fused op ends)" if fused else ""
+        """``Reference layers: 177 of 177 compared, 54 of them downstream (fused or dropped by the converter).``;
+        ``hint`` follows the count of those not compared."""
+        count = len(self.downstream)
+        inside = f", {count} of them downstream (fused or dropped by the converter)" if count else ""
         missing = f"; {len(self.not_compared)} not compared{hint}" if self.not_compared else ""
         return f"Reference layers: {self.compared} of {len(self.layers)} compared{inside}{missing}."
 
@@ -39,7 +40,7 @@ class LayerCoverage:
         return {
             "layers": len(self.layers),
             "compared": self.compared,
-            "inside_fused_op": list(self.fused),
+            "downstream": list(self.downstream),
             "not_compared": list(self.not_compared),
         }
 
@@ -61,7 +62,9 @@ def layer_coverage(graph: ModelGraph, pairing: Pairing) -> LayerCoverage | None:
     """How the reference's layers are compared (``graph`` is the reference's); None when it knows no layers."""
     paired = {p.reference for p in pairing.pairs}
     considered = paired | set(pairing.only_reference)
+    paired_c = {p.candidate for p in pairing.pairs}
     covered = {t for p in pairing.pairs for t in p.covers}
+    covered |= {t for t, by in pairing.fused_into_reference.items() if by in paired_c}
     nodes = graph.by_name
     outputs: dict[str, list[str]] = {}
     for t in graph.layer_outputs:

@@ -472,6 +472,69 @@ class _Pairer:
             if not found:
                 return
 
+    def absorbed(
+        self, this: _Side, other: _Side, mine: Mapping[str, str], theirs: Mapping[str, str], flip: bool
+    ) -> None:
+        """A fused op paired by name with the end of the chain it replaced (TFLite's CONV_2D with a fused ReLU
+        is named after the Relu, its MUL with a fused ReLU after a BatchNorm's Relu): the chain's unpaired ops
+        before that end, each read by the next alone, reading the partners of what the fused op reads, are
+        computed inside it and checked where it ends. An anchor stands for a chain from an anchor of its family."""
+        for name, partner in list(mine.items()):
+            role = this.roles[name]
+            if role not in (op_roles.ANCHOR, op_roles.AFFINE) or name in this.graph.inputs:
+                continue
+            if other.roles.get(partner) not in (op_roles.AFFINE, op_roles.ACTIVATION):
+                continue
+            family = op_roles.family(this.nodes[name].op_type)
+            chain: list[str] = []  # from the end back
+            x = partner
+            while len(ups := other.data_inputs(x)) == 1 and ups[0] not in theirs:
+                x = ups[0]
+                if other.data_consumers(x) != [chain[-1] if chain else partner]:
+                    break
+                up_role = other.roles[x]
+                if (
+                    up_role == op_roles.ANCHOR
+                    and role == op_roles.ANCHOR
+                    and op_roles.family(other.nodes[x].op_type) == family
+                ):
+                    chain.append(x)
+                    break
+                if up_role not in (op_roles.AFFINE, op_roles.ACTIVATION):
+                    break
+                chain.append(x)
+            if not chain or (role == op_roles.ANCHOR and other.roles[chain[-1]] != op_roles.ANCHOR):
+                continue
+            if self._sources(other, chain[-1], theirs) != self._partners(this, name, mine):
+                continue
+            swallowed = self._prologue(other, chain[-1], theirs) + chain[::-1]
+            (self.fused_r if flip else self.fused_c).update(dict.fromkeys(swallowed, name))
+            if flip:
+                covers = (*swallowed, partner)
+                self.pairs = [
+                    replace(p, covers=covers) if (p.reference, p.candidate) == (partner, name) else p
+                    for p in self.pairs
+                ]
+
+    def bypassed(
+        self, this: _Side, other: _Side, mine: Mapping[str, str], theirs: Mapping[str, str], flip: bool
+    ) -> None:
+        """An offset or scale the other side does without (tf2onnx drops a BatchNorm's add of a zero offset):
+        an unpaired affine op of ``other`` reading a paired tensor, whose first paired readers (through unpaired
+        ops: a swish's ``x * beta``) all pair with tensors reading that tensor's partner directly. Its value
+        flows into those pairs, so it is checked there; it is recorded as computed away by that partner."""
+        for node in other.graph.nodes:
+            x = node.name
+            if x in theirs or other.roles[x] != op_roles.AFFINE:
+                continue
+            (source,) = other.data_inputs(x)
+            after = self._downstream(other, x, theirs)
+            if source not in theirs or not after:
+                continue
+            partner = theirs[source]
+            if all(partner in this.data_inputs(theirs[r]) for r in after):
+                (self.fused_r if flip else self.fused_c)[x] = partner
+
     @staticmethod
     def _between(side: _Side, paired: Collection[str]) -> set[str]:
         """Unpaired tensors computed from paired ones and read, in the end, by paired ones: what a
@@ -536,6 +599,10 @@ def pair(
     pairer.refine(pairer.c, pairer.r, pairer.c2r, pairer.r2c, True)
     pairer.refine(pairer.r, pairer.c, pairer.r2c, pairer.c2r, False)
     pairer.structural()
+    pairer.absorbed(pairer.c, pairer.r, pairer.c2r, pairer.r2c, True)
+    pairer.absorbed(pairer.r, pairer.c, pairer.r2c, pairer.c2r, False)
+    pairer.bypassed(pairer.c, pairer.r, pairer.c2r, pairer.r2c, True)
+    pairer.bypassed(pairer.r, pairer.c, pairer.r2c, pairer.c2r, False)
     return pairer.result()
 
 

@@ -1,4 +1,4 @@
-"""Which reference layers a comparison checks: by their own output, inside a fused op (a Conv an ONNX export
+"""Which reference layers a comparison checks: by their own output, downstream (a Conv an ONNX export
 folded with its BatchNorm), or not at all; and the layers a first divergence on a fused op names (no
 TensorFlow)."""
 
@@ -58,13 +58,13 @@ def test_a_conv_folded_with_its_batch_norm_is_compared_inside_the_fused_op() -> 
     assert pair_layers(keras, fused) == ("pad", "conv", "bn")
     coverage = layer_coverage(keras, result)
     assert coverage == LayerCoverage(
-        layers=("x", "pad", "conv", "bn", "relu", "aux", "gap"), fused=("pad", "conv"), not_compared=("aux",)
+        layers=("x", "pad", "conv", "bn", "relu", "aux", "gap"), downstream=("pad", "conv"), not_compared=("aux",)
     )
     assert coverage.compared == 6
     assert coverage.record() == {
         "layers": 7,
         "compared": 6,
-        "inside_fused_op": ["pad", "conv"],
+        "downstream": ["pad", "conv"],
         "not_compared": ["aux"],
     }
 
@@ -89,3 +89,65 @@ def test_a_first_divergence_on_a_fused_op_names_every_layer_of_its_chain() -> No
     assert at(BY_FUSED, ("pad", "conv", "bn")) == "layers pad + conv + bn, fused into one Conv"
     assert at(BY_FUSED, ("bn",)) == "op Conv, layer bn"
     assert at("name", ("bn",)) == "op Conv, layer bn"
+
+
+#: TensorFlow Lite's conversion: one CONV_2D for the Conv, the BatchNorm and the ReLU, named after the ReLU
+TFLITE = [
+    ("x:0", "Placeholder", (), None),
+    ("pad/Pad:0", "PAD", ("x:0",), "pad"),
+    ("relu/Relu:0", "CONV_2D", ("pad/Pad:0",), "relu"),
+    ("gap/Mean:0", "MEAN", ("relu/Relu:0",), "gap"),
+]
+
+
+def test_a_fused_op_named_after_the_activation_it_fused_computes_the_chain_before_it() -> None:
+    keras = graph(KERAS, LAYER_OUTPUTS)
+    result = pair(keras, graph(TFLITE))
+    relu = next(p for p in result.pairs if p.reference == "relu/Relu:0")
+    assert (relu.candidate, relu.how) == ("relu/Relu:0", "name")
+    chain = ("conv/convolution:0", "conv/BiasAdd:0", "bn/batchnorm/mul_1:0", "bn/batchnorm/add_1:0")
+    assert relu.covers == (*chain, "relu/Relu:0")
+    assert {t: result.fused_into_reference[t] for t in chain} == dict.fromkeys(chain, "relu/Relu:0")
+    assert pair_layers(keras, relu) == ("conv", "bn", "relu")
+    coverage = layer_coverage(keras, result)
+    assert coverage is not None and coverage.downstream == ("conv", "bn") and coverage.not_compared == ("aux",)
+
+
+def test_an_op_of_another_family_named_after_the_activation_covers_nothing() -> None:
+    """A MAX_POOL_2D named ``relu/Relu`` does not compute a convolution: the Conv stays uncompared."""
+    pooled = [(n, "MAX_POOL_2D" if op == "CONV_2D" else op, ins, layer) for n, op, ins, layer in TFLITE]
+    keras = graph(KERAS, LAYER_OUTPUTS)
+    result = pair(keras, graph(pooled))
+    assert "conv/BiasAdd:0" not in result.fused_into_reference
+    coverage = layer_coverage(keras, result)
+    assert coverage is not None and coverage.not_compared == ("conv", "bn", "aux")
+
+
+#: tf2onnx's export of a freshly initialized depthwise block: the BatchNorm's add of a zero offset is gone
+DROPPED = [
+    ("x:0", "Placeholder", (), None),
+    ("pad/Pad:0", "Pad", ("x:0",), "pad"),
+    ("conv/BiasAdd:0", "Conv", ("pad/Pad:0",), "conv"),
+    ("bn/batchnorm/mul_1:0", "Mul", ("conv/BiasAdd:0",), "bn"),
+    ("relu/Relu:0", "Relu", ("bn/batchnorm/mul_1:0",), "relu"),
+    ("gap/Mean:0", "ReduceMean", ("relu/Relu:0",), "gap"),
+]
+
+
+def test_an_offset_the_converter_dropped_is_checked_by_the_pairs_reading_it() -> None:
+    keras = graph(KERAS, LAYER_OUTPUTS)
+    result = pair(keras, graph(DROPPED))
+    assert result.fused_into_reference["bn/batchnorm/add_1:0"] == "bn/batchnorm/mul_1:0"
+    coverage = layer_coverage(keras, result)
+    assert coverage is not None and coverage.downstream == ("bn",) and coverage.not_compared == ("aux",)
+
+
+def test_an_offset_whose_readers_read_something_else_is_not_compared() -> None:
+    """The candidate's ReLU reads an op of its own, not the partner of what the add read: no claim."""
+    other = [*DROPPED[:4], ("extra:0", "Neg", ("bn/batchnorm/mul_1:0",), None), *DROPPED[4:]]
+    other[5] = ("relu/Relu:0", "Relu", ("extra:0",), "relu")
+    keras = graph(KERAS, LAYER_OUTPUTS)
+    result = pair(keras, graph(other))
+    assert "bn/batchnorm/add_1:0" not in result.fused_into_reference
+    coverage = layer_coverage(keras, result)
+    assert coverage is not None and coverage.not_compared == ("bn", "aux")

@@ -486,5 +486,5 @@ def test_diff_says_how_the_references_layers_were_compared(tmp_path: Path) -> No
         "Different: all 3 paired tensor(s) within budget; 1 only in the reference, 0 only in the candidate.",
     ]
     document = json.loads(invoke("diff", cand, ref, "--json").stdout)
-    assert document["layer_coverage"] == {"layers": 3, "compared": 2, "inside_fused_op": [], "not_compared": ["beta"]}
+    assert document["layer_coverage"] == {"layers": 3, "compared": 2, "downstream": [], "not_compared": ["beta"]}
     assert [t["layers"] for t in document["tensors"]] == [[], ["zeta"], ["alpha"]]

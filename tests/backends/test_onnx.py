@@ -245,10 +245,10 @@ def test_a_conv_folded_with_its_batch_norm_is_compared_and_a_perturbed_one_named
 ) -> None:
     keras_model, exported, perturbed = folded
     same = ok(invoke("compare", keras_model, exported))
-    line = "Reference layers: 11 of 11 compared, 1 of them inside a fused op (checked where the fused op ends)."
+    line = "Reference layers: 11 of 11 compared, 1 of them downstream (fused or dropped by the converter)."
     assert same.stdout.splitlines()[-2:] == [line, "Same: all 15 paired tensor(s) within budget (37 unpaired)."]
     coverage = json.loads(ok(invoke("compare", keras_model, exported, "--json")).stdout)["layer_coverage"]
-    assert coverage == {"layers": 11, "compared": 11, "inside_fused_op": ["conv1"], "not_compared": []}
+    assert coverage == {"layers": 11, "compared": 11, "downstream": ["conv1"], "not_compared": []}
 
     result = invoke("compare", keras_model, perturbed, "--json")
     assert result.exit_code == 1, result.stdout + result.stderr

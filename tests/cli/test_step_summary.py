@@ -185,7 +185,7 @@ def test_a_fused_first_divergence_names_its_layers_and_the_coverage_is_said() ->
     result = ArchiveDiff("m.onnx", "m.keras", 1e-5, 1e-4, [conv], [], [], layer_coverage=coverage)
     lines = diff_markdown(result).splitlines()
     assert lines[6:10] == [
-        "Reference layers: 3 of 3 compared, 1 of them inside a fused op (checked where the fused op ends).",
+        "Reference layers: 3 of 3 compared, 1 of them downstream (fused or dropped by the converter).",
         "",
         "**First divergence:** `bn/batchnorm/add_1:0` = `bn/batchnorm/mul_1:0` (layers conv + bn, fused into one "
         "Conv): relative error 0.01 (budget 0.0001), max abs error 0.5",
