@@ -31,6 +31,7 @@ from probe_cli.archive.format import FORMAT_VERSION, INPUT_SOURCES, INPUTS, TENS
 from probe_cli.archive.writer import ArchiveWriter, check_destination
 from probe_cli.backends import registry, tfenv
 from probe_cli.backends.base import Executor, OpenOptions, TracedModel
+from probe_cli.core import layouts
 from probe_cli.core.distribution import DEFAULT_BINS, Distribution, of_array
 from probe_cli.core.errors import ArchiveTooBig, FeedError, PatternError, UsageProblem, given, option
 from probe_cli.core.quantization import dequantized
@@ -387,13 +388,15 @@ def dump_model(
         with ArchiveWriter(output, force=spec.force, compression=spec.compression) as writer:
             writer.set_attrs(run_attrs)
             writer.set_graph(traced.graph())
+            input_layouts = [_input_layout(traced, spec) for spec in index.inputs]
             for number, fed, values in run_batches(traced, feeds, executors, batch, progress):
                 rows = fed[0].array.shape[0] if fed and fed[0].array.ndim else 1
                 if spec.check_numerics and nonfinite is None:
                     nonfinite = first_nonfinite(traced, selection, values, fed, number)
-                for feed, input_spec in zip(fed, index.inputs):
+                for feed, input_spec, input_layout in zip(fed, index.inputs, input_layouts):
                     batched_input = bool(input_spec.shape) and feed.array.ndim > 0
-                    writer.stream(INPUTS, input_attrs(feed, seed), feed.array, number, batches, batched_input)
+                    attrs = input_attrs(feed, seed, input_layout)
+                    writer.stream(INPUTS, attrs, feed.array, number, batches, batched_input)
                 pending = []
                 for tally in tallies:
                     info = tally.info
@@ -636,7 +639,7 @@ def compare_models(
             "pair them by name with --map FILE (REFERENCE_NAME,CANDIDATE_NAME per line)",
         )
     spec = DumpSpec(force=True, command=command, max_bytes=None)
-    cand_feeds = _fed_alike(candidate.index.inputs, reference.index.inputs, feeds)
+    cand_feeds = _fed_alike(candidate, reference, feeds)
     with ExitStack() as stack:
         work_dir = save_dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="probe-compare-")))
         work_dir.mkdir(parents=True, exist_ok=True)
@@ -700,15 +703,43 @@ def _added_error(traced: TracedModel, name: str, errors: Mapping[str, float]) ->
     return errors[name] - max(upstream, default=0.0)
 
 
-def _fed_alike(inputs: Sequence[InputSpec], reference: Sequence[InputSpec], feeds: Sequence[Feed]) -> list[Feed]:
-    """The reference's feeds for the candidate's inputs: by name when the names agree, else by position."""
+def _fed_alike(candidate: TracedModel, reference: TracedModel, feeds: Sequence[Feed]) -> list[Feed]:
+    """The reference's feeds for the candidate's inputs: by name when the names agree, else by position;
+    transposed where the two inputs' layouts differ (an ONNX export taking NCHW images)."""
+    inputs, ref_inputs = candidate.index.inputs, reference.index.inputs
     names = [spec.name for spec in inputs]
-    if sorted(names) == sorted(spec.name for spec in reference):
+    if sorted(names) == sorted(spec.name for spec in ref_inputs):
         given = {feed.name: feed for feed in feeds}
-        return [given[name] for name in names]
-    if len(names) != len(feeds):
+        by_name = {spec.name: spec for spec in ref_inputs}
+        matched = [(spec, by_name[spec.name], given[spec.name]) for spec in inputs]
+    elif len(names) != len(feeds):
         raise FeedError(
             f"the candidate has {len(names)} inputs ({', '.join(names)}), the reference {len(feeds)}",
             "compare models with the same inputs",
         )
-    return [replace(feed, name=name) for name, feed in zip(names, feeds)]
+    else:
+        matched = [(spec, ref, replace(feed, name=spec.name)) for spec, ref, feed in zip(inputs, ref_inputs, feeds)]
+    return [_laid_out(feed, spec, ref, candidate, reference) for spec, ref, feed in matched]
+
+
+def _laid_out(feed: Feed, spec: InputSpec, ref: InputSpec, candidate: TracedModel, reference: TracedModel) -> Feed:
+    """``feed`` transposed from the reference input's layout to the candidate input's, when they differ and
+    the result has the candidate's shape."""
+    tracked = layouts.differing(
+        _input_layout(candidate, spec),
+        _input_layout(reference, ref),
+        candidate.loaded.model_format,
+        reference.loaded.model_format,
+    )
+    axes = None if tracked is None else layouts.axes(tracked[1], tracked[0])
+    if axes is None or feed.array.ndim != len(axes):
+        return feed
+    moved = np.transpose(feed.array, axes)
+    if len(spec.shape) != moved.ndim or any(d is not None and d != n for d, n in zip(spec.shape, moved.shape)):
+        return feed
+    return replace(feed, array=np.ascontiguousarray(moved))
+
+
+def _input_layout(traced: TracedModel, spec: InputSpec) -> str | None:
+    """The layout the backend tracked for an input's tensor, if any."""
+    return next((t.layout for t in traced.index.tensors if t.graph_name == spec.graph_name and t.layout), None)

@@ -36,6 +36,7 @@ from probe_cli.archive.reader import (
     select_tensors,
     stored_tensors,
 )
+from probe_cli.core import layouts
 from probe_cli.core.distribution import Distribution
 from probe_cli.core.errors import PatternError, UsageProblem
 from probe_cli.core.graph import GraphNode, ModelGraph
@@ -329,9 +330,6 @@ def _paired_chunks(pairs: Sequence[tuple[h5py.Dataset, h5py.Dataset]]) -> Iterat
 
 #: NHWC <-> NCHW, the layouts two forms of one model most often disagree on.
 _LAYOUTS = {(0, 3, 1, 2): "NHWC -> NCHW", (0, 2, 3, 1): "NCHW -> NHWC"}
-#: The layout of a tensor whose own is not tracked, when its partner's channel-first one is: TensorFlow's
-#: and Keras' default, channels last (an ONNX export's NCHW tensor against its Keras model's NHWC one).
-_CHANNELS_LAST = {"NCW": "NWC", "NCHW": "NHWC", "NCDHW": "NDHWC"}
 
 
 def _tracked_layouts(na: h5py.Dataset | h5py.Group, nb: h5py.Dataset | h5py.Group) -> tuple[str, str] | None:
@@ -342,12 +340,12 @@ def _tracked_layouts(na: h5py.Dataset | h5py.Group, nb: h5py.Dataset | h5py.Grou
     la, lb = (node.attrs.get("layout_axes") or None for node in (na, nb))
     if la is None and lb is None:
         return None
-    for tracked, node in ((la, na), (lb, nb)):
-        if tracked is None and _model_format(node) == "onnx":
-            return None
-    la = la if la is not None else _CHANNELS_LAST.get(str(lb), lb)
-    lb = lb if lb is not None else _CHANNELS_LAST.get(str(la), la)
-    return (str(la), str(lb)) if la != lb else None
+    return layouts.differing(
+        None if la is None else str(la),
+        None if lb is None else str(lb),
+        _model_format(na),
+        _model_format(nb),
+    )
 
 
 def _model_format(node: h5py.Dataset | h5py.Group) -> str:
@@ -356,11 +354,11 @@ def _model_format(node: h5py.Dataset | h5py.Group) -> str:
 
 
 def _aligned(
-    na: h5py.Dataset | h5py.Group, nb: h5py.Dataset | h5py.Group, layouts: tuple[str, str] | None = None
+    na: h5py.Dataset | h5py.Group, nb: h5py.Dataset | h5py.Group, tracked: tuple[str, str] | None = None
 ) -> tuple[list[tuple[Any, Any]], str | None]:
     """Matching values of two stored tensors whose shapes differ only by a batch or unit axis (the reference reshaped)
     or by layout (the reference transposed), with the change made, said in words; ([], None) otherwise. With tracked
-    ``layouts`` (A's, B's), B is transposed from its layout to A's whatever the shapes say (H == W == C
+    layouts (``tracked``: A's, B's), B is transposed from its layout to A's whatever the shapes say (H == W == C
     looks alike either way), and a B of another rank (a Keras ``Reshape`` of the NHWC tensor that an ONNX
     ``Conv`` outputs as NCHW) is brought to its layout's shape first, or A's shape after; without,
     NHWC/NCHW is inferred from the shapes."""
@@ -368,17 +366,15 @@ def _aligned(
         return [], None
     shape_a, shape_b = tuple(na.shape), tuple(nb.shape)
     a, b = dequantized(na[()], na.attrs), dequantized(nb[()], nb.attrs)
-    laid_out = layouts is not None and len(layouts[0]) == len(layouts[1]) and sorted(layouts[0]) == sorted(layouts[1])
-    if layouts is not None and laid_out:
-        la, lb = layouts
-        axes = tuple(lb.index(letter) for letter in la)
+    axes = None if tracked is None else layouts.axes(tracked[1], tracked[0])
+    if tracked is not None and axes is not None:
+        la, lb = tracked
         if len(shape_a) == len(shape_b) == len(la) and tuple(shape_b[k] for k in axes) == shape_a:
             return [(a, np.transpose(b, axes))], f"reference transposed {lb} -> {la} (tracked layout)"
     if [d for d in shape_a if d != 1] == [d for d in shape_b if d != 1]:
         return [(a, np.asarray(b).reshape(shape_a))], f"reference reshaped {shape_b} -> {shape_a}"
-    if layouts is not None and laid_out:
-        la, lb = layouts
-        axes = tuple(lb.index(letter) for letter in la)
+    if tracked is not None and axes is not None:
+        la, lb = tracked
         if len(shape_a) == len(la) and len(shape_b) != len(lb):
             as_b = tuple(shape_a[la.index(letter)] for letter in lb)
             words = f"reference reshaped {shape_b} -> {as_b} and transposed {lb} -> {la} (tracked layout)"
@@ -386,23 +382,23 @@ def _aligned(
         if len(shape_b) == len(lb) and len(shape_a) != len(la):
             words = f"reference transposed {lb} -> {la} (tracked layout) and reshaped -> {shape_a}"
             return [(a, np.reshape(np.transpose(b, axes), shape_a))], words
-    if layouts is None and len(shape_a) == len(shape_b) == 4:
-        for axes, words in _LAYOUTS.items():
-            if tuple(shape_b[k] for k in axes) == shape_a:
-                return [(a, np.transpose(b, axes))], f"reference transposed {words}"
+    if tracked is None and len(shape_a) == len(shape_b) == 4:
+        for guess, words in _LAYOUTS.items():
+            if tuple(shape_b[k] for k in guess) == shape_a:
+                return [(a, np.transpose(b, guess))], f"reference transposed {words}"
     return [], None
 
 
 def paired_values(na: h5py.Dataset | h5py.Group, nb: h5py.Dataset | h5py.Group) -> Iterator[tuple[Any, Any]]:
     """The two stored values side by side in bounded slices (real values of quantized ones), B brought to
     A's shape as :func:`compare_tensors` brings it; nothing when they cannot be lined up."""
-    layouts = _tracked_layouts(na, nb)
-    pairs = [] if layouts else _paired(na, nb)
+    tracked = _tracked_layouts(na, nb)
+    pairs = [] if tracked else _paired(na, nb)
     if pairs:
         for a, b, _ in _paired_chunks(pairs):
             yield a, b
         return
-    yield from _aligned(na, nb, layouts)[0]
+    yield from _aligned(na, nb, tracked)[0]
 
 
 def compare_tensors(
@@ -439,12 +435,12 @@ def compare_tensors(
         budget=budget,
     )
     layout_change = None
-    layouts = _tracked_layouts(na, nb)
-    pairs: list[tuple[Any, Any]] = [] if layouts else list(_paired(na, nb))
+    tracked = _tracked_layouts(na, nb)
+    pairs: list[tuple[Any, Any]] = [] if tracked else list(_paired(na, nb))
     if pairs:
         chunks: Iterator[tuple[np.ndarray, np.ndarray, int]] = _paired_chunks(pairs)
     else:
-        aligned, layout_change = _aligned(na, nb, layouts)
+        aligned, layout_change = _aligned(na, nb, tracked)
         if not aligned:
             return make(status=SHAPE_MISMATCH, failed=True)
         pairs = aligned
@@ -574,6 +570,11 @@ def compare_inputs(fa: h5py.File, fb: h5py.File, seed_a: Any, seed_b: Any) -> li
             continue
         rb, db = inputs_b[name]
         sources = f"candidate: {_describe_source(ra, seed_a)}; reference: {_describe_source(rb, seed_b)}"
+        tracked = _tracked_layouts(da, db)
+        if ra.dtype == rb.dtype and (tracked or ra.shape != rb.shape):  # fed in another layout (NCHW, NHWC)
+            aligned, _ = _aligned(da, db, tracked)
+            if aligned and all(_arrays_equal(a, b) for a, b in aligned):
+                continue
         if ra.shape != rb.shape or ra.dtype != rb.dtype:
             shapes = f"{ra.dtype} {list(ra.shape)} in the candidate, {rb.dtype} {list(rb.shape)} in the reference"
             warnings.append(f"input {name!r} differs: {shapes} ({sources})")

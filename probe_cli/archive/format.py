@@ -26,12 +26,14 @@ GRAPH = "graph"
 CHANNEL_FIELDS = ("count", "min", "max", "mean", "m2")
 
 
-def input_attrs(feed: Feed, seed: int | None) -> dict[str, Any]:
-    """The attributes of a fed input: its provenance, and the dtype it was converted from (if a cast could
-    change its values)."""
+def input_attrs(feed: Feed, seed: int | None, layout: str | None = None) -> dict[str, Any]:
+    """The attributes of a fed input: its provenance, the dtype it was converted from (if a cast could
+    change its values), and its layout where the backend tracked it (``diff`` lines up NCHW and NHWC inputs)."""
     attrs = {"name": feed.name, "source": feed.source, "seed": seed, "dtype": str(feed.array.dtype)}
     if feed.converted_from is not None:
         attrs["converted_from"] = feed.converted_from
+    if layout is not None:
+        attrs["layout_axes"] = layout
     return attrs
 
 

@@ -389,20 +389,55 @@ def test_names_of_a_model_not_converted_from_tensorflow_and_its_inputs_and_outpu
 
 
 @pytest.fixture(scope="module")
-def from_tflite(models: ONNXModels, tf: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny model converted to TensorFlow Lite, then by tf2onnx to ONNX: fused ``;`` names split again."""
-    import tf2onnx
-
-    out = tmp_path_factory.mktemp("from_tflite")
-    saved = out / "saved"
+def tiny_tflite(models: ONNXModels, tf: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model converted to TensorFlow Lite."""
     from probe_cli.backends import tfenv
 
+    out = tmp_path_factory.mktemp("tiny_tflite")
+    saved = out / "saved"
     tfenv.keras().models.load_model(models.keras).export(str(saved), verbose=False)
     flat = out / "tiny.tflite"
     flat.write_bytes(tf.lite.TFLiteConverter.from_saved_model(str(saved)).convert())
-    path = out / "tiny_from_tflite.onnx"
-    tf2onnx.convert.from_tflite(str(flat), output_path=str(path))
+    return flat
+
+
+@pytest.fixture(scope="module")
+def from_tflite(tiny_tflite: Path) -> Path:
+    """The tiny model's TensorFlow Lite file converted by tf2onnx to ONNX: fused ``;`` names split again."""
+    import tf2onnx
+
+    path = tiny_tflite.with_name("tiny_from_tflite.onnx")
+    tf2onnx.convert.from_tflite(str(tiny_tflite), output_path=str(path))
     return path
+
+
+@pytest.fixture(scope="module")
+def nchw_input(tiny_tflite: Path, tf: Any) -> Path:
+    """The same with its input taken as NCHW (``tf2onnx --inputs-as-nchw``), as ONNX deployments often do."""
+    import tf2onnx
+
+    (given,) = tf.lite.Interpreter(model_path=str(tiny_tflite)).get_input_details()
+    path = tiny_tflite.with_name("tiny_nchw.onnx")
+    tf2onnx.convert.from_tflite(str(tiny_tflite), inputs_as_nchw=[given["name"]], output_path=str(path))
+    return path
+
+
+def test_an_onnx_model_taking_nchw_images_is_fed_the_reference_inputs_transposed(
+    models: ONNXModels, nchw_input: Path
+) -> None:
+    """8x8x8 images: only the tracked layout tells NHWC from NCHW. The candidate gets the reference's
+    arrays transposed, and no warning says the inputs differ."""
+    (spec,) = list_json(nchw_input)["inputs"]
+    assert spec["shape"] == [None, 8, 8, 8]
+    result = invoke("compare", models.keras, nchw_input, "--input", models.inputs, "--json")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    document = json.loads(result.stdout)
+    assert document["warnings"] == []
+    compared = {t["reference"]: t for t in document["tensors"]}
+    assert compared["probs/Softmax:0"]["status"] == "ok"
+    first = next(t for t in document["tensors"] if t["role"] == "input")
+    assert first["layout_change"] == "reference transposed NHWC -> NCHW (tracked layout)"
+    assert first["max_abs_error"] == 0
 
 
 def test_an_onnx_file_converted_from_tflite_names_split_fused_ops_after_what_they_compute(
