@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from probe_cli.backends.base import LoadedModel, Source
+from probe_cli.backends.onnx import proto
 from probe_cli.core.errors import MissingExtra, ModelLoadError
 from probe_cli.core.types import Shape
 
@@ -76,9 +77,8 @@ class ONNXLoaded(LoadedModel):
 
 
 def modules() -> Any:
-    """``onnxruntime`` (which brings protobuf); without it a one-line :class:`MissingExtra` naming the extra."""
+    """``onnxruntime``; without it a one-line :class:`MissingExtra` naming the extra."""
     try:
-        import google.protobuf  # noqa: F401 - probe's schema is built on it
         import onnxruntime
     except ImportError:
         raise MissingExtra("reading ONNX models needs onnxruntime", INSTALL_HINT) from None
@@ -92,8 +92,6 @@ def one_line(exc: BaseException) -> str:
 
 def load(source: Source) -> ONNXLoaded:
     ort = modules()
-    from probe_cli.backends.onnx import proto
-
     path = source.path
     where = f"ONNX model {str(path)!r}"
     try:
@@ -124,8 +122,6 @@ def load(source: Source) -> ONNXLoaded:
 
 def declared_types(graph: Any) -> dict[str, ValueType]:
     """The types the graph itself declares: its inputs, outputs and ``value_info``."""
-    from probe_cli.backends.onnx import proto
-
     types: dict[str, ValueType] = {}
     for info in [*graph.input, *graph.value_info, *graph.output]:
         kind = info.type.WhichOneof("value")
@@ -146,8 +142,6 @@ def declared_types(graph: Any) -> dict[str, ValueType]:
 
 def _inferred_types(model: Any, ort: Any) -> dict[str, ValueType]:
     """Every main-graph value's type as ONNX Runtime infers it (see the module docstring)."""
-    from probe_cli.backends.onnx import proto
-
     graph = model.graph
     typing = proto.ModelProto(ir_version=model.ir_version, opset_import=model.opset_import, functions=model.functions)
     shell = typing.graph
