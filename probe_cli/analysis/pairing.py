@@ -125,6 +125,11 @@ class Pairing:
     order_c: list[str] = field(default_factory=list, repr=False)
 
 
+def _op(tensor: str) -> str:
+    """The op of a tensor name (``bn/FusedBatchNormV3`` of ``bn/FusedBatchNormV3:2``): its outputs are siblings."""
+    return tensor.rpartition(":")[0] or tensor
+
+
 def as_graph(tensors: Sequence[Named] | ModelGraph) -> ModelGraph:
     """A graph for a plain list of tensors (no op inputs known: only names pair them)."""
     if isinstance(tensors, ModelGraph):
@@ -490,7 +495,8 @@ class _Pairer:
             x = partner
             while len(ups := other.data_inputs(x)) == 1 and ups[0] not in theirs:
                 x = ups[0]
-                if other.data_consumers(x) != [chain[-1] if chain else partner]:
+                nxt = chain[-1] if chain else partner
+                if any(_op(c) != _op(nxt) for c in other.data_consumers(x)):  # read by the next op alone
                     break
                 up_role = other.roles[x]
                 if (

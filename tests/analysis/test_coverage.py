@@ -151,3 +151,22 @@ def test_an_offset_whose_readers_read_something_else_is_not_compared() -> None:
     assert "bn/batchnorm/add_1:0" not in result.fused_into_reference
     coverage = layer_coverage(keras, result)
     assert coverage is not None and coverage.not_compared == ("bn", "aux")
+
+
+def test_a_multi_output_batch_norm_s_other_outputs_do_not_hide_the_conv_before_it() -> None:
+    """A TF1 frozen graph's FusedBatchNormV3 has six outputs reading the Conv2D; tf2onnx makes one Conv named
+    after output 0."""
+    tf1 = [
+        ("x:0", "Placeholder", (), "x"),
+        ("k:0", "Const", (), None),
+        ("m/conv/Conv2D:0", "Conv2D", ("x:0", "k:0"), "m"),
+        *((f"m/conv/FusedBatchNormV3:{i}", "FusedBatchNormV3", ("m/conv/Conv2D:0", "k:0"), "m") for i in range(3)),
+        ("gap/Mean:0", "Mean", ("m/conv/FusedBatchNormV3:0",), "gap"),
+    ]
+    onnx = [
+        ("x:0", "Placeholder", (), None),
+        ("m/conv/FusedBatchNormV3:0", "Conv", ("x:0",), "m"),
+        ("gap/Mean:0", "ReduceMean", ("m/conv/FusedBatchNormV3:0",), "gap"),
+    ]
+    result = pair(graph(tf1), graph(onnx))
+    assert result.fused_into_reference == {"m/conv/Conv2D:0": "m/conv/FusedBatchNormV3:0"}
