@@ -1,8 +1,9 @@
-"""probe's own ONNX schema and the types ONNX Runtime infers: checked against the ``onnx`` package, without
-TensorFlow. Hand-built models; values are ONNX Runtime's, run directly here."""
+"""probe's own ONNX schema, the types ONNX Runtime infers and quantized (QDQ) values: checked against the
+``onnx`` package on hand-built models, without TensorFlow (but for tf2onnx's conversion of the int8 sample)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -166,3 +167,62 @@ def test_sessions_of_two_selections_leave_the_loaded_model_as_it_was(tmp_path: P
         (run,) = traced.backend.executors(traced, [traced.index.tensor(name)])
         np.testing.assert_allclose(run([Feed("a", x, "x")])[name], expected, rtol=1e-5)
     assert [value.name for value in traced.function.model.graph.output] == ["d", "seq"]
+
+
+def test_a_quantized_value_records_its_scale_and_zero_point_and_compares_as_real_values(tmp_path: Path) -> None:
+    """QDQ form: QuantizeLinear's integer output (and a Reshape of it) carries the node's constant scale and
+    zero point, so it is stored with them and compared as real values against the float model."""
+    rng = np.random.default_rng(3)
+    x = rng.uniform(-1, 1, (2, 6)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    scale = h.make_tensor("s", F, [], [0.05])
+    zero = h.make_tensor("z", onnx.TensorProto.INT8, [], [3])
+    shape = h.make_tensor("shape", onnx.TensorProto.INT64, [2], [-1, 6])
+    quantized = h.make_graph(
+        [
+            h.make_node("QuantizeLinear", ["x", "s", "z"], ["q"], name="q"),
+            h.make_node("Reshape", ["q", "shape"], ["qr"], name="qr"),
+            h.make_node("DequantizeLinear", ["qr", "s", "z"], ["dq"], name="dq"),
+            h.make_node("Relu", ["dq"], ["y"], name="relu"),
+        ],
+        "qdq",
+        [h.make_tensor_value_info("x", F, [None, 6])],
+        [h.make_tensor_value_info("y", F, None)],
+        [scale, zero, shape],
+    )
+    plain = h.make_graph(
+        [h.make_node("Relu", ["x"], ["y"], name="relu")],
+        "plain",
+        [h.make_tensor_value_info("x", F, [None, 6])],
+        [h.make_tensor_value_info("y", F, None)],
+    )
+    paths = {}
+    for graph in (quantized, plain):
+        paths[graph.name] = tmp_path / f"{graph.name}.onnx"
+        onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), paths[graph.name])
+    listed = {t["name"]: t for t in list_json(paths["qdq"])["tensors"]}
+    expected = {"scale": pytest.approx(0.05), "zero_point": 3, "quantized_dimension": 0}
+    assert listed["q:0"]["quantization"] == listed["qr:0"]["quantization"] == expected
+    assert listed["dq:0"].get("quantization") is None
+    result = invoke("compare", paths["plain"], paths["qdq"], "--input", tmp_path / "x.npy", "--json")
+    compared = {t["candidate"]: t for t in json.loads(result.stdout)["tensors"]}
+    assert compared["q:0"]["paired_by"] == "copy"
+    # the quantization error, at most half a step, not the distance between floats and integers
+    assert compared["q:0"]["max_abs_error"] <= 0.025 + 1e-6
+    assert compared["qr:0"]["max_abs_error"] <= 0.025 + 1e-6
+
+
+def test_an_int8_tflite_model_converted_to_onnx_pairs_its_quantized_tensors_by_what_they_hold(
+    tmp_path: Path,
+) -> None:
+    """tf2onnx names a QuantizeLinear after the fused op it quantizes (``conv2/Relu;conv2/convolution``): it
+    holds the ReLU's value, quantized like TFLite's tensor, so it is ``conv2/Relu:0``, not the convolution."""
+    tf2onnx = pytest.importorskip("tf2onnx")
+    path = tmp_path / "cnn_int8.onnx"
+    tf2onnx.convert.from_tflite(str(SAMPLES / "cnn_int8.tflite"), output_path=str(path))
+    tensors = {t["name"]: t for t in list_json(path)["tensors"]}
+    assert tensors["conv2/Relu:0"]["op_type"] == "QuantizeLinear"
+    assert tensors["conv2/Relu:0"]["quantization"]["zero_point"] == -128
+    assert "conv2/convolution:0" not in tensors
+    ok(invoke("compare", SAMPLES / "cnn_int8.tflite", path))
+    ok(invoke("compare", SAMPLES / "cnn.h5", path, "--max-error", "0.05"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 _F = descriptor_pb2.FieldDescriptorProto
@@ -81,6 +82,9 @@ _SCHEMA: dict[str, list[tuple[str, int, str, bool, int | None]]] = {
     "TensorProto": [
         ("dims", 1, "int64", True, None),
         ("data_type", 2, "int32", False, None),
+        ("float_data", 4, "float", True, None),
+        ("int32_data", 5, "int32", True, None),
+        ("int64_data", 7, "int64", True, None),
         ("name", 8, "string", False, None),
         ("raw_data", 9, "bytes", False, None),
         ("data_location", 14, "enum", False, None),
@@ -90,6 +94,8 @@ _SCHEMA: dict[str, list[tuple[str, int, str, bool, int | None]]] = {
         ("dims", 3, "int64", True, None),
     ],
 }
+#: Repeated numbers ONNX declares ``[packed = true]``, so a model written again keeps their encoding.
+_PACKED = frozenset({("TensorProto", "float_data"), ("TensorProto", "int32_data"), ("TensorProto", "int64_data")})
 #: ``TensorProto.DataType`` numbers -> numpy dtype names (those numpy has; ``string`` for strings).
 ELEMENT_TYPES = {
     1: "float32",
@@ -131,6 +137,8 @@ def _file() -> descriptor_pb2.FileDescriptorProto:
                 field.type = _TYPES[kind]
             if oneof is not None:
                 field.oneof_index = oneof
+            if (full, name) in _PACKED:
+                field.options.packed = True
     return file
 
 
@@ -145,3 +153,22 @@ def _message(name: str) -> Any:
 ModelProto = _message("ModelProto")
 ValueInfoProto = _message("ValueInfoProto")
 TensorProto = _message("TensorProto")
+
+
+def array(tensor: Any) -> np.ndarray | None:
+    """A ``TensorProto``'s values (an initializer, a ``Constant``'s); None for external data and for element
+    types probe does not read this way (strings, float16 and doubles in typed fields)."""
+    dtype = ELEMENT_TYPES.get(tensor.data_type)
+    if dtype is None or dtype == "string" or tensor.data_location == EXTERNAL:
+        return None
+    shape = tuple(tensor.dims)
+    if tensor.raw_data:
+        return np.frombuffer(tensor.raw_data, dtype=np.dtype(dtype).newbyteorder("<")).astype(dtype).reshape(shape)
+    if dtype in ("float32", "complex64"):
+        values = np.asarray(tensor.float_data, dtype=np.float32)
+        return (values.view(np.complex64) if dtype == "complex64" else values).reshape(shape)
+    if dtype == "int64":
+        return np.asarray(tensor.int64_data, dtype=np.int64).reshape(shape)
+    if dtype in ("int32", "int16", "int8", "uint16", "uint8", "bool"):
+        return np.asarray(tensor.int32_data, dtype=np.int64).astype(dtype).reshape(shape)
+    return None

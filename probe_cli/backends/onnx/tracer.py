@@ -28,7 +28,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from probe_cli.backends.base import Backend, TracedModel, named_layers
+from probe_cli.backends.onnx import proto
 from probe_cli.backends.onnx.loader import ONNXLoaded, ValueType, one_line
 from probe_cli.core.errors import ModelLoadError
 from probe_cli.core.graph_names import (
@@ -85,6 +88,12 @@ CHANNEL_FIRST = {3: "NCW", 4: "NCHW", 5: "NCDHW"}
 #: Nodes holding subgraphs, and what probe calls them in a context.
 SUBGRAPH_OPS = {"Loop": "loop", "Scan": "loop", "If": "branch"}
 NOT_FETCHABLE = "inside a Loop/If/Scan subgraph: ONNX Runtime returns values of the main graph only"
+#: Nodes whose output is quantized, and the positions of its scale and zero point among their inputs.
+QUANTIZING_OPS = {"QuantizeLinear": (1, 2), "QLinearConv": (6, 7), "QLinearMatMul": (6, 7)}
+#: Nodes whose integer output keeps the quantization of their (per-tensor quantized) first input.
+QUANTIZATION_KEEPING_OPS = frozenset(
+    {"Reshape", "Transpose", "Identity", "Squeeze", "Unsqueeze", "Flatten", "Slice", "MaxPool"}
+)
 
 
 @dataclass(frozen=True)
@@ -175,6 +184,30 @@ def _subgraph_nodes(node: Any, path: str) -> Iterator[tuple[str, Any]]:
                 yield from _subgraph_nodes(inner, f"{where}/{inner.name or inner.op_type}")
 
 
+def _quantization(node: Any, constants: Mapping[str, Any], dtype: str, rank: int | None) -> dict[str, Any] | None:
+    """``scale``/``zero_point``/``quantized_dimension`` of a quantizing node's integer output, as TensorFlow
+    Lite's are recorded, when its scale and zero point are constants; None otherwise."""
+    positions = QUANTIZING_OPS.get(node.op_type)
+    if positions is None or not dtype or np.dtype(dtype).kind not in "iu":
+        return None
+    at_scale, at_zero = positions
+    given = list(node.input) + [""] * (at_zero + 1 - len(node.input))
+    scale = proto.array(constants[given[at_scale]]) if given[at_scale] in constants else None
+    zero = proto.array(constants[given[at_zero]]) if given[at_zero] in constants else np.zeros(1, np.int64)
+    if scale is None or zero is None or not scale.size:
+        return None
+    scales, zeros = scale.astype(np.float32).ravel(), zero.astype(np.int64).ravel()
+    if scales.size == 1 and zeros.size == 1:
+        return {"scale": float(scales[0]), "zero_point": int(zeros[0]), "quantized_dimension": 0}
+    attr = _attribute(node, "axis")
+    axis = int(attr.i) if attr is not None else 1
+    if axis < 0:
+        if rank is None:
+            return None
+        axis += rank
+    return {"scale": [float(x) for x in scales], "zero_point": [int(z) for z in zeros], "quantized_dimension": axis}
+
+
 def trace_onnx(loaded: ONNXLoaded, backend: Backend) -> TracedModel:
     """Indexes the model's main graph."""
     try:
@@ -234,6 +267,10 @@ def _trace(loaded: ONNXLoaded, backend: Backend) -> TracedModel:
             if not typed.tensor:
                 continue  # a sequence, map or optional: no array a batch can be stored as
             produced.append((node, position, output, typed.dtype or ""))
+    constants = {t.name: t for t in graph.initializer}
+    constants.update(
+        {n.output[0]: a.t for n in graph.node if n.op_type == "Constant" for a in n.attribute if a.name == "value"}
+    )
     returned = {value.name for value in graph.output}
     producer = {output: node for node in graph.node for output in node.output if output}
     sources = [_source(node, position, output, output in returned, producer) for node, position, output, _ in produced]
@@ -241,21 +278,30 @@ def _trace(loaded: ONNXLoaded, backend: Backend) -> TracedModel:
     taken_names = {t.name for t in tensors} | {name for name, _ in named}
     onnx_graph = ONNXGraph(model, loaded, bindings)
     layer_of: dict[str, str | None] = {}
+    quantized: dict[str, dict[str, Any]] = {}  # ONNX tensor name -> its quantization
     for (node, _position, output, dtype), (name, layer), (raw, inserted) in zip(produced, named, sources):
         if layer is None and node.op_type in ACTIVATIONS and SIGNATURE_OUTPUT.match(raw):
             first = next((layer_of[i] for i in node.input if layer_of.get(i) is not None), None)
             name, layer = activation_name(name, ACTIVATIONS[node.op_type], first, taken_names)
         layer_of[output] = layer
+        out_shape = types.get(output, unknown).shape
+        quantization = _quantization(node, constants, dtype, None if out_shape is None else len(out_shape))
+        kept = quantized.get(node.input[0]) if node.op_type in QUANTIZATION_KEEPING_OPS and node.input else None
+        if quantization is None and kept is not None and not isinstance(kept["scale"], list) and dtype:
+            quantization = kept if np.dtype(dtype).kind in "iu" else None
+        if quantization is not None:
+            quantized[output] = quantization
         info = TensorInfo(
             name=name,
             graph_name=output,
             op_type=node.op_type,
             dtype=dtype,
-            shape=types.get(output, unknown).shape,
+            shape=out_shape,
             layer=None if inserted else layer,
             order=len(tensors),
             context=INSERTED if inserted else None,
             layout=layouts.get(output),
+            quantization=quantization,
         )
         tensors.append(info)
         names[output] = name
@@ -333,6 +379,10 @@ BIASED_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "QLinearConv"})
 AFFINE_OPS = frozenset({"Add", "Sub", "Mul", "BatchNormalization"})
 
 
+#: Nodes that quantize or dequantize the value of the node before them (tf2onnx's QDQ form of an int8 model).
+QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
+
+
 def _holds(node: Any) -> str:
     """What a node made of a fused TensorFlow Lite op holds (see :func:`split_fused_source`)."""
     if node.op_type in ACTIVATIONS or node.op_type == "Clip":
@@ -340,6 +390,17 @@ def _holds(node: Any) -> str:
     if node.op_type in AFFINE_OPS or (node.op_type in BIASED_OPS and len([i for i in node.input if i]) >= 3):
         return OFFSET
     return ANCHOR
+
+
+def _quantized(node: Any, producer: Mapping[str, Any]) -> Any:
+    """The node whose value a QuantizeLinear/DequantizeLinear carries (tf2onnx names the QuantizeLinear of
+    an int8 model after the fused op, ``conv1/Relu;conv1/convolution``: it holds what the ReLU before it
+    computes); any other node itself."""
+    for _ in range(4):
+        if node.op_type not in QDQ_OPS or not node.input or node.input[0] not in producer:
+            break
+        node = producer[node.input[0]]
+    return node
 
 
 def _fused_origin(node: Any, producer: Mapping[str, Any]) -> str | None:
@@ -374,7 +435,8 @@ def _source(node: Any, position: int, output: str, returned: bool, producer: Map
     if ";" in base and inserted:  # a node the converter added beside a fused op: the part with its counter
         base = base.rpartition(";")[2]
     elif ";" in base:
-        base = split_fused_source(base, holds) or split_fused_source(base, ANCHOR) or base
+        held = _holds(_quantized(node, producer))
+        base = split_fused_source(base, held) or split_fused_source(base, ANCHOR) or base
     elif inserted and holds != ANCHOR and (fused := _fused_origin(node, producer)) is not None:
         chosen = split_fused_source(fused, holds)
         if chosen is not None:
