@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 
 from probe_cli.analysis.coverage import LayerCoverage, layer_coverage, pair_layers
-from probe_cli.analysis.pairing import Pairing, as_graph, oriented, pair
+from probe_cli.analysis.pairing import BY_COPY, Pairing, as_graph, oriented, pair
 from probe_cli.archive.reader import (
     InputRecord,
     StoredTensor,
@@ -464,8 +464,10 @@ def compare_tensors(
     else:
         failed = bool(acc.out or acc.nonfinite) or (budget is not None and acc.scale_aware_fails(False, budget))
     rel_error, cosine, snr_db = acc.metrics()
-    if status == DTYPE_MISMATCH and exact and not failed and "b" not in (kind_a, kind_b):
-        # equal integers of two widths: ONNX's Shape gives int64 where TensorFlow's gives int32
+    widened = exact and "b" not in (kind_a, kind_b)  # ONNX's Shape gives int64 where TensorFlow's gives int32
+    if status == DTYPE_MISMATCH and not failed and (widened or paired_by == BY_COPY):
+        # the same values in another dtype; a copy pairs through the converter's own Cast (int32 tokens as
+        # int64, a bool mask as float), so its dtype is the conversion's, not a change to report
         status = OK
         widths = f"reference cast {tb.dtype} -> {ta.dtype}"
         layout_change = f"{layout_change}; {widths}" if layout_change else widths
@@ -673,7 +675,15 @@ def diff_archives(
             else:
                 budget = budgets.of(p.reference, p.candidate) if judge_budgets else None
                 found = compare_tensors(
-                    ta, tb, fa[ta.path], fb[tb.path], atol, rtol, elementwise=elementwise, budget=budget
+                    ta,
+                    tb,
+                    fa[ta.path],
+                    fb[tb.path],
+                    atol,
+                    rtol,
+                    elementwise=elementwise,
+                    paired_by=p.how,
+                    budget=budget,
                 )
                 compared.append(replace(found, **extra))
         warnings = compare_inputs(fa, fb, prov_a.get("seed"), prov_b.get("seed"))

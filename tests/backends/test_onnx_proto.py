@@ -226,3 +226,35 @@ def test_an_int8_tflite_model_converted_to_onnx_pairs_its_quantized_tensors_by_w
     assert "conv2/convolution:0" not in tensors
     ok(invoke("compare", SAMPLES / "cnn_int8.tflite", path))
     ok(invoke("compare", SAMPLES / "cnn.h5", path, "--max-error", "0.05"))
+
+
+def test_a_copy_through_the_converter_s_cast_is_the_same_values_in_another_dtype(tmp_path: Path) -> None:
+    """tf2onnx casts int32 tokens before a comparison: the Cast pairs as a copy of the input, and equal
+    values in another dtype are no difference (a tensor paired by name still must keep its dtype)."""
+    ints = onnx.TensorProto.INT32
+    reference = h.make_graph(
+        [h.make_node("Neg", ["x"], ["y"], name="neg")],
+        "reference",
+        [h.make_tensor_value_info("x", ints, [None, 4])],
+        [h.make_tensor_value_info("y", ints, None)],
+    )
+    candidate = h.make_graph(
+        [
+            h.make_node("Cast", ["x"], ["c"], to=F, name="cast__3"),
+            h.make_node("Cast", ["c"], ["d"], to=ints, name="cast__4"),
+            h.make_node("Neg", ["d"], ["y"], name="neg"),
+        ],
+        "candidate",
+        [h.make_tensor_value_info("x", ints, [None, 4])],
+        [h.make_tensor_value_info("y", ints, None)],
+    )
+    for graph in (reference, candidate):
+        onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), tmp_path / f"{graph.name}.onnx")
+    np.save(tmp_path / "x.npy", np.array([[1, -2, 3, 40]], np.int32))
+    result = invoke(
+        "compare", tmp_path / "reference.onnx", tmp_path / "candidate.onnx", "--input", tmp_path / "x.npy", "--json"
+    )
+    assert result.exit_code == 0, result.stdout + result.stderr
+    cast = next(t for t in json.loads(result.stdout)["tensors"] if t["candidate"] == "c:0")
+    assert (cast["paired_by"], cast["status"], cast["dtype_a"], cast["dtype_b"]) == ("copy", "ok", "float32", "int32")
+    assert cast["layout_change"] == "reference cast int32 -> float32"
