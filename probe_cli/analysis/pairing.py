@@ -7,17 +7,21 @@ Rules, in this order (each pair records which one made it):
 2. ``name``: the same probe name;
 3. ``graph name``: the same graph name with call wrappers, the model scope and scope counters removed
    (:func:`probe_cli.core.graph_names.pairing_key`); a key two tensors of one side share pairs nothing;
-4. ``input`` / ``output``: the model's inputs in signature order, its outputs in order;
+4. ``input`` / ``output``: the model's inputs in signature order, its outputs in order (a reference
+   output left unpaired pairs with its place's candidate even if that one has a partner already);
 5. ``copy``: an identity, cast, quantize/dequantize, reshape or transpose of a paired tensor pairs with
    that tensor's partner;
 6. ``fused``: a fused op's output pairs with the tensor at the end of the chain it replaced: an anchor
    (convolution, matrix product, pooling, addition, ...) of the same family reading the partners of the
-   tensors it reads, followed by its epilogue (bias, batch-norm offset and scale, activation). The chain
-   is read from the graph (:mod:`probe_cli.core.op_roles`), never from values, shapes or name counters.
+   tensors it reads (through paddings, copies and scales a converter folds into it), followed by its
+   epilogue (bias, batch-norm offset and scale, activation). The chain is read from the graph
+   (:mod:`probe_cli.core.op_roles`), never from values, shapes or name counters.
 
 Rules 5 and 6 repeat until nothing more pairs, in both directions (the candidate's fused op against the
-reference's chain, and the reverse). A tensor with no counterpart stays unpaired, classified by why.
-Pure Python.
+reference's chain, and the reverse). A tensor with no counterpart stays unpaired, classified by why; one
+computed inside a paired fused op, or an offset a converter dropped, records the op that accounts for it
+(``fused_into``), which the layer coverage (:mod:`probe_cli.analysis.coverage`) counts as compared
+downstream. Pure Python.
 """
 
 from __future__ import annotations
@@ -186,6 +190,12 @@ class _Side:
             return node.op_inputs[k : k + 1] if k < len(node.op_inputs) and node.op_inputs[k] in self.nodes else listed
         return listed
 
+    def prologue(self, name: str) -> bool:
+        """Whether an op may stand between a tensor and the anchor that reads it, folded into the anchor by a
+        converter: a padding, a copy, or a scale or offset (TFLite folds an input's rescaling into the first
+        convolution's weights; tf2onnx drops the add of a zero bias)."""
+        return self.nodes[name].op_type in op_roles.PROLOGUE_OPS or self.roles[name] == op_roles.AFFINE
+
     def data_inputs(self, name: str) -> list[str]:
         return [x for x in self.reads[name] if x not in self.const]
 
@@ -232,16 +242,23 @@ class _Pairer:
         """The i-th input (output) with the i-th. A candidate's output that copies a paired tensor (a
         SavedModel's ``Identity:0`` of the Softmax) pairs with that tensor's partner, whatever its place;
         with several, a place pairs only tensors of one dtype and shape (formats order a signature's
-        outputs differently: by name, or as the model returns them)."""
+        outputs differently: by name, or as the model returns them). A reference output left unpaired pairs
+        with its place's candidate even when that one already has a partner (tf2onnx drops a zero bias, so
+        ONNX's output is the MatMul that pairs by name): the two outputs must agree."""
         if len(refs) != len(cands):
             return
         for ref, cand in zip(refs, cands):
-            if cand in self.c2r or ref not in self.r.nodes or cand not in self.c.nodes:
+            if ref not in self.r.nodes or cand not in self.c.nodes:
+                continue
+            alike = len(refs) == 1 or _alike(self.r.nodes[ref], self.c.nodes[cand])
+            if cand in self.c2r:
+                if how == BY_OUTPUT and ref not in self.r2c and alike:
+                    self.add(ref, cand, how)
                 continue
             source = self._copied(self.c, cand, self.c2r)
             if source is not None:
                 self.add(self.c2r[source], cand, how)
-            elif len(refs) == 1 or _alike(self.r.nodes[ref], self.c.nodes[cand]):
+            elif alike:
                 self.add(ref, cand, how)
 
     @staticmethod
@@ -316,7 +333,7 @@ class _Pairer:
         """The unpaired prologue ops (pads, copies) between an anchor and the paired tensors it reads."""
         found: list[str] = []
         for x in side.data_inputs(anchor):
-            while x not in mine and side.nodes[x].op_type in op_roles.PROLOGUE_OPS:
+            while x not in mine and side.prologue(x):
                 ups = side.data_inputs(x)
                 if len(ups) != 1:
                     break
@@ -358,7 +375,7 @@ class _Pairer:
         for x in side.data_inputs(name):
             while x not in mine:
                 ups = side.data_inputs(x)
-                if side.nodes[x].op_type not in op_roles.PROLOGUE_OPS or len(ups) != 1:
+                if not side.prologue(x) or len(ups) != 1:
                     return None
                 x = ups[0]
             found.add(x)
@@ -462,7 +479,7 @@ class _Pairer:
                 if reader in mine or reader in seen:
                     continue
                 seen.add(reader)
-                if side.nodes[reader].op_type in op_roles.PROLOGUE_OPS:
+                if side.prologue(reader):
                     frontier.append(reader)
                 else:
                     found.append(reader)
@@ -529,9 +546,10 @@ class _Pairer:
         an unpaired affine op of ``other`` reading a paired tensor, whose first paired readers (through unpaired
         ops: a swish's ``x * beta``) all pair with tensors reading that tensor's partner directly. Its value
         flows into those pairs, so it is checked there; it is recorded as computed away by that partner."""
+        explained = self.fused_r if flip else self.fused_c
         for node in other.graph.nodes:
             x = node.name
-            if x in theirs or other.roles[x] != op_roles.AFFINE:
+            if x in theirs or x in explained or other.roles[x] != op_roles.AFFINE:
                 continue
             (source,) = other.data_inputs(x)
             after = self._downstream(other, x, theirs)
@@ -539,7 +557,7 @@ class _Pairer:
                 continue
             partner = theirs[source]
             if all(partner in this.data_inputs(theirs[r]) for r in after):
-                (self.fused_r if flip else self.fused_c)[x] = partner
+                explained[x] = partner
 
     @staticmethod
     def _between(side: _Side, paired: Collection[str]) -> set[str]:

@@ -170,3 +170,49 @@ def test_a_multi_output_batch_norm_s_other_outputs_do_not_hide_the_conv_before_i
     ]
     result = pair(graph(tf1), graph(onnx))
     assert result.fused_into_reference == {"m/conv/Conv2D:0": "m/conv/FusedBatchNormV3:0"}
+
+
+def test_a_rescaling_folded_into_the_first_convolution_is_compared_there() -> None:
+    """TFLite folds a Rescaling layer's multiply into the next convolution's weights: the CONV_2D reads the
+    input itself, and the Rescaling layer is checked where the convolution ends."""
+    keras = [
+        ("x:0", "Placeholder", (), "x"),
+        ("k:0", "Const", (), None),
+        ("rescaling/mul:0", "Mul", ("x:0", "k:0"), "rescaling"),
+        ("conv/convolution:0", "Conv2D", ("rescaling/mul:0", "k:0"), "conv"),
+        ("conv/BiasAdd:0", "BiasAdd", ("conv/convolution:0", "k:0"), "conv"),
+        ("gap/Mean:0", "Mean", ("conv/BiasAdd:0",), "gap"),
+    ]
+    tflite = [
+        ("x:0", "Placeholder", (), None),
+        ("conv/BiasAdd:0", "CONV_2D", ("x:0",), "conv"),
+        ("gap/Mean:0", "MEAN", ("conv/BiasAdd:0",), "gap"),
+    ]
+    outputs = ("x:0", "rescaling/mul:0", "conv/BiasAdd:0")
+    result = pair(graph(keras, outputs), graph(tflite))
+    assert result.fused_into_reference["rescaling/mul:0"] == "conv/BiasAdd:0"
+    coverage = layer_coverage(graph(keras, outputs), result)
+    assert coverage is not None and coverage.not_compared == () and "rescaling" in coverage.downstream
+
+
+def test_a_reference_output_pairs_with_the_candidate_output_already_paired_by_name() -> None:
+    """tf2onnx drops a zero bias, so ONNX's output is the MatMul, paired by name: the Keras output (the
+    BiasAdd) pairs with it too, as the output, and the two outputs are compared."""
+    keras = [
+        ("x:0", "Placeholder", (), "x"),
+        ("k:0", "Const", (), None),
+        ("head/MatMul:0", "MatMul", ("x:0", "k:0"), "head"),
+        ("head/BiasAdd:0", "BiasAdd", ("head/MatMul:0", "k:0"), "head"),
+    ]
+    onnx = [("x:0", "Placeholder", (), None), ("head/MatMul:0", "MatMul", ("x:0",), "head")]
+    result = pair(
+        ModelGraph(
+            tuple(GraphNode(n, n, op, ins, layer=la) for n, op, ins, la in keras), ("x:0",), ("head/BiasAdd:0",)
+        ),
+        ModelGraph(tuple(GraphNode(n, n, op, ins, layer=la) for n, op, ins, la in onnx), ("x:0",), ("head/MatMul:0",)),
+    )
+    assert {(p.reference, p.candidate, p.how) for p in result.pairs} == {
+        ("x:0", "x:0", "name"),
+        ("head/MatMul:0", "head/MatMul:0", "name"),
+        ("head/BiasAdd:0", "head/MatMul:0", "output"),
+    }
