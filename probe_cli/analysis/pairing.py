@@ -242,24 +242,36 @@ class _Pairer:
         """The i-th input (output) with the i-th. A candidate's output that copies a paired tensor (a
         SavedModel's ``Identity:0`` of the Softmax) pairs with that tensor's partner, whatever its place;
         with several, a place pairs only tensors of one dtype and shape (formats order a signature's
-        outputs differently: by name, or as the model returns them). A reference output left unpaired pairs
-        with its place's candidate even when that one already has a partner (tf2onnx drops a zero bias, so
-        ONNX's output is the MatMul that pairs by name): the two outputs must agree."""
+        outputs differently: by name, or as the model returns them)."""
         if len(refs) != len(cands):
             return
         for ref, cand in zip(refs, cands):
-            if ref not in self.r.nodes or cand not in self.c.nodes:
-                continue
-            alike = len(refs) == 1 or _alike(self.r.nodes[ref], self.c.nodes[cand])
-            if cand in self.c2r:
-                if how == BY_OUTPUT and ref not in self.r2c and alike:
-                    self.add(ref, cand, how)
+            if cand in self.c2r or ref not in self.r.nodes or cand not in self.c.nodes:
                 continue
             source = self._copied(self.c, cand, self.c2r)
             if source is not None:
                 self.add(self.c2r[source], cand, how)
-            elif alike:
+            elif len(refs) == 1 or _alike(self.r.nodes[ref], self.c.nodes[cand]):
                 self.add(ref, cand, how)
+
+    def outputs_left(self) -> None:
+        """A reference output still unpaired once everything else is, computed (through unpaired scales,
+        offsets and copies) from the tensor its place's candidate output pairs with: tf2onnx drops a zero
+        bias, so ONNX's output is the MatMul that pairs by name with the Keras MatMul before the BiasAdd."""
+        refs, cands = self.r.graph.outputs, self.c.graph.outputs
+        if len(refs) != len(cands):
+            return
+        for ref, cand in zip(refs, cands):
+            if ref in self.r2c or cand not in self.c2r or ref not in self.r.nodes:
+                continue
+            partner = self.c2r[cand]
+            x = ref
+            while x != partner and x not in self.r2c and len(ups := self.r.data_inputs(x)) == 1:
+                if self.r.roles[x] not in (op_roles.AFFINE, op_roles.COPY):
+                    break
+                x = ups[0]
+            if x == partner:
+                self.add(ref, cand, BY_OUTPUT)
 
     @staticmethod
     def _copied(side: _Side, name: str, mine: Mapping[str, str]) -> str | None:
@@ -330,15 +342,16 @@ class _Pairer:
 
     @staticmethod
     def _prologue(side: _Side, anchor: str, mine: Mapping[str, str]) -> list[str]:
-        """The unpaired prologue ops (pads, copies) between an anchor and the paired tensors it reads."""
+        """The unpaired prologue ops (pads, copies, scales) between an anchor and the paired tensors it reads;
+        a walk that does not end at a paired tensor adds nothing."""
         found: list[str] = []
         for x in side.data_inputs(anchor):
-            while x not in mine and side.prologue(x):
-                ups = side.data_inputs(x)
-                if len(ups) != 1:
-                    break
-                found.append(x)
+            walk: list[str] = []
+            while x not in mine and side.prologue(x) and len(ups := side.data_inputs(x)) == 1:
+                walk.append(x)
                 x = ups[0]
+            if x in mine:
+                found += walk
         return sorted(set(found), key=side.order.__getitem__)
 
     @staticmethod
@@ -551,11 +564,13 @@ class _Pairer:
             x = node.name
             if x in theirs or x in explained or other.roles[x] != op_roles.AFFINE:
                 continue
-            (source,) = other.data_inputs(x)
+            ups = other.data_inputs(x)
             after = self._downstream(other, x, theirs)
-            if source not in theirs or not after:
+            if len(ups) != 1 or ups[0] not in theirs or not after:
                 continue
-            partner = theirs[source]
+            partner = theirs[ups[0]]
+            if any(c not in mine for c in this.data_consumers(partner)):  # the other side may compute it there
+                continue
             if all(partner in this.data_inputs(theirs[r]) for r in after):
                 explained[x] = partner
 
@@ -623,6 +638,7 @@ def pair(
     pairer.refine(pairer.c, pairer.r, pairer.c2r, pairer.r2c, True)
     pairer.refine(pairer.r, pairer.c, pairer.r2c, pairer.c2r, False)
     pairer.structural()
+    pairer.outputs_left()
     pairer.absorbed(pairer.c, pairer.r, pairer.c2r, pairer.r2c, True)
     pairer.absorbed(pairer.r, pairer.c, pairer.r2c, pairer.c2r, False)
     pairer.bypassed(pairer.c, pairer.r, pairer.c2r, pairer.r2c, True)

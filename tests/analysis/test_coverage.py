@@ -216,3 +216,51 @@ def test_a_reference_output_pairs_with_the_candidate_output_already_paired_by_na
         ("head/MatMul:0", "head/MatMul:0", "name"),
         ("head/BiasAdd:0", "head/MatMul:0", "output"),
     }
+
+
+def test_reordered_signature_outputs_pair_as_copies_of_what_they_return() -> None:
+    """A SavedModel lists its outputs by key (head_b's Identity first); the Keras model returns head_a first.
+    Both heads look alike, so only the copies tell which output is which."""
+
+    def alike(spec: list[tuple[str, str, tuple[str, ...]]], outputs: tuple[str, ...]) -> ModelGraph:
+        nodes = tuple(GraphNode(n, n, op, ins, dtype="float32", shape=(None, 10)) for n, op, ins in spec)
+        return ModelGraph(nodes, ("x:0",), outputs)
+
+    heads = [
+        ("x:0", "Placeholder", ()),
+        ("w:0", "Const", ()),
+        ("head_a/MatMul:0", "MatMul", ("x:0", "w:0")),
+        ("head_b/MatMul:0", "MatMul", ("x:0", "w:0")),
+    ]
+    saved = alike(
+        [*heads, ("Identity:0", "Identity", ("head_b/MatMul:0",)), ("Identity_1:0", "Identity", ("head_a/MatMul:0",))],
+        ("Identity:0", "Identity_1:0"),
+    )
+    result = pair(saved, alike(heads, ("head_a/MatMul:0", "head_b/MatMul:0")))
+    found = {(p.reference, p.candidate) for p in result.pairs}
+    assert {("Identity:0", "head_b/MatMul:0"), ("Identity_1:0", "head_a/MatMul:0")} <= found
+    assert ("Identity:0", "head_a/MatMul:0") not in found
+
+
+def test_a_scale_the_candidate_still_computes_is_not_taken_for_a_dropped_one() -> None:
+    """Both sides scale, activate and convolve before a residual add; only the input and the add pair. The
+    reference's scale is not 'dropped': the candidate's input feeds an unpaired MUL of its own."""
+    keras = [
+        ("x:0", "Placeholder", (), "x"),
+        ("k:0", "Const", (), None),
+        ("scale/mul:0", "Mul", ("x:0", "k:0"), "scale"),
+        ("act/Relu:0", "Relu", ("scale/mul:0",), "act"),
+        ("conv/Conv2D:0", "Conv2D", ("act/Relu:0", "k:0"), "conv"),
+        ("gap/Mean:0", "AddV2", ("x:0", "conv/Conv2D:0"), "gap"),
+    ]
+    tflite = [
+        ("x:0", "Placeholder", (), None),
+        ("k:0", "Const", (), None),
+        ("m2", "MUL", ("x:0", "k:0"), None),
+        ("r2", "RELU", ("m2",), None),
+        ("k2", "CONV_2D", ("r2", "k:0"), None),
+        ("gap/Mean:0", "ADD", ("x:0", "k2"), None),
+    ]
+    outputs = ("x:0", "scale/mul:0", "act/Relu:0", "conv/Conv2D:0")
+    result = pair(graph(keras, outputs), graph(tflite))
+    assert "scale/mul:0" not in result.fused_into_reference
