@@ -258,3 +258,25 @@ def test_a_copy_through_the_converter_s_cast_is_the_same_values_in_another_dtype
     cast = next(t for t in json.loads(result.stdout)["tensors"] if t["candidate"] == "c:0")
     assert (cast["paired_by"], cast["status"], cast["dtype_a"], cast["dtype_b"]) == ("copy", "ok", "float32", "int32")
     assert cast["layout_change"] == "reference cast int32 -> float32"
+
+
+def test_what_the_file_declares_in_full_stands_and_a_zero_point_fed_at_run_time_quantizes_nothing(
+    tmp_path: Path,
+) -> None:
+    """ONNX Runtime reports a scalar and an unknown rank alike, so a declared scalar keeps its shape; a
+    QuantizeLinear whose zero point is a graph input has no constant quantization to record."""
+    graph = h.make_graph(
+        [
+            h.make_node("ReduceSum", ["x"], ["total"], keepdims=0, name="sum"),
+            h.make_node("QuantizeLinear", ["x", "s", "z"], ["q"], name="q"),
+        ],
+        "declared",
+        [h.make_tensor_value_info("x", F, [2, 3]), h.make_tensor_value_info("z", onnx.TensorProto.INT8, [])],
+        [h.make_tensor_value_info("total", F, []), h.make_tensor_value_info("q", onnx.TensorProto.INT8, [2, 3])],
+        [h.make_tensor("s", F, [], [0.5])],
+    )
+    path = tmp_path / "declared.onnx"
+    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), path)
+    listed = {t["name"]: t for t in list_json(path)["tensors"]}
+    assert listed["total:0"]["shape"] == []
+    assert listed["q:0"].get("quantization") is None

@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 
 from probe_cli.backends.base import TracedModel
-from probe_cli.backends.onnx import proto
 from probe_cli.backends.onnx.loader import modules, one_line
 from probe_cli.backends.onnx.tracer import INPUT_OP, ONNXGraph
 from probe_cli.core.errors import FeedError, ModelLoadError, RunError
@@ -31,17 +30,20 @@ def marked(graph: ONNXGraph, outputs: Sequence[str]) -> bytes:
     """The model, serialized with ``outputs`` (ONNX tensor names) as its graph outputs, in that order.
 
     The loaded model's outputs are swapped for the time of one ``SerializeToString`` and put back, rather than
-    the model copied: a copy would hold the weights twice."""
+    the model copied: a copy would hold the weights twice. One model's swaps take turns (``graph.lock``)."""
+    from probe_cli.backends.onnx import proto
+
     model = graph.model
-    kept = [proto.ValueInfoProto.FromString(value.SerializeToString()) for value in model.graph.output]
-    try:
-        del model.graph.output[:]
-        model.graph.output.extend(proto.ValueInfoProto(name=name) for name in outputs)
-        data: bytes = model.SerializeToString()
-        return data
-    finally:
-        del model.graph.output[:]
-        model.graph.output.extend(kept)
+    with graph.lock:
+        kept = [proto.ValueInfoProto.FromString(value.SerializeToString()) for value in model.graph.output]
+        try:
+            del model.graph.output[:]
+            model.graph.output.extend(proto.ValueInfoProto(name=name) for name in outputs)
+            data: bytes = model.SerializeToString()
+            return data
+        finally:
+            del model.graph.output[:]
+            model.graph.output.extend(kept)
 
 
 def session(graph: ONNXGraph, outputs: Sequence[str]) -> Any:

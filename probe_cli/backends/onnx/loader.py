@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from probe_cli.backends.base import LoadedModel, Source
-from probe_cli.backends.onnx import proto
 from probe_cli.core.errors import MissingExtra, ModelLoadError
 from probe_cli.core.types import Shape
 
@@ -92,6 +91,8 @@ def one_line(exc: BaseException) -> str:
 
 def load(source: Source) -> ONNXLoaded:
     ort = modules()
+    from probe_cli.backends.onnx import proto  # here, not on import: every command loads the registry
+
     path = source.path
     where = f"ONNX model {str(path)!r}"
     try:
@@ -105,7 +106,9 @@ def load(source: Source) -> ONNXLoaded:
     external = any(t.data_location == proto.EXTERNAL for t in _initializers(model.graph))
     types = declared_types(model.graph)
     try:
-        types.update(_inferred_types(model, ort))
+        inferred = _inferred_types(model, ort)
+        # what the file declares in full stands (ONNX Runtime gives a scalar and an unknown rank alike)
+        types.update({n: t for n, t in inferred.items() if n not in types or None in (types[n].dtype, types[n].shape)})
     except Exception as exc:  # noqa: BLE001 - a model ONNX Runtime cannot type is listed untyped; a run says why
         log.info("ONNX model %s: ONNX Runtime cannot type its values (%s)", path, one_line(exc))
     log.info("ONNX model %s: IR %s, %d nodes", path, model.ir_version, len(model.graph.node))
@@ -122,6 +125,8 @@ def load(source: Source) -> ONNXLoaded:
 
 def declared_types(graph: Any) -> dict[str, ValueType]:
     """The types the graph itself declares: its inputs, outputs and ``value_info``."""
+    from probe_cli.backends.onnx import proto
+
     types: dict[str, ValueType] = {}
     for info in [*graph.input, *graph.value_info, *graph.output]:
         kind = info.type.WhichOneof("value")
@@ -142,6 +147,8 @@ def declared_types(graph: Any) -> dict[str, ValueType]:
 
 def _inferred_types(model: Any, ort: Any) -> dict[str, ValueType]:
     """Every main-graph value's type as ONNX Runtime infers it (see the module docstring)."""
+    from probe_cli.backends.onnx import proto
+
     graph = model.graph
     typing = proto.ModelProto(ir_version=model.ir_version, opset_import=model.opset_import, functions=model.functions)
     shell = typing.graph
@@ -158,9 +165,11 @@ def _inferred_types(model: Any, ort: Any) -> dict[str, ValueType]:
             value.type.tensor_type.elem_type = tensor.data_type
             for size in tensor.dims:
                 value.type.tensor_type.shape.dim.add(dim_value=size)
-    outputs = [value.name for value in graph.output]
-    outputs += [name for node in graph.node for name in node.output if name]
-    shell.output.extend(proto.ValueInfoProto(name=name) for name in dict.fromkeys(outputs))
+    shell.output.extend(graph.output)  # as declared; then every other node output, untyped
+    marked = {value.name for value in graph.output}
+    for name in dict.fromkeys(name for node in graph.node for name in node.output if name):
+        if name not in marked:
+            shell.output.append(proto.ValueInfoProto(name=name))
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # types only: nothing runs

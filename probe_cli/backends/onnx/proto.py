@@ -143,11 +143,14 @@ def _file() -> descriptor_pb2.FileDescriptorProto:
 
 
 _pool = descriptor_pool.DescriptorPool()
-_pool.Add(_file())
+_pool.AddSerializedFile(_file().SerializeToString())
 
 
 def _message(name: str) -> Any:
-    return message_factory.GetMessageClass(_pool.FindMessageTypeByName(f"onnx.{name}"))
+    descriptor = _pool.FindMessageTypeByName(f"onnx.{name}")
+    if hasattr(message_factory, "GetMessageClass"):  # protobuf >= 4.22
+        return message_factory.GetMessageClass(descriptor)
+    return message_factory.MessageFactory(_pool).GetPrototype(descriptor)
 
 
 ModelProto = _message("ModelProto")

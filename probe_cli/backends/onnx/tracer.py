@@ -24,6 +24,7 @@ ONNX tensor names, ``placeholders`` input names to the graph inputs' names.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +32,6 @@ from typing import Any
 import numpy as np
 
 from probe_cli.backends.base import Backend, TracedModel, named_layers
-from probe_cli.backends.onnx import proto
 from probe_cli.backends.onnx.loader import ONNXLoaded, ValueType, one_line
 from probe_cli.core.errors import ModelLoadError
 from probe_cli.core.graph_names import (
@@ -88,8 +88,20 @@ CHANNEL_FIRST = {3: "NCW", 4: "NCHW", 5: "NCDHW"}
 #: Nodes holding subgraphs, and what probe calls them in a context.
 SUBGRAPH_OPS = {"Loop": "loop", "Scan": "loop", "If": "branch"}
 NOT_FETCHABLE = "inside a Loop/If/Scan subgraph: ONNX Runtime returns values of the main graph only"
-#: Nodes whose output is quantized, and the positions of its scale and zero point among their inputs.
-QUANTIZING_OPS = {"QuantizeLinear": (1, 2), "QLinearConv": (6, 7), "QLinearMatMul": (6, 7)}
+#: Nodes whose output is quantized, and the positions of its scale and zero point among their inputs
+#: (QDQ's QuantizeLinear; the QOperator form's QLinear* ops, ONNX's and ONNX Runtime's contrib ones).
+QUANTIZING_OPS = {
+    "QuantizeLinear": (1, 2),
+    "QLinearConv": (6, 7),
+    "QLinearMatMul": (6, 7),
+    "QLinearAdd": (6, 7),
+    "QLinearMul": (6, 7),
+    "QLinearConcat": (0, 1),
+    "QLinearAveragePool": (3, 4),
+    "QLinearGlobalAveragePool": (3, 4),
+    "QLinearSigmoid": (3, 4),
+    "QLinearLeakyRelu": (3, 4),
+}
 #: Nodes whose integer output keeps the quantization of their (per-tensor quantized) first input.
 QUANTIZATION_KEEPING_OPS = frozenset(
     {"Reshape", "Transpose", "Identity", "Squeeze", "Unsqueeze", "Flatten", "Slice", "MaxPool"}
@@ -116,6 +128,8 @@ class ONNXGraph:
     names: dict[str, str] = field(default_factory=dict)
     #: probe name -> ONNX tensor names its node read (initializers and constants included)
     op_inputs: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: held while an executor swaps the model's outputs to serialize it (:func:`executor.marked`)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
 def _attribute(node: Any, name: str) -> Any:
@@ -187,13 +201,20 @@ def _subgraph_nodes(node: Any, path: str) -> Iterator[tuple[str, Any]]:
 def _quantization(node: Any, constants: Mapping[str, Any], dtype: str, rank: int | None) -> dict[str, Any] | None:
     """``scale``/``zero_point``/``quantized_dimension`` of a quantizing node's integer output, as TensorFlow
     Lite's are recorded, when its scale and zero point are constants; None otherwise."""
+    from probe_cli.backends.onnx import proto
+
     positions = QUANTIZING_OPS.get(node.op_type)
     if positions is None or not dtype or np.dtype(dtype).kind not in "iu":
+        return None
+    if _attribute(node, "block_size") is not None:  # blocked quantization (opset 21): no scale per axis entry
         return None
     at_scale, at_zero = positions
     given = list(node.input) + [""] * (at_zero + 1 - len(node.input))
     scale = proto.array(constants[given[at_scale]]) if given[at_scale] in constants else None
-    zero = proto.array(constants[given[at_zero]]) if given[at_zero] in constants else np.zeros(1, np.int64)
+    if not given[at_zero]:  # no zero point given: 0
+        zero: np.ndarray | None = np.zeros(1, np.int64)
+    else:
+        zero = proto.array(constants[given[at_zero]]) if given[at_zero] in constants else None
     if scale is None or zero is None or not scale.size:
         return None
     scales, zeros = scale.astype(np.float32).ravel(), zero.astype(np.int64).ravel()
