@@ -169,17 +169,21 @@ def collect_histograms(
     result: ArchiveDiff, candidate: str | Path, reference: str | Path, worst: int = WORST
 ) -> dict[str, Histograms]:
     """:func:`histograms` of the :func:`chosen` tensors, by candidate name, from the two archives."""
-    found: dict[str, Histograms] = {}
     with open_archive(candidate) as fc, open_archive(reference) as fr:
-        paths_c = {t.name: t.path for t in stored_tensors(fc)}
-        paths_r = {t.name: t.path for t in stored_tensors(fr)}
-        for t in chosen(result, worst):
-            pc, pr = paths_c.get(t.name), paths_r.get(t.reference_name)
-            if pc is None or pr is None or pc not in fc or pr not in fr:
-                continue
-            made = histograms(fc[pc], fr[pr], t.name)
-            if made is not None:
-                found[t.name] = made
+        return _histograms_of(result, fc, fr, worst)
+
+
+def _histograms_of(result: ArchiveDiff, fc: h5py.File, fr: h5py.File, worst: int) -> dict[str, Histograms]:
+    found: dict[str, Histograms] = {}
+    paths_c = {t.name: t.path for t in stored_tensors(fc)}
+    paths_r = {t.name: t.path for t in stored_tensors(fr)}
+    for t in chosen(result, worst):
+        pc, pr = paths_c.get(t.name), paths_r.get(t.reference_name)
+        if pc is None or pr is None or pc not in fc or pr not in fr:
+            continue
+        made = histograms(fc[pc], fr[pr], t.name)
+        if made is not None:
+            found[t.name] = made
     return found
 
 
@@ -718,11 +722,10 @@ def build_report(
     worst: int = WORST,
 ) -> str:
     """:func:`render_report` with histograms and inputs read from the two archives (candidate's, reference's)."""
-    inputs: dict[str, list[InputRecord]] = {}
-    for role, path in (("candidate", candidate), ("reference", reference)):
-        with open_archive(path) as file:
-            inputs[role] = read_input_records(file)
-    return render_report(result, collect_histograms(result, candidate, reference, worst), title=title, inputs=inputs)
+    with open_archive(candidate) as fc, open_archive(reference) as fr:
+        inputs = {"candidate": read_input_records(fc), "reference": read_input_records(fr)}
+        found = _histograms_of(result, fc, fr, worst)
+    return render_report(result, found, title=title, inputs=inputs)
 
 
 def write_report(path: str | Path, page: str) -> Path:

@@ -276,7 +276,8 @@ def import_custom_objects(files: Sequence[str | Path]) -> dict[str, Any]:
 def named_layers(
     tensors: Sequence[TensorInfo],
     inputs: Sequence[InputSpec],
-    producers: Mapping[str, Sequence[str]],
+    op_inputs: Mapping[str, Sequence[Any]],
+    names: Mapping[Any, str],
     outputs: Sequence[str],
     input_op: str,
 ) -> tuple[LayerInfo, ...]:
@@ -284,13 +285,15 @@ def named_layers(
     inputs, then each layer with its outputs (the tensors it hands to an op of another layer, or that the
     model returns), in the order of those outputs. Class and parameters are not in such a file.
 
-    ``producers``: probe name -> the probe names of the listed tensors its op read.
+    ``op_inputs``: probe name -> the backend's ids of the tensors its op read; ``names``: id -> probe name of
+    each listed tensor.
     """
     layer_of = {t.name: t.layer for t in tensors}
     consumers: dict[str, list[str | None]] = {}
-    for name, sources in producers.items():
+    for name, sources in op_inputs.items():
         for source in sources:
-            consumers.setdefault(source, []).append(layer_of.get(name))
+            if source in names:
+                consumers.setdefault(names[source], []).append(layer_of.get(name))
     returned = set(outputs)
     found: dict[str, list[TensorInfo]] = {}
     for t in tensors:

@@ -604,13 +604,13 @@ def _constant_ops(traced: TracedModel) -> set[Any]:
 def _throttle_nodes(graph_def: Any, tensors: Sequence[Any], done: Sequence[str], ahead: int) -> None:
     """:func:`_throttle` for a GraphDef: the node computing ``tensors[k]`` waits for ``done[k - ahead]``
     when it comes after that tensor's node in graph (creation) order, so no edge closes a cycle."""
-    position = {node.name: i for i, node in enumerate(graph_def.node)}
-    nodes = {node.name: node for node in graph_def.node}
+    found = {node.name: (i, node) for i, node in enumerate(graph_def.node)}
     for k in range(ahead, len(tensors)):
         name, earlier = tensors[k].op.name, tensors[k - ahead].op.name
-        if name in position and earlier in position and position[name] > position[earlier]:
-            if nodes[name].op != "Placeholder":
-                nodes[name].input.append(f"^{done[k - ahead]}")
+        if name in found and earlier in found and found[name][0] > found[earlier][0]:
+            node = found[name][1]
+            if node.op != "Placeholder":
+                node.input.append(f"^{done[k - ahead]}")
 
 
 def _masked_health(value: Any) -> list[Any]:

@@ -24,6 +24,12 @@ h = onnx.helper
 F = onnx.TensorProto.FLOAT
 
 
+def _saved(graph: Any, path: Path) -> Path:
+    """``graph`` as a model of opset 17 at ``path``."""
+    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), path)
+    return path
+
+
 def _messages(descriptor: Any) -> dict[str, Any]:
     """Full name -> descriptor of a message and every message nested in it."""
     found = {descriptor.full_name: descriptor}
@@ -166,7 +172,7 @@ def test_sessions_of_two_selections_leave_the_loaded_model_as_it_was(tmp_path: P
     for name, expected in (("c:0", flat), ("d:0", flat @ weights)):
         (run,) = traced.backend.executors(traced, [traced.index.tensor(name)])
         np.testing.assert_allclose(run([Feed("a", x, "x")])[name], expected, rtol=1e-5)
-    assert [value.name for value in traced.function.model.graph.output] == ["d", "seq"]
+    assert [value.name for value in traced.loaded.model.graph.output] == ["d", "seq"]
 
 
 def test_a_quantized_value_records_its_scale_and_zero_point_and_compares_as_real_values(tmp_path: Path) -> None:
@@ -196,10 +202,7 @@ def test_a_quantized_value_records_its_scale_and_zero_point_and_compares_as_real
         [h.make_tensor_value_info("x", F, [None, 6])],
         [h.make_tensor_value_info("y", F, None)],
     )
-    paths = {}
-    for graph in (quantized, plain):
-        paths[graph.name] = tmp_path / f"{graph.name}.onnx"
-        onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), paths[graph.name])
+    paths = {graph.name: _saved(graph, tmp_path / f"{graph.name}.onnx") for graph in (quantized, plain)}
     listed = {t["name"]: t for t in list_json(paths["qdq"])["tensors"]}
     expected = {"scale": pytest.approx(0.05), "zero_point": 3, "quantized_dimension": 0}
     assert listed["q:0"]["quantization"] == listed["qr:0"]["quantization"] == expected
@@ -249,7 +252,7 @@ def test_a_copy_through_the_converter_s_cast_is_the_same_values_in_another_dtype
         [h.make_tensor_value_info("y", ints, None)],
     )
     for graph in (reference, candidate):
-        onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), tmp_path / f"{graph.name}.onnx")
+        _saved(graph, tmp_path / f"{graph.name}.onnx")
     np.save(tmp_path / "x.npy", np.array([[1, -2, 3, 40]], np.int32))
     result = invoke(
         "compare", tmp_path / "reference.onnx", tmp_path / "candidate.onnx", "--input", tmp_path / "x.npy", "--json"
@@ -276,7 +279,7 @@ def test_what_the_file_declares_in_full_stands_and_a_zero_point_fed_at_run_time_
         [h.make_tensor("s", F, [], [0.5])],
     )
     path = tmp_path / "declared.onnx"
-    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), path)
+    _saved(graph, path)
     listed = {t["name"]: t for t in list_json(path)["tensors"]}
     assert listed["total:0"]["shape"] == []
     assert listed["q:0"].get("quantization") is None

@@ -33,7 +33,7 @@ def marked(graph: ONNXGraph, outputs: Sequence[str]) -> bytes:
     the model copied: a copy would hold the weights twice. One model's swaps take turns (``graph.lock``)."""
     from probe_cli.backends.onnx import proto
 
-    model = graph.model
+    model = graph.loaded.model
     with graph.lock:
         kept = [proto.ValueInfoProto.FromString(value.SerializeToString()) for value in model.graph.output]
         try:
@@ -83,14 +83,13 @@ class ONNXRunner:
     def __init__(self, traced: TracedModel, fetches: Sequence[TensorInfo]) -> None:
         self.graph: ONNXGraph = traced.function
         self.fed = {info.name: traced.graph_tensors[info.name] for info in fetches if info.op_type == INPUT_OP}
-        computed = [info for info in fetches if info.op_type != INPUT_OP]
-        self.names = [info.name for info in computed]
-        self.outputs = list(dict.fromkeys(traced.graph_tensors[info.name] for info in computed))
+        #: probe name -> ONNX tensor name of each computed tensor
+        self.to_onnx = {info.name: traced.graph_tensors[info.name] for info in fetches if info.op_type != INPUT_OP}
+        self.outputs = list(dict.fromkeys(self.to_onnx.values()))
         self.session = session(self.graph, self.outputs) if self.outputs else None
         self.dtypes = {
             b.graph_name: np.dtype(b.dtype) if b.dtype != "string" else np.dtype(object) for b in self.graph.inputs
         }
-        self.to_onnx = {info.name: traced.graph_tensors[info.name] for info in computed}
 
     def __call__(self, feeds: Sequence[Feed]) -> dict[str, Any]:
         given = {feed.name: feed.array for feed in feeds}
@@ -110,7 +109,7 @@ class ONNXRunner:
             except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own Fail/InvalidArgument/... types
                 raise RunError(f"running the model failed: {one_line(exc)}") from None
             by_onnx = dict(zip(self.outputs, results))
-            values = {name: by_onnx[self.to_onnx[name]] for name in self.names}
+            values = {name: by_onnx[onnx_name] for name, onnx_name in self.to_onnx.items()}
         for name, graph_name in self.fed.items():
             values[name] = arrays[graph_name]
         return values

@@ -121,7 +121,6 @@ class InputBinding:
 class ONNXGraph:
     """The model and what the executors and ``op_inputs`` need to know about its tensors."""
 
-    model: Any
     loaded: ONNXLoaded
     inputs: list[InputBinding]
     #: ONNX tensor name -> probe name of every listed tensor
@@ -297,13 +296,13 @@ def _trace(loaded: ONNXLoaded, backend: Backend) -> TracedModel:
     sources = [_source(node, position, output, output in returned, producer) for node, position, output, _ in produced]
     named = tflite_names([raw for raw, _ in sources], None, {t.name for t in tensors})
     taken_names = {t.name for t in tensors} | {name for name, _ in named}
-    onnx_graph = ONNXGraph(model, loaded, bindings)
+    onnx_graph = ONNXGraph(loaded, bindings)
     layer_of: dict[str, str | None] = {}
     quantized: dict[str, dict[str, Any]] = {}  # ONNX tensor name -> its quantization
     for (node, _position, output, dtype), (name, layer), (raw, inserted) in zip(produced, named, sources):
         if layer is None and node.op_type in ACTIVATIONS and SIGNATURE_OUTPUT.match(raw):
             first = next((layer_of[i] for i in node.input if layer_of.get(i) is not None), None)
-            name, layer = activation_name(name, ACTIVATIONS[node.op_type], first, taken_names)
+            name, layer = activation_name(name, node.op_type, first, taken_names)
         layer_of[output] = layer
         out_shape = types.get(output, unknown).shape
         quantization = _quantization(node, constants, dtype, None if out_shape is None else len(out_shape))
@@ -351,8 +350,7 @@ def _trace(loaded: ONNXLoaded, backend: Backend) -> TracedModel:
                     )
 
     outputs = tuple(names[value.name] for value in graph.output if value.name in names)
-    producers = {name: [names[i] for i in inputs if i in names] for name, inputs in onnx_graph.op_inputs.items()}
-    layers = named_layers(tensors, specs, producers, outputs, INPUT_OP)
+    layers = named_layers(tensors, specs, onnx_graph.op_inputs, names, outputs, INPUT_OP)
     extra = {"producer": f"{model.producer_name} {model.producer_version}".strip(), "ir_version": str(model.ir_version)}
     opsets = ", ".join(f"{o.domain or 'ai.onnx'} {o.version}" for o in model.opset_import)
     if opsets:
@@ -377,21 +375,23 @@ def _trace(loaded: ONNXLoaded, backend: Backend) -> TracedModel:
 #: A graph output the converter named after the signature (``Identity:0``, ``output_0``,
 #: ``StatefulPartitionedCall_1:0``): it says nothing of the node that computes it.
 SIGNATURE_OUTPUT = re.compile(r"^(Identity|StatefulPartitionedCall|PartitionedCall|output)(_\d+)?(:\d+)?$")
-#: ONNX activation ops and the TensorFlow op a Keras layer's activation is traced as.
-ACTIVATIONS = {
-    "Relu": "Relu",
-    "Sigmoid": "Sigmoid",
-    "Tanh": "Tanh",
-    "Softmax": "Softmax",
-    "LogSoftmax": "LogSoftmax",
-    "Elu": "Elu",
-    "Selu": "Selu",
-    "LeakyRelu": "LeakyRelu",
-    "Softplus": "Softplus",
-    "Softsign": "Softsign",
-    "HardSwish": "HardSwish",
-    "Gelu": "Gelu",
-}
+#: ONNX activation ops; each is named as TensorFlow names the op a Keras activation is traced as.
+ACTIVATIONS = frozenset(
+    {
+        "Relu",
+        "Sigmoid",
+        "Tanh",
+        "Softmax",
+        "LogSoftmax",
+        "Elu",
+        "Selu",
+        "LeakyRelu",
+        "Softplus",
+        "Softsign",
+        "HardSwish",
+        "Gelu",
+    }
+)
 
 
 #: Nodes that absorb a bias input beside what they compute (their third input).

@@ -256,8 +256,7 @@ def trace_tflite(loaded: TFLiteLoaded, backend: Backend) -> TracedModel:
             graph.batched.add(name)
     graph.names = names
     outputs = tuple(names[index] for _, index in outputs_io if index in names)
-    producers = {name: [names[i] for i in inputs if i in names] for name, inputs in graph.op_inputs.items()}
-    layers = named_layers(tensors, specs, producers, outputs, INPUT_OP)
+    layers = named_layers(tensors, specs, graph.op_inputs, names, outputs, INPUT_OP)
     extra = {"interpreter": loaded.runtime}
     if signature:
         extra["signature"] = signature["signature"]
